@@ -1,0 +1,1 @@
+"""credit-gateway: a crypto-prepaid, credit-metered gateway built on the LiteLLM proxy."""

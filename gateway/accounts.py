@@ -1,0 +1,71 @@
+"""Users and billing accounts: one wallet address -> one user -> one billing account."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.schema import billing_accounts, users
+
+_WALLET = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+class InvalidWallet(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    user_id: int
+    wallet_address: str
+    created: bool = False
+
+
+def normalize_wallet(address: str) -> str:
+    """Lower-case 0x-hex; raises InvalidWallet for anything that is not a 20-byte hex address."""
+    address = (address or "").strip()
+    if not _WALLET.match(address):
+        raise InvalidWallet(f"not an Ethereum address: {address!r} (expected 0x followed by 40 hex digits)")
+    return address.lower()
+
+
+async def find_account(db: AsyncEngine, wallet: str) -> Account | None:
+    wallet = normalize_wallet(wallet)
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(billing_accounts.c.id, users.c.id.label("user_id"))
+                .join(users, users.c.id == billing_accounts.c.user_id)
+                .where(users.c.wallet_address == wallet)
+            )
+        ).first()
+    return Account(row.id, row.user_id, wallet) if row else None
+
+
+async def get_or_create_account(db: AsyncEngine, wallet: str) -> Account:
+    """The wallet's account, created with a zero balance on first use (safe under concurrent first logins)."""
+    wallet = normalize_wallet(wallet)
+    existing = await find_account(db, wallet)
+    if existing is not None:
+        return existing
+    try:
+        async with db.begin() as conn:
+            user_id = (
+                await conn.execute(sa.insert(users).values(wallet_address=wallet).returning(users.c.id))
+            ).scalar_one()
+            account_id = (
+                await conn.execute(
+                    sa.insert(billing_accounts).values(user_id=user_id).returning(billing_accounts.c.id)
+                )
+            ).scalar_one()
+        return Account(account_id, user_id, wallet, created=True)
+    except IntegrityError:
+        again = await find_account(db, wallet)
+        if again is None:
+            raise
+        return again

@@ -1,0 +1,1 @@
+"""Database adapters: schema, engines, migrations."""

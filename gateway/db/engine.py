@@ -1,0 +1,71 @@
+"""Database engines: one async SQLAlchemy engine per process and URL, tuned for PostgreSQL or SQLite.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction starts with
+`BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_engines: dict[str, AsyncEngine] = {}
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached; money operations must fail closed."""
+
+
+def get_engine(url: str) -> AsyncEngine:
+    """The shared engine for `url` in this process (created on first use)."""
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines[url] = _create(url)
+    return engine
+
+
+def _create(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        ensure_sqlite_folder(url)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _make_sqlite_serializable(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"timeout": 5, "command_timeout": 10},
+    )
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    """Create the folder of a SQLite database file (the embedded default lives in $GATEWAY_HOME)."""
+    db_path = sa.engine.make_url(url).database
+    if url.startswith("sqlite") and db_path and db_path != ":memory:":
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _make_sqlite_serializable(engine: AsyncEngine) -> None:
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def dispose_all() -> None:
+    for engine in list(_engines.values()):
+        await engine.dispose()
+    _engines.clear()

@@ -1,0 +1,116 @@
+"""The relational schema (SQLAlchemy Core tables), shared by PostgreSQL and the embedded SQLite default.
+
+Amounts are BIGINT USD micros. `credit_ledger` is append-only; `credit_holds` are the pending transfers
+(TigerBeetle's vocabulary: a hold is *pending*, then *posted* by a settle or *voided* by a release/expiry).
+Migrations in `migrations/` create exactly these tables; `tests/test_migrations.py` checks they agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT primary keys on PostgreSQL; INTEGER on SQLite so that they are rowid aliases (autoincrement).
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Micros = sa.BigInteger()
+
+
+def _now() -> sa.sql.elements.TextClause:
+    return sa.text("CURRENT_TIMESTAMP")
+
+
+def _created_at() -> sa.Column:
+    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now())
+
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("wallet_address", sa.String(42), nullable=False, unique=True),  # lower-case 0x hex
+    _created_at(),
+)
+
+billing_accounts = sa.Table(
+    "billing_accounts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id"), nullable=False, unique=True),
+    sa.Column("balance_micros", Micros, nullable=False, server_default="0"),
+    sa.Column("held_micros", Micros, nullable=False, server_default="0"),
+    _created_at(),
+    sa.CheckConstraint("held_micros >= 0", name="held_not_negative"),
+)
+
+virtual_keys = sa.Table(
+    "virtual_keys",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 hex of the raw key
+    sa.Column("key_prefix", sa.String(16), nullable=False),  # shown to the owner to tell keys apart
+    sa.Column("label", sa.String(100), nullable=False, server_default=""),
+    _created_at(),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+credit_ledger = sa.Table(
+    "credit_ledger",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False),
+    sa.Column("amount_micros", Micros, nullable=False),  # signed: + credit, - debit
+    sa.Column("balance_after_micros", Micros, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("reference", sa.String(200), nullable=False),
+    _created_at(),
+    sa.UniqueConstraint("reason", "reference", name="uq_credit_ledger_reason_reference"),
+    sa.Index("ix_credit_ledger_account_id_id", "account_id", "id"),
+)
+
+credit_holds = sa.Table(
+    "credit_holds",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False),
+    sa.Column("request_id", sa.String(100), nullable=False, unique=True),
+    sa.Column("key_id", Id, nullable=True),
+    sa.Column("model", sa.String(200), nullable=False, server_default=""),
+    sa.Column("amount_micros", Micros, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),  # pending|posted|voided|expired
+    _created_at(),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
+    sa.Index("ix_credit_holds_pending_expiry", "status", "expires_at"),
+)
+
+llm_usage = sa.Table(
+    "llm_usage",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(100), nullable=False, unique=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False),
+    sa.Column("key_id", Id, nullable=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+    sa.Column("completion_tokens", sa.Integer(), nullable=False),
+    sa.Column("total_tokens", sa.Integer(), nullable=False),
+    sa.Column("provider_cost_micros", Micros, nullable=False),
+    sa.Column("user_price_micros", Micros, nullable=False),
+    sa.Column("markup", sa.String(20), nullable=False),  # exact Decimal text, e.g. "2.0"
+    sa.Column("streamed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("cost_source", sa.String(16), nullable=False, server_default="litellm"),  # litellm|price_table
+    _created_at(),
+    sa.CheckConstraint("user_price_micros >= provider_cost_micros", name="price_covers_cost"),
+    sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
+)
