@@ -1,0 +1,1 @@
+"""Local-EVM test infrastructure: anvil node, test contracts, solc-js compile, fixtures."""
