@@ -10,6 +10,8 @@ import time
 
 from redis.asyncio import Redis
 
+from gateway.config import Settings
+
 
 class TTLCache:
     def __init__(self, ttl_seconds: float, redis: Redis | None = None, namespace: str = "gw", max_entries: int = 100_000):
@@ -53,3 +55,9 @@ class TTLCache:
         if len(self._local) >= self.max_entries:
             self._local.clear()
         self._local[key] = (now + self.local_ttl, value)
+
+
+def key_cache_for(settings: Settings) -> TTLCache:
+    """The virtual-key lookup cache: Redis-backed when REDIS_URL is set (shared by every process)."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2) if settings.redis_url else None
+    return TTLCache(settings.key_cache_ttl_seconds, redis, namespace="gw:key")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+import limits
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASE_USDC_ADDRESS = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
@@ -20,7 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     gateway_home: Path = Field(default=Path(".gateway"))
-    database_url: str | None = None
+    # GATEWAY_DATABASE_URL wins: `gateway up` hands the URL to LiteLLM under that name, because LiteLLM
+    # itself treats DATABASE_URL as its own (Prisma) database.
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL"))
     redis_url: str | None = None
     user_price_markup_factor: Decimal = Decimal("2.0")
     litellm_master_key: str | None = None
@@ -39,15 +43,40 @@ class Settings(BaseSettings):
     min_confirmations: int = Field(default=30, ge=0)
     min_topup_usd: Decimal = Decimal("1")
     max_topup_usd: Decimal = Decimal("10000")
+    chain_rpc_timeout_seconds: float = Field(default=10.0, gt=0)
+    watcher_batch_blocks: int = Field(default=2000, gt=0)  # blocks per eth_getLogs request
+    watcher_poll_seconds: float = Field(default=2.0, gt=0)
+    watcher_start_block: int | None = Field(default=None, ge=0)  # None: the confirmed head at first start
     session_secret: str | None = None
     siwe_domain: str = "localhost:8000"
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # sidecar rate limits, in the `limits` notation ("10/minute", "5 per 2 seconds"), moving window
+    rate_limit_nonce: str = "30/minute"  # GET /auth/nonce, per client IP
+    rate_limit_verify: str = "10/minute"  # POST /auth/verify, per client IP
+    rate_limit_key_create: str = "20/hour"  # POST /keys, per client IP and per account
+    sidecar_redis_prefix: str = Field(default="gw:sidecar", min_length=1)  # namespace of nonces and limits in Redis
 
     @field_validator("user_price_markup_factor")
     @classmethod
     def _markup_at_least_one(cls, value: Decimal) -> Decimal:
         if not value.is_finite() or value < 1:
             raise ValueError("must be a number >= 1.0 (we never sell below provider cost)")
+        return value
+
+    @field_validator("siwe_domain")
+    @classmethod
+    def _domain_is_an_authority(cls, value: str) -> str:
+        if not re.fullmatch(r"[^\s/?#@]+", value):
+            raise ValueError(f"{value!r} must be a host[:port] like 'credits.example.com' (no scheme, no path)")
+        return value.lower()
+
+    @field_validator("rate_limit_nonce", "rate_limit_verify", "rate_limit_key_create")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit like '10/minute' or '5 per 2 seconds'") from None
         return value
 
     @property

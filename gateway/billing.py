@@ -1,0 +1,92 @@
+"""Billing rules for one LLM call, free of LiteLLM: how much to hold, how to price what was used, and
+what to tell a client whose account cannot cover the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from gateway.ledger import InsufficientCredit
+from gateway.money import (
+    TokenPrices,
+    affordable_output_tokens,
+    micros_to_credits,
+    to_decimal,
+    usd_to_micros_ceil,
+    user_price_micros,
+    worst_case_price_micros,
+)
+
+DEFAULT_OUTPUT_CAP = 4096  # output-token cap for a model whose limit LiteLLM does not know
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """What to reserve before the provider is called. `min_micros` is set when max_tokens is ours to choose."""
+
+    amount_micros: int
+    min_micros: int | None
+    prompt_tokens: int
+    max_output_tokens: int  # the client's max_tokens, or the cap we may lower to what the hold covers
+
+
+def plan_hold(prices: TokenPrices, prompt_tokens: int, requested_max: int | None, markup: Decimal, *, embedding: bool = False) -> HoldPlan:
+    if embedding:
+        return HoldPlan(worst_case_price_micros(prices, prompt_tokens, 0, markup), None, prompt_tokens, 0)
+    if requested_max is not None:
+        return HoldPlan(worst_case_price_micros(prices, prompt_tokens, requested_max, markup), None, prompt_tokens, requested_max)
+    cap = prices.max_output_tokens or DEFAULT_OUTPUT_CAP
+    return HoldPlan(
+        amount_micros=worst_case_price_micros(prices, prompt_tokens, cap, markup),
+        min_micros=worst_case_price_micros(prices, prompt_tokens, 1, markup),
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=cap,
+    )
+
+
+def max_tokens_for_hold(prices: TokenPrices, plan: HoldPlan, held_micros: int, markup: Decimal) -> int:
+    """The max_tokens that a flexible hold of `held_micros` covers (never above the plan's cap)."""
+    return min(plan.max_output_tokens, affordable_output_tokens(prices, plan.prompt_tokens, held_micros, markup))
+
+
+def insufficient_message(model: str, plan: HoldPlan, err: InsufficientCredit, prices: TokenPrices, markup: Decimal) -> str:
+    available = err.balance_micros - err.held_micros
+    credits = micros_to_credits
+    needed = err.requested_micros
+    head = (
+        f"Insufficient credits for this request to '{model}': balance {credits(err.balance_micros)} credits, "
+        f"{credits(err.held_micros)} held by requests in flight, {credits(available)} available; "
+        f"this request needs up to {credits(needed)} credits ({plan.prompt_tokens} prompt tokens"
+        + (f" + up to {plan.max_output_tokens} output tokens)." if plan.max_output_tokens else ").")
+    )
+    if needed > err.balance_micros:
+        fits_balance = affordable_output_tokens(prices, plan.prompt_tokens, err.balance_micros, markup)
+        if fits_balance < 0 or plan.max_output_tokens == 0:
+            return head + " This request can never fit in the current balance: its prompt alone costs more. Top up credits."
+        return head + (
+            f" It can never fit in the current balance as asked; with max_tokens <= {fits_balance} it would. "
+            "Lower max_tokens or top up credits."
+        )
+    affordable = affordable_output_tokens(prices, plan.prompt_tokens, available, markup)
+    return head + (
+        f" Credits held by requests in flight cover the rest; right now the account can afford "
+        f"{max(affordable, 0)} output tokens for this prompt. Retry when they finish, or top up."
+    )
+
+
+@dataclass(frozen=True)
+class Charge:
+    provider_cost_micros: int
+    user_price_micros: int
+    cost_source: str  # "litellm" or "price_table" (LiteLLM reported nothing for a call that used tokens)
+
+
+def price_call(reported_cost_usd: object, prices: TokenPrices, prompt_tokens: int, completion_tokens: int, markup: Decimal) -> Charge:
+    """Price a finished call: LiteLLM's cost when it has one, else the model's price table. Never $0 for tokens."""
+    cost = to_decimal(reported_cost_usd) if reported_cost_usd not in (None, "") else Decimal(0)
+    source = "litellm"
+    if cost <= 0 and (prompt_tokens or completion_tokens) and prices.is_priced:
+        cost = prices.cost_usd(prompt_tokens, completion_tokens)
+        source = "price_table"
+    return Charge(usd_to_micros_ceil(cost), user_price_micros(cost, markup), source)

@@ -1,0 +1,52 @@
+"""OpenAI-shaped errors for proxy clients: `{"error": {"message", "type", "param", "code"}}` with a status.
+
+LiteLLM's ProxyException puts the HTTP status into `code`; OpenAI clients expect a machine-readable code
+there (`insufficient_credits`, `invalid_api_key`), so `to_dict` is overridden to send that instead.
+"""
+
+from __future__ import annotations
+
+from litellm.proxy._types import ProxyException
+
+
+class GatewayError(ProxyException):
+    def __init__(self, status: int, code: str, message: str, type_: str = "invalid_request_error"):
+        super().__init__(message=message, type=type_, param=None, code=status, openai_code=code)
+
+    def to_dict(self) -> dict:
+        return {"message": self.message, "type": self.type, "param": self.param, "code": self.openai_code}
+
+
+def invalid_key() -> GatewayError:
+    return GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or malformed. Create one with `gateway keys create`.", "authentication_error")
+
+
+def admin_key_refused() -> GatewayError:
+    return GatewayError(
+        401, "admin_key_not_billable", "The admin (master) key cannot make billed calls; use a virtual key (sk-cg-...).", "authentication_error"
+    )
+
+
+def billing_unavailable() -> GatewayError:
+    return GatewayError(
+        503, "billing_unavailable", "The billing database is unreachable, so the call was refused (nothing was charged). Retry shortly.", "service_unavailable"
+    )
+
+
+def insufficient_credits(message: str) -> GatewayError:
+    return GatewayError(402, "insufficient_credits", message, "insufficient_quota")
+
+
+def unpriced_model(model: str) -> GatewayError:
+    return GatewayError(
+        400, "model_not_priced", f"Model '{model}' has no known price, so the gateway refuses to call it. "
+        "Ask the operator to set input_cost_per_token/output_cost_per_token for it in litellm_config.yaml.",
+    )
+
+
+def unsupported_call(call_type: str) -> GatewayError:
+    return GatewayError(400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'.")
+
+
+def bad_request(message: str) -> GatewayError:
+    return GatewayError(400, "invalid_request", message)

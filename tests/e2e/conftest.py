@@ -1,0 +1,64 @@
+"""End-to-end fixtures: a fake OpenAI upstream and the real LiteLLM proxy with our hooks, on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway import ledger
+from gateway.accounts import get_or_create_account
+from gateway.config import Settings
+from gateway.keys import create_key
+from tests.conftest import random_wallet
+from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
+from tests.fake_upstream import FakeUpstream
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def _reset_upstream(request):
+    if "upstream" in request.fixturenames:
+        request.getfixturevalue("upstream").reset()
+
+
+@pytest.fixture(scope="session")
+def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess:
+    """The real proxy, 2 workers (revocation and concurrency must hold across processes), PostgreSQL, Redis."""
+    home = tmp_path_factory.mktemp("gateway-home")
+    settings = Settings(
+        gateway_home=home, database_url=pg_url, redis_url=REDIS_URL, proxy_port=free_port(), proxy_workers=2,
+        litellm_master_key="sk-admin-e2e-test",
+    )
+    proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
+    yield proc
+    proc.stop()
+
+
+class Customer:
+    """A funded account with a key, and an OpenAI client using it."""
+
+    def __init__(self, proxy: ProxyProcess, account, key):  # noqa: ANN001
+        self.account = account
+        self.key = key
+        self.client = openai.OpenAI(base_url=proxy.base_url, api_key=key.raw_key, max_retries=0, timeout=60)
+        self.async_client = openai.AsyncOpenAI(base_url=proxy.base_url, api_key=key.raw_key, max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def make_customer(db, proxy):
+    async def make(credits_micros: int = 1_000_000) -> Customer:
+        account = await get_or_create_account(db, random_wallet())
+        if credits_micros:
+            await ledger.post_entry(db, account.id, credits_micros, "admin_grant", f"e2e-{account.id}")
+        return Customer(proxy, account, await create_key(db, account.id, "e2e"))
+
+    return make
