@@ -7,6 +7,8 @@ Migrations in `migrations/` create exactly these tables; `tests/test_migrations.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -22,6 +24,11 @@ metadata = sa.MetaData(
 # BIGINT primary keys on PostgreSQL; INTEGER on SQLite so that they are rowid aliases (autoincrement).
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Micros = sa.BigInteger()
+
+
+def as_utc(value: datetime) -> datetime:
+    """A timestamp read back from the database, zone-aware: SQLite returns them naive, and all are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _now() -> sa.sql.elements.TextClause:

@@ -1,0 +1,1 @@
+"""Command functions grouped by concern; gateway/cli.py registers them on the `gateway` app."""

@@ -1,0 +1,67 @@
+"""The sidecar's FastAPI app: `create_app(settings)` wires routes, errors and the CSRF guard; `serve` runs it.
+
+The app owns one `Services` (database engine, Redis, nonce store, rate limiter, key cache), built when
+the app is created and closed at shutdown. The OpenAPI document is at /api/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.middleware.base import RequestResponseEndpoint
+
+from gateway.config import Settings, get_settings
+from gateway.sidecar import errors, routes_auth, routes_credits, routes_health, routes_keys, routes_payments
+from gateway.sidecar.deps import Services, same_origin_writes
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = Services.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.aclose()
+
+    app = FastAPI(
+        title="credit-gateway sidecar",
+        version="1",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,  # Swagger UI loads its assets from a CDN; the JSON document is enough
+        redoc_url=None,
+        lifespan=lifespan,
+        dependencies=[Depends(same_origin_writes)],
+    )
+    app.state.services = services
+    errors.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (routes_auth, routes_keys, routes_credits, routes_payments):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(routes_health.router)
+    app.middleware("http")(_no_store)
+    return app
+
+
+async def _no_store(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """API answers carry sessions, raw keys and balances: no cache may keep them."""
+    response = await call_next(request)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.sidecar_port, proxy_headers=True
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Run the sidecar in this process until interrupted."""
+    uvicorn.Server(uvicorn_config(settings)).run()

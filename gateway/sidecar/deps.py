@@ -1,0 +1,149 @@
+"""Request dependencies of the sidecar: its services, the session, the CSRF guard and the rate limits.
+
+- `Services`: what requests use (database, nonce store, SIWE policy, key cache, rate limiter), built once
+  per app from settings and closed at shutdown.
+- `current_session`: the session cookie -> a live server-side session, else 401. The account of every
+  account route comes from here, never from the request.
+- `same_origin_writes` (CSRF, applied to the whole app): a POST/PUT/PATCH/DELETE that carries our session
+  cookie must send an Origin that is our own; any write that sends a foreign Origin is refused too (that
+  also stops login CSRF). 403 either way.
+- `RateLimiter`: moving windows from the `limits` package, in Redis when configured; 429 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated, Awaitable, Callable
+
+import limits
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.cache import TTLCache, key_cache_for
+from gateway.config import Settings
+from gateway.db.engine import get_engine
+from gateway.sidecar.errors import ApiError, unauthenticated
+from gateway.siwe_auth import DbNonceStore, NonceStore, RedisNonceStore, Session, SiwePolicy, get_session
+
+SESSION_COOKIE = "gw_session"
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class RateLimiter:
+    """Named moving-window limits, counted per identity (client IP, account)."""
+
+    def __init__(self, settings: Settings, redis: Redis | None):
+        if redis is not None:
+            storage = RedisStorage(
+                f"async+{settings.redis_url}",
+                implementation="redispy",
+                key_prefix=f"{settings.sidecar_redis_prefix}:rate",
+                connection_pool=redis.connection_pool,
+            )
+        else:
+            storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._limits = {
+            "nonce": limits.parse(settings.rate_limit_nonce),
+            "verify": limits.parse(settings.rate_limit_verify),
+            "key_create": limits.parse(settings.rate_limit_key_create),
+            "payment_confirm": limits.parse(settings.rate_limit_payment_confirm),
+        }
+
+    async def hit(self, name: str, *identity: str) -> None:
+        """Count one request; raise 429 with Retry-After if it is over the limit."""
+        item = self._limits[name]
+        if await self._limiter.hit(item, name, *identity):
+            return
+        reset_at, _ = await self._limiter.get_window_stats(item, name, *identity)
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        raise ApiError(
+            429, "rate_limited", f"too many {name} requests (limit {item}); retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )  # fmt: skip
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: AsyncEngine
+    redis: Redis | None
+    nonces: NonceStore
+    policy: SiwePolicy
+    key_cache: TTLCache
+    limiter: RateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        db = get_engine(settings.effective_database_url)
+        redis = None
+        if settings.redis_url:
+            redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        nonces = RedisNonceStore(redis, settings.sidecar_redis_prefix) if redis is not None else DbNonceStore(db)
+        return cls(
+            settings, db, redis, nonces, SiwePolicy.from_settings(settings), key_cache_for(settings),
+            RateLimiter(settings, redis),
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        for client in (self.redis, self.key_cache.redis):
+            if client is not None:
+                await client.aclose()
+        await self.db.dispose()
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="Set by POST /api/v1/auth/verify (HttpOnly, SameSite=Lax)"
+)
+SessionIdDep = Annotated[str | None, Security(session_cookie)]
+
+
+async def current_session(svc: ServicesDep, session_id: SessionIdDep) -> Session:
+    session = await get_session(svc.db, session_id) if session_id else None
+    if session is None:
+        raise unauthenticated()
+    return session
+
+
+SessionDep = Annotated[Session, Depends(current_session)]
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (uvicorn resolves X-Forwarded-For from trusted proxies into it)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def same_origin_writes(request: Request) -> None:
+    if request.method not in _UNSAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin is None and SESSION_COOKIE not in request.cookies:
+        return  # a non-browser client without a session: nothing a forged request could ride on
+    if origin is None or origin.lower() not in services(request).policy.origins:
+        raise ApiError(403, "cross_origin", f"writes must come from this site's origin; got Origin {origin!r}")
+
+
+def limit_per_ip(name: str) -> Callable[..., Awaitable[None]]:
+    """A dependency counting one `name` request against the client's IP."""
+
+    async def check(request: Request, svc: ServicesDep) -> None:
+        await svc.limiter.hit(name, "ip", client_ip(request))
+
+    return check
+
+
+async def limit_key_creation(request: Request, svc: ServicesDep, session: SessionDep) -> None:
+    await svc.limiter.hit("key_create", "ip", client_ip(request))
+    await svc.limiter.hit("key_create", "account", str(session.account_id))

@@ -1,0 +1,49 @@
+"""Pydantic types shared by more than one route module: key views and the text/cursor constraints.
+
+Constraints are expressed in the JSON schema (lengths, patterns) so the OpenAPI document says exactly
+what is accepted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field
+
+from gateway.keys import KeyInfo, NewKey
+
+MAX_ID = 2**63 - 1  # BIGINT
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
+
+
+def _encodable(value: str) -> str:
+    value.encode("utf-8")  # lone surrogates cannot be stored; UnicodeEncodeError is a ValueError -> 422
+    return value
+
+
+PlainText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$"), AfterValidator(_encodable)]
+
+
+class KeyOut(BaseModel):
+    id: int
+    prefix: str = Field(description="The first characters of the key, to tell keys apart")
+    label: str
+    active: bool
+    created_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, info: KeyInfo) -> KeyOut:
+        return cls(
+            id=info.id, prefix=info.prefix, label=info.label, active=info.active,
+            created_at=info.created_at, revoked_at=info.revoked_at,
+        )  # fmt: skip
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The raw API key. Shown only in this response: store it now")
+
+    @classmethod
+    def of_new(cls, new: NewKey) -> NewKeyOut:
+        return cls(**KeyOut.of(new.info).model_dump(), key=new.raw_key)
