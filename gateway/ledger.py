@@ -8,6 +8,9 @@ idempotent: replaying it returns the first result and changes nothing.
 
 "available >= hold" is enforced by the UPDATE's WHERE clause, so concurrent holds can never reserve more
 than the balance, on any number of processes.
+
+On PostgreSQL, hold, settle and release (the calls on every LLM request) each run as ONE statement: see
+"PostgreSQL: one statement per operation" at the end of this module.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.db.engine import autocommit
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
@@ -152,35 +156,45 @@ async def post_entry(
     Debits made here (reversals, adjustments) may take the balance below zero: they record facts
     (a payment vanished in a reorg) that happened whether or not the account can cover them.
     """
-    if reason not in REASONS:
-        raise ValueError(f"unknown ledger reason {reason!r}")
-    if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
-        raise TypeError("amounts are integers of micros")
-    if not reference:
-        raise ValueError("a ledger entry needs a reference")
     try:
         async with db.begin() as conn:
-            existing = await _existing_entry(conn, reason, reference)
-            if existing is not None:
-                return existing
-            new_balance = (
-                await conn.execute(
-                    sa.update(acc)
-                    .where(acc.c.id == account_id)
-                    .values(balance_micros=acc.c.balance_micros + amount_micros)
-                    .returning(acc.c.balance_micros)
-                )
-            ).scalar_one_or_none()
-            if new_balance is None:
-                raise UnknownAccount(account_id)
-            entry_id = await _append(conn, account_id, amount_micros, new_balance, reason, reference)
-            return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
+            return await post_entry_in(conn, account_id, amount_micros, reason, reference)
     except IntegrityError:  # a concurrent writer committed the same (reason, reference) first
         async with db.connect() as conn:
             existing = await _existing_entry(conn, reason, reference)
         if existing is None:
             raise
         return existing
+
+
+async def post_entry_in(
+    conn: AsyncConnection, account_id: int, amount_micros: int, reason: str, reference: str
+) -> LedgerEntry:
+    """`post_entry` inside the caller's transaction, so that the entry commits together with the caller's
+    own writes (a payment row marked credited). A concurrent duplicate surfaces as an IntegrityError in
+    the caller's transaction unless the caller serialises on a row of its own (as gateway.payments does).
+    """
+    if reason not in REASONS:
+        raise ValueError(f"unknown ledger reason {reason!r}")
+    if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
+        raise TypeError("amounts are integers of micros")
+    if not reference:
+        raise ValueError("a ledger entry needs a reference")
+    existing = await _existing_entry(conn, reason, reference)
+    if existing is not None:
+        return existing
+    new_balance = (
+        await conn.execute(
+            sa.update(acc)
+            .where(acc.c.id == account_id)
+            .values(balance_micros=acc.c.balance_micros + amount_micros)
+            .returning(acc.c.balance_micros)
+        )
+    ).scalar_one_or_none()
+    if new_balance is None:
+        raise UnknownAccount(account_id)
+    entry_id = await _append(conn, account_id, amount_micros, new_balance, reason, reference)
+    return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
 
 
 async def hold(
@@ -201,6 +215,24 @@ async def hold(
     """
     if amount_micros < 0 or (min_micros is not None and not 0 <= min_micros <= amount_micros):
         raise ValueError("hold amounts must be 0 <= min <= amount")
+    expires_at = _now() + timedelta(seconds=ttl_seconds)
+    if _one_statement_dialect(db):
+        try:
+            row = await _pg_execute(db, _PG_HOLD, {
+                "account_id": account_id, "request_id": request_id, "key_id": key_id, "model": model[:200],
+                "amount": amount_micros, "expires_at": expires_at,
+            })
+        except IntegrityError:  # the same request id was held before: return that hold
+            existing = await get_hold(db, request_id)
+            if existing is None:
+                raise
+            return existing
+        if row is not None:
+            return Hold(request_id, account_id, amount_micros, row.balance_micros, row.held_micros)
+        if min_micros is None:
+            current = await get_balance(db, account_id)
+            raise InsufficientCredit(current.balance_micros, current.held_micros, amount_micros)
+        # a flexible hold that does not fit in full: the portable path below reserves what is available
     try:
         async with db.begin() as conn:
             reserved, row = await _reserve(conn, account_id, amount_micros, min_micros)
@@ -211,7 +243,7 @@ async def hold(
                     key_id=key_id,
                     model=model[:200],
                     amount_micros=reserved,
-                    expires_at=_now() + timedelta(seconds=ttl_seconds),
+                    expires_at=expires_at,
                 )
             )
             return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
@@ -283,6 +315,8 @@ async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
     """
     if usage.user_price_micros < usage.provider_cost_micros:
         raise ValueError("user price below provider cost")
+    if _one_statement_dialect(db):
+        return await _pg_settle(db, usage)
     price = usage.user_price_micros
     try:
         async with db.begin() as conn:
@@ -341,6 +375,8 @@ async def _replayed_settlement(conn: AsyncConnection, request_id: str) -> Settle
 
 async def release(db: AsyncEngine, request_id: str, *, status: str = "voided") -> bool:
     """Void a pending hold (failed or cancelled call): nothing is charged. False if it was not pending."""
+    if _one_statement_dialect(db):
+        return await _pg_execute(db, _PG_RELEASE, {"request_id": request_id, "status": status, "now": _now()}) is not None
     async with db.begin() as conn:
         closed = await _close_hold(conn, request_id, status)
         if closed is None:
@@ -365,3 +401,136 @@ async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None) -> li
     for rid in expired:
         log.error("hold expired without a settle: request %s (released)", rid)
     return expired
+
+
+# ---- PostgreSQL: one statement per operation ------------------------------------------------------
+#
+# The portable code above runs BEGIN, two to five statements and COMMIT: each a round trip, and each a
+# SQLAlchemy Core statement built anew. On PostgreSQL, hold, settle and release instead send ONE
+# statement whose data-modifying CTEs write every table involved; a statement is atomic, so all of
+# its writes happen or none do, and it runs in autocommit mode (no BEGIN/COMMIT round trips). The
+# rules are the same as above, row for row: the conditional UPDATE still refuses a hold that does not
+# fit, and the unique constraints on request_id and (reason, reference) still decide every race (a
+# duplicate aborts the whole statement with an IntegrityError, as it aborts the transaction above).
+# tests/test_ledger.py runs on PostgreSQL, so it exercises exactly this path; SQLite (the embedded
+# default) keeps the portable one. The statements are built once, so SQLAlchemy's compiled cache and
+# asyncpg's per-connection prepared statements are always hit.
+
+_PG_HOLD = sa.text(
+    """
+    WITH reserved AS (
+        UPDATE billing_accounts SET held_micros = held_micros + :amount
+        WHERE id = :account_id AND balance_micros - held_micros >= :amount
+        RETURNING balance_micros, held_micros
+    ), pending AS (
+        INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at)
+        SELECT :account_id, :request_id, :key_id, :model, :amount, :expires_at FROM reserved
+    )
+    SELECT balance_micros, held_micros FROM reserved
+    """
+).bindparams(
+    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
+    sa.bindparam("amount", type_=sa.BigInteger), sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
+)
+
+# `known` gates every write on the account existing (an unknown account changes nothing, as the
+# rollback does above); `charged` runs when a pending hold was closed, or when there is none and the
+# request was never settled (a late settle after expiry still charges); otherwise it is a replay, and
+# the final SELECT returns the first settlement's ledger entry.
+_PG_SETTLE = sa.text(
+    """
+    WITH known AS (
+        SELECT id FROM billing_accounts WHERE id = :account_id
+    ), closed AS (
+        UPDATE credit_holds SET status = 'posted', closed_at = :now
+        WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM known)
+        RETURNING amount_micros
+    ), charged AS (
+        UPDATE billing_accounts
+        SET balance_micros = balance_micros - :price,
+            held_micros = held_micros - COALESCE((SELECT amount_micros FROM closed), 0)
+        WHERE id = :account_id
+          AND (EXISTS (SELECT FROM closed) OR NOT EXISTS (SELECT FROM llm_usage WHERE request_id = :request_id))
+        RETURNING balance_micros
+    ), recorded AS (
+        INSERT INTO llm_usage (request_id, account_id, key_id, model, prompt_tokens, completion_tokens,
+                               total_tokens, provider_cost_micros, user_price_micros, markup, streamed, cost_source)
+        SELECT :request_id, :account_id, :key_id, :model, :prompt_tokens, :completion_tokens,
+               :total_tokens, :provider_cost, :price, :markup, :streamed, :cost_source
+        FROM charged
+    ), posted AS (
+        INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
+        SELECT :account_id, -:price, balance_micros, 'llm_usage', :request_id FROM charged
+    )
+    SELECT (SELECT amount_micros FROM closed) AS held_micros,
+           (SELECT balance_micros FROM charged) AS balance_after_micros,
+           EXISTS (SELECT FROM known) AS account_exists,
+           first.amount_micros AS first_amount_micros,
+           first.balance_after_micros AS first_balance_after_micros
+    FROM (SELECT 1) AS one
+    LEFT JOIN credit_ledger AS first ON first.reason = 'llm_usage' AND first.reference = :request_id
+    """
+).bindparams(
+    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)), sa.bindparam("price", type_=sa.BigInteger),
+    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
+    sa.bindparam("prompt_tokens", type_=sa.Integer), sa.bindparam("completion_tokens", type_=sa.Integer),
+    sa.bindparam("total_tokens", type_=sa.Integer), sa.bindparam("provider_cost", type_=sa.BigInteger),
+    sa.bindparam("markup", type_=sa.String), sa.bindparam("streamed", type_=sa.Boolean),
+    sa.bindparam("cost_source", type_=sa.String),
+)
+
+_PG_RELEASE = sa.text(
+    """
+    WITH closed AS (
+        UPDATE credit_holds SET status = :status, closed_at = :now
+        WHERE request_id = :request_id AND status = 'pending'
+        RETURNING account_id, amount_micros
+    )
+    UPDATE billing_accounts SET held_micros = billing_accounts.held_micros - closed.amount_micros
+    FROM closed WHERE billing_accounts.id = closed.account_id
+    RETURNING billing_accounts.id
+    """
+).bindparams(
+    sa.bindparam("request_id", type_=sa.String), sa.bindparam("status", type_=sa.String),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)),
+)
+
+
+def _one_statement_dialect(db: AsyncEngine) -> bool:
+    return db.dialect.name == "postgresql"
+
+
+async def _pg_execute(db: AsyncEngine, statement: sa.TextClause, params: dict) -> sa.Row | None:
+    """Run one statement as its own transaction (autocommit: one round trip) and return its first row."""
+    async with autocommit(db).connect() as conn:
+        return (await conn.execute(statement, params)).first()
+
+
+async def _pg_settle(db: AsyncEngine, usage: Usage) -> Settlement:
+    price = usage.user_price_micros
+    try:
+        row = await _pg_execute(db, _PG_SETTLE, {
+            "account_id": usage.account_id, "request_id": usage.request_id, "now": _now(), "price": price,
+            "key_id": usage.key_id, "model": usage.model[:200], "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "provider_cost": usage.provider_cost_micros, "markup": usage.markup, "streamed": usage.streamed,
+            "cost_source": usage.cost_source,
+        })
+    except IntegrityError:  # a concurrent settle of the same request committed first
+        async with db.connect() as conn:
+            return await _replayed_settlement(conn, usage.request_id)
+    if row.balance_after_micros is None:  # nothing written
+        if not row.account_exists:
+            raise UnknownAccount(usage.account_id)
+        if row.first_amount_micros is None:
+            raise LookupError(f"no settlement for request {usage.request_id}")
+        return Settlement(usage.request_id, -row.first_amount_micros, row.first_balance_after_micros, True)
+    held = row.held_micros
+    over = price - held if held is not None and price > held else 0
+    if over:
+        log.warning("charge above hold: request %s price %d held %d", usage.request_id, price, held)
+    if held is None:
+        log.warning("settled without a pending hold: request %s", usage.request_id)
+    return Settlement(usage.request_id, price, row.balance_after_micros, False, over)
