@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     rate_limit_nonce: str = "30/minute"  # GET /auth/nonce, per client IP
     rate_limit_verify: str = "10/minute"  # POST /auth/verify, per client IP
     rate_limit_key_create: str = "20/hour"  # POST /keys, per client IP and per account
+    rate_limit_payment_confirm: str = "30/minute"  # POST /payments/credits/confirm, per account
     sidecar_redis_prefix: str = Field(default="gw:sidecar", min_length=1)  # namespace of nonces and limits in Redis
 
     @field_validator("user_price_markup_factor")
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a host[:port] like 'credits.example.com' (no scheme, no path)")
         return value.lower()
 
-    @field_validator("rate_limit_nonce", "rate_limit_verify", "rate_limit_key_create")
+    @field_validator("rate_limit_nonce", "rate_limit_verify", "rate_limit_key_create", "rate_limit_payment_confirm")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
         try:

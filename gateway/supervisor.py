@@ -1,4 +1,5 @@
-"""`gateway up`: migrate, then run the LiteLLM proxy (and the sidecar) as supervised child processes.
+"""`gateway up`: migrate, then run the LiteLLM proxy, the sidecar and (when payments are configured) the
+chain watcher as supervised child processes.
 
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
 status says so. The supervisor itself sweeps holds whose settle was lost (past their TTL).
@@ -17,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gateway import ledger
+from gateway.commands.payments import check_chain_config
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
 from gateway.db.migrate import upgrade
@@ -24,7 +26,7 @@ from gateway.master_key import ensure_master_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SWEEP_INTERVAL_SECONDS = 30
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass
@@ -58,19 +60,25 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
     ]
 
 
-def children(settings: Settings) -> list[Child]:
-    return [Child("proxy", proxy_argv(settings))]
+def children(settings: Settings, payments_configured: bool) -> list[Child]:
+    gateway = [sys.executable, "-m", "gateway"]
+    procs = [Child("proxy", proxy_argv(settings)), Child("sidecar", [*gateway, "sidecar"])]
+    if payments_configured:
+        procs.append(Child("watcher", [*gateway, "watch"]))
+    return procs
 
 
-def _next_steps(settings: Settings, master_key_source: str) -> None:
+def _next_steps(settings: Settings, master_key_source: str, payments_note: str | None) -> None:
     base = f"http://{settings.host}:{settings.proxy_port}/v1"
-    console.print(f"[bold]credit-gateway[/bold] starting: proxy on {base} ({proxy_workers(settings)} workers)")
+    console.print(f"[bold]credit-gateway[/bold] starting: proxy on {base} ({proxy_workers(settings)} workers), "
+                  f"sidecar on http://{settings.host}:{settings.sidecar_port}/api/v1")
     console.print(f"  database: {'embedded SQLite in ' + str(settings.gateway_home) if settings.is_embedded else 'PostgreSQL'}"
                   f"; key cache: {'Redis' if settings.redis_url else 'in-process'}; admin key: {master_key_source}")
     console.print("  next steps (in another terminal):")
-    console.print("    .venv/bin/gateway credits grant --wallet 0xYOURWALLET --credits 1000 --reference first-grant")
-    console.print("    .venv/bin/gateway keys create --wallet 0xYOURWALLET")
+    console.print("    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111 --credits 1000 --reference first-grant")
+    console.print("    .venv/bin/gateway keys create --wallet 0x1111111111111111111111111111111111111111")
     console.print(f"    OpenAI SDK: base_url='{base}', api_key='<the sk-cg-... key>', model='demo'")
+    console.print(f"  payments: {payments_note or 'watching USDC transfers to ' + str(settings.dao_wallet_address)}")
     console.print("  Ctrl-C stops the gateway.")
 
 
@@ -125,12 +133,17 @@ def _terminate(procs: list[Child]) -> None:
 
 
 def serve(settings: Settings) -> int:
+    chain = check_chain_config(settings)
+    if chain.error:
+        console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
+        return 2
     master_source = "LITELLM_MASTER_KEY" if settings.litellm_master_key else f"{settings.gateway_home}/master_key"
     master_key = ensure_master_key(settings)
     upgrade(settings.effective_database_url)
-    _next_steps(settings, master_source)
+    payments_configured = bool(settings.chain_rpc_url and settings.dao_wallet_address)
+    _next_steps(settings, master_source, chain.note)
     env = child_env(settings, master_key)
-    procs = children(settings)
+    procs = children(settings, payments_configured)
     for child in procs:
         child.proc = subprocess.Popen(child.argv, env=env, cwd=str(REPO_ROOT))
     return asyncio.run(_supervise(procs, settings))

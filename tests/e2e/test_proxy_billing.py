@@ -201,7 +201,7 @@ async def test_50_concurrent_calls_on_an_account_that_affords_10_never_overspend
     probe.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=1000)
     [probe_hold] = await holds_of(db, probe.account.id)
     await ledger.post_entry(db, c.account.id, probe_hold.amount_micros * 10, "admin_grant", f"ten-{c.account.id}")
-    upstream.set_mode(latency=0.5)  # keep every call in flight at once
+    upstream.set_mode(latency=1.0)  # keep the calls in flight together
 
     async def call():
         try:
@@ -212,11 +212,13 @@ async def test_50_concurrent_calls_on_an_account_that_affords_10_never_overspend
 
     outcomes = await asyncio.gather(*[call() for _ in range(50)])
     upstream.set_mode(latency=0.0)
-    assert outcomes.count("ok") == 10 and outcomes.count(402) == 40
+    # Ten worst cases fit at once; more only once a settled call has returned its unused hold.
+    ok = outcomes.count("ok")
+    assert ok >= 10 and ok + outcomes.count(402) == 50
     rows = await usage_rows(db, c.account.id)
     bal = await ledger.get_balance(db, c.account.id)
     assert bal.balance_micros == probe_hold.amount_micros * 10 - sum(r.user_price_micros for r in rows) >= 0
-    assert bal.held_micros == 0 and len(rows) == 10
+    assert bal.held_micros == 0 and len(rows) == ok
     await assert_books_balance(db)
 
 

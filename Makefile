@@ -1,0 +1,32 @@
+# credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: install up test services bench clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	$(VENV)/bin/gateway up
+
+services:
+	@bash scripts/services.sh
+
+test: install node_modules/.installed services
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

@@ -1,0 +1,89 @@
+"""The embedded default (SQLite in $GATEWAY_HOME, no Redis) end to end, driven as README says: the `gateway`
+CLI to grant credits and create a key, the real proxy, the OpenAI SDK, then the CLI to read usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import openai
+import pytest
+
+from gateway.config import Settings
+from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
+
+pytestmark = pytest.mark.timeout(240)
+WALLET = "0x1111111111111111111111111111111111111111"
+
+
+def gateway(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL"}}
+    env["GATEWAY_HOME"] = str(home)
+    proc = subprocess.run([sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def gateway_json(home, *args: str):
+    return json.loads(gateway(home, *args, "--json").stdout)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, upstream):
+    home = tmp_path_factory.mktemp("embedded-home")
+    gateway(home, "migrate")
+    settings = Settings(gateway_home=home, database_url=None, redis_url=None, proxy_port=free_port(), proxy_workers=1)
+    proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
+    yield home, proc
+    proc.stop()
+
+
+def test_cli_and_proxy_on_sqlite(embedded):
+    home, proxy = embedded
+    grant = gateway_json(home, "credits", "grant", "--wallet", WALLET, "--credits", "100", "--reference", "welcome")
+    assert grant["amount_micros"] == 100_000 and grant["credits"] == "100" and grant["replayed"] is False
+    again = gateway_json(home, "credits", "grant", "--wallet", WALLET, "--credits", "100", "--reference", "welcome")
+    assert again["replayed"] is True and again["balance_after_micros"] == 100_000
+    key = gateway_json(home, "keys", "create", "--wallet", WALLET, "--label", "laptop")
+    assert key["key"].startswith("sk-cg-") and isinstance(key["id"], int)
+
+    client = openai.OpenAI(base_url=proxy.base_url, api_key=key["key"], max_retries=0)
+    reply = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+    assert "credit-gateway demo" in reply.choices[0].message.content
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+        if c.choices
+    )
+    assert len(streamed.split()) == 8
+
+    usage = gateway_json(home, "usage", "--wallet", WALLET)
+    assert len(usage) == 2 and {u["model"] for u in usage} == {"demo", "gpt-4o-mini"}
+    assert all(u["user_price_micros"] >= u["provider_cost_micros"] > 0 for u in usage)
+    balance = gateway_json(home, "balance", "--wallet", WALLET)
+    assert balance["balance_micros"] == 100_000 - sum(u["user_price_micros"] for u in usage)
+    assert balance["held_micros"] == 0 and balance["available_micros"] == balance["balance_micros"]
+
+    listed = gateway_json(home, "keys", "list", "--wallet", WALLET)
+    assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
+    revoked = gateway_json(home, "keys", "revoke", str(key["id"]))
+    assert revoked["active"] is False
+
+
+def test_cli_bad_arguments_exit_2_with_one_line(embedded):
+    home, _ = embedded
+    cases = [
+        ("credits", "grant", "--wallet", "0xnope", "--credits", "5", "--reference", "r"),
+        ("credits", "grant", "--wallet", WALLET, "--credits", "0.0001", "--reference", "r2"),
+        ("credits", "grant", "--wallet", WALLET, "--credits", "-5", "--reference", "r3"),
+        ("balance", "--wallet", "0x2222222222222222222222222222222222222222"),
+        ("keys", "revoke", "999999"),
+    ]
+    for args in cases:
+        proc = gateway(home, *args, check=False)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:"), proc.stderr
+    assert gateway_json(home, "balance", "--wallet", WALLET)["balance_micros"] <= 100_000
