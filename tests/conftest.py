@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from gateway.accounts import get_or_create_account  # noqa: E402
 from gateway.db.engine import dispose_all, get_engine  # noqa: E402
-from gateway.db.migrate import upgrade  # noqa: E402
-from tests.pg import PG_ADMIN_DSN, create_database, drop_database  # noqa: E402
+from tests.pg import PG_ADMIN_DSN, migrated_database  # noqa: E402
 
 pytest_plugins = ["tests.chain.fixtures"]
 
@@ -23,12 +22,8 @@ pytest_plugins = ["tests.chain.fixtures"]
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """A PostgreSQL database of this test run's own, migrated to head, dropped at the end."""
-    name = f"gw_test_{os.getpid()}_{secrets.token_hex(3)}"
-    create_database(name)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    yield url
-    drop_database(name)
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ the database is shared, so every test uses wallets of its own."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from decimal import Decimal
 
@@ -18,10 +17,9 @@ from web3 import Web3
 from gateway.accounts import get_or_create_account
 from gateway.chain import ChainRPC
 from gateway.config import Settings
-from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_ledger
 from tests.chain.anvil import Anvil
-from tests.pg import create_database, drop_database
+from tests.pg import migrated_database
 
 USDC = 1_000_000  # base units (= micros) per USDC
 MIN_CONFIRMATIONS = 3
@@ -102,12 +100,8 @@ async def ledger_count(db) -> int:
 @pytest.fixture
 def own_pg_url() -> str:
     """A migrated PostgreSQL database of this test's own (for whole-database checks and tampering)."""
-    name = f"gw_test_{os.getpid()}_{secrets.token_hex(3)}"
-    create_database(name)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    yield url
-    drop_database(name)
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eth_utils import keccak
 
-from gateway.chain import TRANSFER_TOPIC, ChainRPC, address_topic, decode_transfer
+from gateway.chain import TRANSFER_TOPIC, address_topic, decode_transfer
 from gateway.commands.payments import ChainConfigCheck, check_chain_config
 from tests.payments.conftest import USDC, make_settings, pay, random_address
 

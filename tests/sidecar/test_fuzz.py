@@ -7,8 +7,6 @@ examples per operation, well under two minutes in all.
 
 from __future__ import annotations
 
-import os
-import secrets
 import socket
 import threading
 import time
@@ -22,9 +20,8 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from gateway.db.migrate import upgrade
 from gateway.sidecar.app import uvicorn_config
-from tests.pg import create_database, drop_database
+from tests.pg import migrated_database
 from tests.sidecar.conftest import sign, siwe_text
 
 MAX_EXAMPLES = 25
@@ -40,10 +37,11 @@ def _free_port() -> int:
 def fuzz_server(make_settings, anvil) -> Iterator[str]:
     """The sidecar under uvicorn on a fresh database, payments configured on the local anvil chain (so
     confirm answers from the chain instead of 503); yields its base URL."""
-    name = f"gw_fuzz_{os.getpid()}_{secrets.token_hex(3)}"
-    create_database(name)
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
+    with migrated_database("gw_fuzz") as url:
+        yield from _serve(make_settings, anvil, url)
+
+
+def _serve(make_settings, anvil, url: str) -> Iterator[str]:  # noqa: ANN001
     port = _free_port()
     server = uvicorn.Server(
         uvicorn_config(make_settings(
@@ -63,7 +61,6 @@ def fuzz_server(make_settings, anvil) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")
