@@ -20,9 +20,7 @@ from gateway import accounts, keys, ledger
 from gateway.cache import key_cache_for
 from gateway.config import SettingsError, get_settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.db.migrate import upgrade
 from gateway.commands.payments import reconcile, watch
-from gateway.commands.sidecar import sidecar
 from gateway.history import Window, usage_page
 from gateway.money import credits_to_micros, micros_to_credits
 
@@ -33,7 +31,6 @@ credits_app = typer.Typer(help="Credits.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
-app.command()(sidecar)
 app.command()(watch)
 app.command()(reconcile)
 
@@ -98,6 +95,8 @@ def run_for_account(coro_fn: Callable[..., Awaitable[Any]], wallet: str, *args: 
 @app.command()
 def migrate(as_json: bool = JsonOpt) -> None:
     """Apply database migrations."""
+    from gateway.db.migrate import upgrade  # alembic: only this command needs it
+
     url = get_settings().effective_database_url
     upgrade(url)
     emit(as_json, {"migrated": True, "database": _redacted(url)}, lambda: out.print(f"database up to date: {_redacted(url)}"))
@@ -225,6 +224,14 @@ def usage(wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=
         out.print(table)
 
     emit(as_json, rows, render)
+
+
+@app.command()
+def sidecar() -> None:
+    """Serve the sign-in, keys and credits API alone on HOST:SIDECAR_PORT (`up` runs it too). Run `migrate` first."""
+    from gateway.sidecar.app import serve  # FastAPI and SIWE load only for this command
+
+    serve(get_settings())
 
 
 @app.command()

@@ -3,6 +3,7 @@ CLI to grant credits and create a key, the real proxy, the OpenAI SDK, then the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -35,7 +36,7 @@ def gateway_json(home, *args: str):
 def embedded(tmp_path_factory, upstream):
     home = tmp_path_factory.mktemp("embedded-home")
     gateway(home, "migrate")
-    settings = Settings(gateway_home=home, database_url=None, redis_url=None, proxy_port=free_port(), proxy_workers=1)
+    settings = Settings(gateway_home=home, database_url=None, redis_url=None, proxy_port=free_port(), proxy_workers=2)
     proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
     yield home, proc
     proc.stop()
@@ -87,3 +88,28 @@ def test_cli_bad_arguments_exit_2_with_one_line(embedded):
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:"), proc.stderr
     assert gateway_json(home, "balance", "--wallet", WALLET)["balance_micros"] <= 100_000
+
+
+async def test_concurrent_calls_on_a_small_balance_never_overspend_on_sqlite(embedded, upstream):
+    home, proxy = embedded
+    wallet = "0x3333333333333333333333333333333333333333"
+    gateway_json(home, "credits", "grant", "--wallet", wallet, "--credits", "5", "--reference", "small")
+    key = gateway_json(home, "keys", "create", "--wallet", wallet)["key"]
+    client = openai.AsyncOpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=120)
+    upstream.set_mode(latency=0.5)
+
+    async def call():
+        try:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=2000)
+            return "ok"
+        except openai.APIStatusError as exc:
+            return exc.status_code
+
+    outcomes = await asyncio.gather(*[call() for _ in range(30)])
+    upstream.set_mode(latency=0.0)
+    assert set(outcomes) <= {"ok", 402} and "ok" in outcomes and 402 in outcomes
+    usage = gateway_json(home, "usage", "--wallet", wallet)
+    balance = gateway_json(home, "balance", "--wallet", wallet)
+    assert len(usage) == outcomes.count("ok")
+    assert balance["balance_micros"] == 5_000 - sum(u["user_price_micros"] for u in usage) >= 0
+    assert balance["held_micros"] == 0
