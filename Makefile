@@ -28,5 +28,8 @@ services:
 test: install node_modules/.installed services
 	$(PY) -m pytest -q
 
+bench: install services
+	$(PY) -m bench
+
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

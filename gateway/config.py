@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     # GATEWAY_DATABASE_URL wins: `gateway up` hands the URL to LiteLLM under that name, because LiteLLM
     # itself treats DATABASE_URL as its own (Prisma) database.
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL"))
-    redis_url: str | None = None
+    # GATEWAY_REDIS_URL wins, for the same reason: LiteLLM takes REDIS_URL as its own "coordination" Redis
+    # and then makes Redis calls on every request (bench/RESULTS.md: ~4 ms of CPU per call at concurrency 16).
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"))
     user_price_markup_factor: Decimal = Decimal("2.0")
     litellm_master_key: str | None = None
     key_cache_ttl_seconds: float = Field(default=2.0, gt=0, le=5)

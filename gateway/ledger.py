@@ -15,15 +15,18 @@ On PostgreSQL, hold, settle and release (the calls on every LLM request) each ru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.db.engine import autocommit
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
@@ -221,14 +224,14 @@ async def hold(
             row = await _pg_execute(db, _PG_HOLD, {
                 "account_id": account_id, "request_id": request_id, "key_id": key_id, "model": model[:200],
                 "amount": amount_micros, "expires_at": expires_at,
-            })
+            }, account_id)
         except IntegrityError:  # the same request id was held before: return that hold
             existing = await get_hold(db, request_id)
             if existing is None:
                 raise
             return existing
         if row is not None:
-            return Hold(request_id, account_id, amount_micros, row.balance_micros, row.held_micros)
+            return Hold(request_id, account_id, amount_micros, row["balance_micros"], row["held_micros"])
         if min_micros is None:
             current = await get_balance(db, account_id)
             raise InsufficientCredit(current.balance_micros, current.held_micros, amount_micros)
@@ -408,13 +411,18 @@ async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None) -> li
 # The portable code above runs BEGIN, two to five statements and COMMIT: each a round trip, and each a
 # SQLAlchemy Core statement built anew. On PostgreSQL, hold, settle and release instead send ONE
 # statement whose data-modifying CTEs write every table involved; a statement is atomic, so all of
-# its writes happen or none do, and it runs in autocommit mode (no BEGIN/COMMIT round trips). The
-# rules are the same as above, row for row: the conditional UPDATE still refuses a hold that does not
-# fit, and the unique constraints on request_id and (reason, reference) still decide every race (a
-# duplicate aborts the whole statement with an IntegrityError, as it aborts the transaction above).
-# tests/test_ledger.py runs on PostgreSQL, so it exercises exactly this path; SQLite (the embedded
-# default) keeps the portable one. The statements are built once, so SQLAlchemy's compiled cache and
-# asyncpg's per-connection prepared statements are always hit.
+# its writes happen or none do, and it is sent outside any transaction block (autocommit: no BEGIN or
+# COMMIT round trips). The rules are the same as above, row for row: the conditional UPDATE still
+# refuses a hold that does not fit, and the unique constraints on request_id and (reason, reference)
+# still decide every race (a duplicate aborts the whole statement with an IntegrityError, as it aborts
+# the transaction above). tests/test_ledger.py runs on PostgreSQL, so it exercises exactly this path;
+# SQLite (the embedded default) keeps the portable one.
+#
+# Speed (bench/money_path.py, bench/RESULTS.md): the statement goes straight to the asyncpg connection
+# that SQLAlchemy's pool lends us (SQLAlchemy's per-statement execution machinery cost more CPU than
+# asyncpg and PostgreSQL together), compiled once, and prepared once per connection by asyncpg. Calls
+# on one account take turns within a process (`_account_turn`), so a busy account has at most one
+# statement per process waiting on its row lock in PostgreSQL, where every commit wakes all waiters.
 
 _PG_HOLD = sa.text(
     """
@@ -502,10 +510,58 @@ def _one_statement_dialect(db: AsyncEngine) -> bool:
     return db.dialect.name == "postgresql"
 
 
-async def _pg_execute(db: AsyncEngine, statement: sa.TextClause, params: dict) -> sa.Row | None:
-    """Run one statement as its own transaction (autocommit: one round trip) and return its first row."""
-    async with autocommit(db).connect() as conn:
-        return (await conn.execute(statement, params)).first()
+_compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
+_turns: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _account_turn(account_id: int) -> asyncio.Lock:
+    """The lock that lines up this process's money statements on one account (gone when nobody holds it)."""
+    turn = _turns.get(account_id)
+    if turn is None:
+        turn = _turns[account_id] = asyncio.Lock()
+    return turn
+
+
+async def _pg_execute(db: AsyncEngine, statement: sa.TextClause, params: dict, account_id: int | None = None):  # noqa: ANN201
+    """Run one statement on its own (autocommit) and return its first row (an asyncpg Record) or None.
+
+    Errors are raised as SQLAlchemy's (IntegrityError, OperationalError, DBAPIError), like every other query.
+    """
+    if account_id is None:
+        return await _pg_fetchrow(db, statement, params)
+    async with _account_turn(account_id):  # wait here, before taking a connection from the pool
+        return await _pg_fetchrow(db, statement, params)
+
+
+async def _pg_fetchrow(db: AsyncEngine, statement: sa.TextClause, params: dict):  # noqa: ANN202
+    sql, names = _compiled.get(id(statement)) or _compile(statement, db)
+    args = [params[name] for name in names]
+    async with db.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            return await driver.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(sql, args, exc) from exc
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            await _discard(conn)
+            raise sa.exc.OperationalError(sql, args, exc) from exc
+        except asyncpg.PostgresError as exc:
+            raise sa.exc.DBAPIError(sql, args, exc) from exc
+        except BaseException:  # cancelled mid-statement: the connection may still be busy with it
+            await _discard(conn)
+            raise
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Make sure the pool never lends this connection again (its state is unknown)."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+
+
+def _compile(statement: sa.TextClause, db: AsyncEngine) -> tuple[str, tuple[str, ...]]:
+    compiled = statement.compile(dialect=db.dialect)  # "$1::BIGINT"-style SQL and the names of $1, $2, ...
+    _compiled[id(statement)] = result = (str(compiled), tuple(compiled.positiontup or ()))
+    return result
 
 
 async def _pg_settle(db: AsyncEngine, usage: Usage) -> Settlement:
@@ -517,20 +573,20 @@ async def _pg_settle(db: AsyncEngine, usage: Usage) -> Settlement:
             "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens,
             "provider_cost": usage.provider_cost_micros, "markup": usage.markup, "streamed": usage.streamed,
             "cost_source": usage.cost_source,
-        })
+        }, usage.account_id)
     except IntegrityError:  # a concurrent settle of the same request committed first
         async with db.connect() as conn:
             return await _replayed_settlement(conn, usage.request_id)
-    if row.balance_after_micros is None:  # nothing written
-        if not row.account_exists:
+    if row["balance_after_micros"] is None:  # nothing written
+        if not row["account_exists"]:
             raise UnknownAccount(usage.account_id)
-        if row.first_amount_micros is None:
+        if row["first_amount_micros"] is None:
             raise LookupError(f"no settlement for request {usage.request_id}")
-        return Settlement(usage.request_id, -row.first_amount_micros, row.first_balance_after_micros, True)
-    held = row.held_micros
+        return Settlement(usage.request_id, -row["first_amount_micros"], row["first_balance_after_micros"], True)
+    held = row["held_micros"]
     over = price - held if held is not None and price > held else 0
     if over:
         log.warning("charge above hold: request %s price %d held %d", usage.request_id, price, held)
     if held is None:
         log.warning("settled without a pending hold: request %s", usage.request_id)
-    return Settlement(usage.request_id, price, row.balance_after_micros, False, over)
+    return Settlement(usage.request_id, price, row["balance_after_micros"], False, over)

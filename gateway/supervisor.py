@@ -48,6 +48,10 @@ def child_env(settings: Settings, master_key: str) -> dict[str, str]:
     env["GATEWAY_DATABASE_URL"] = settings.effective_database_url
     env["GATEWAY_HOME"] = str(settings.gateway_home.resolve())
     env.pop("DATABASE_URL", None)  # LiteLLM would take it for its own Prisma database
+    env.pop("REDIS_URL", None)  # LiteLLM would use it itself, on every request (see Settings.redis_url)
+    env.pop("GATEWAY_REDIS_URL", None)
+    if settings.redis_url:
+        env["GATEWAY_REDIS_URL"] = settings.redis_url
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 

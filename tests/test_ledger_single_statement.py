@@ -3,6 +3,7 @@ same outcomes as the portable transaction (tests/test_ledger.py covers the rules
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -104,4 +105,19 @@ async def test_flexible_hold_on_a_short_account_falls_back_and_takes_what_is_lef
     with pytest.raises(ledger.InsufficientCredit) as err:
         await ledger.hold(db, account.id, new_request_id(), 50)
     assert (err.value.balance_micros, err.value.held_micros, err.value.requested_micros) == (900, 900, 50)
+    await assert_books_balance(db)
+
+
+async def test_a_hold_cancelled_while_waiting_on_a_locked_account_leaves_the_pool_usable(db, account):
+    await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
+    async with db.connect() as blocker:  # another transaction holds the account's row lock
+        await blocker.execute(sa.text("SELECT 1 FROM billing_accounts WHERE id = :id FOR UPDATE"), {"id": account.id})
+        waiting = asyncio.create_task(ledger.hold(db, account.id, new_request_id(), 100))
+        await asyncio.sleep(0.3)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await blocker.rollback()
+    held = await asyncio.gather(*[ledger.hold(db, account.id, new_request_id(), 10) for _ in range(20)])
+    assert len(held) == 20
     await assert_books_balance(db)

@@ -6,14 +6,12 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, and every tr
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _engines: dict[str, AsyncEngine] = {}
-_autocommit: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -28,15 +26,6 @@ def get_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """`engine` (same pool) in autocommit mode: each statement is its own transaction, with no BEGIN or
-    COMMIT round trips. Only for work that is a single statement (see the PostgreSQL paths in gateway.ledger)."""
-    view = _autocommit.get(engine)
-    if view is None:
-        view = _autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return view
-
-
 def _create(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
@@ -47,10 +36,11 @@ def _create(url: str) -> AsyncEngine:
     # it, max_overflow connections are opened for a burst and closed again when returned, and opening one
     # (a new PostgreSQL backend process) costs far more CPU than the short statements it then runs: with
     # 10 kept, 16 concurrent hold/settle calls spent most of their time opening and closing connections.
+    # At most 20 per process (was 30): PostgreSQL allows 100 clients by default, for every process.
     return create_async_engine(
         url,
-        pool_size=20,
-        max_overflow=20,
+        pool_size=16,
+        max_overflow=4,
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 10},

@@ -6,18 +6,21 @@
   client receives the end of the response.
 - `async_post_call_failure_hook`: RELEASE. A client that leaves mid-stream pays for what was produced.
 - `async_log_success_event` / `async_log_failure_event`: LiteLLM's best-effort background callbacks, kept
-  as an idempotent backstop (same request id) for a settle that did not happen on the request path.
+  as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
+  starts them while the request path is still settling, so the two take turns per call (`_Inflight.closing`):
+  whichever comes second finds the call closed and does nothing (no second database write per call).
 - `async_post_call_response_headers_hook`: clients see what *they* pay, never provider cost or upstream URLs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import OrderedDict
 from decimal import Decimal
-from typing import Any, AsyncGenerator
+from typing import Any, AsyncGenerator, AsyncIterator
 
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
@@ -93,19 +96,30 @@ class _Inflight:
 
     def __init__(self, size: int = 100_000):
         self.size = size
-        self._calls: OrderedDict[str, dict] = OrderedDict()
+        self._calls: OrderedDict[str, tuple[dict, asyncio.Lock]] = OrderedDict()
 
     def add(self, meta: dict) -> None:
-        self._calls[meta["request_id"]] = meta
+        self._calls[meta["request_id"]] = (meta, asyncio.Lock())
         if len(self._calls) > self.size:
             self._calls.popitem(last=False)  # its hold expires and is reported by the sweeper
 
     def get(self, data: dict | None) -> dict | None:
         tag = _tag(data)
-        return self._calls.get(tag.get("request_id")) if tag else None  # type: ignore[arg-type]
+        entry = self._calls.get(tag.get("request_id")) if tag else None  # type: ignore[arg-type]
+        return entry[0] if entry else None
 
     def done(self, request_id: str) -> None:
         self._calls.pop(request_id, None)
+
+    @contextlib.asynccontextmanager
+    async def closing(self, request_id: str) -> AsyncIterator[bool]:
+        """One settle/release attempt per call at a time; yields False if the call is closed already."""
+        entry = self._calls.get(request_id)
+        if entry is None:
+            yield False
+            return
+        async with entry[1]:
+            yield request_id in self._calls
 
 
 class BillingCallbacks(CustomLogger):
@@ -136,10 +150,10 @@ class BillingCallbacks(CustomLogger):
         request_id = uuid.uuid4().hex  # ours, never the client's x-litellm-call-id (replaying one must not be free)
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
         try:
-            held = await ledger.hold(
+            held = await asyncio.shield(ledger.hold(  # a client leaving cannot cut a money write in half
                 rt.db, account_id, request_id, plan.amount_micros, min_micros=plan.min_micros,
                 ttl_seconds=rt.settings.hold_ttl_seconds, key_id=key_id, model=model,
-            )
+            ))
         except ledger.InsufficientCredit as exc:
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
         except INFRASTRUCTURE_ERRORS:
@@ -165,14 +179,21 @@ class BillingCallbacks(CustomLogger):
         return data
 
     # ---- SETTLE -----------------------------------------------------------------------------------
-    async def _settle(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> Charge:
+    async def _settle(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> Charge | None:
+        """Price and settle the call; None if it was closed already (by the request path or the backstop)."""
+        async with self._inflight.closing(meta["request_id"]) as still_open:
+            if not still_open:
+                return None
+            return await self._settle_open(meta, prompt_tokens, completion_tokens, reported_cost)
+
+    async def _settle_open(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> Charge:
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         prices = prices_for(meta["model"]) or TokenPrices(Decimal(0), Decimal(0))
         charge = price_call(reported_cost, prices, prompt_tokens, completion_tokens, markup)
         if charge.cost_source != "litellm":
             log.warning("LiteLLM reported no cost for %s (%s); priced from the table", meta["request_id"], meta["model"])
-        await ledger.settle(
+        await asyncio.shield(ledger.settle(  # completes even if the client leaves meanwhile
             rt.db,
             ledger.Usage(
                 request_id=meta["request_id"],
@@ -187,7 +208,7 @@ class BillingCallbacks(CustomLogger):
                 streamed=meta["streamed"],
                 cost_source=charge.cost_source,
             ),
-        )
+        ))
         meta["charged_micros"] = charge.user_price_micros
         self._inflight.done(meta["request_id"])
         return charge
@@ -228,7 +249,8 @@ class BillingCallbacks(CustomLogger):
                     )
                     settled = True
                     if meta["client_wants_usage"]:
-                        usage.cost = float(Decimal(charge.user_price_micros) / MICROS_PER_USD)  # what *they* pay
+                        charged = charge.user_price_micros if charge is not None else meta.get("charged_micros")
+                        usage.cost = float(Decimal(charged or 0) / MICROS_PER_USD)  # what *they* pay
                     elif _carries_nothing_but_usage(chunk):
                         continue  # the client did not ask for a usage chunk: do not send one
                     else:
@@ -280,9 +302,14 @@ class BillingCallbacks(CustomLogger):
                 log.exception("release failed for %s; the hold expires on its own", meta["request_id"])
         return None
 
-    async def _release(self, meta: dict) -> None:
-        await ledger.release(runtime().db, meta["request_id"])
-        self._inflight.done(meta["request_id"])
+    async def _release(self, meta: dict) -> bool:
+        """Void the call's hold; False if it was closed already (by the request path or the backstop)."""
+        async with self._inflight.closing(meta["request_id"]) as still_open:
+            if not still_open:
+                return False
+            await asyncio.shield(ledger.release(runtime().db, meta["request_id"]))
+            self._inflight.done(meta["request_id"])
+            return True
 
     # ---- HEADERS ----------------------------------------------------------------------------------
     async def async_post_call_response_headers_hook(self, data, user_api_key_dict, response, request_headers=None, litellm_call_info=None):  # noqa: ANN001
@@ -312,8 +339,8 @@ class BillingCallbacks(CustomLogger):
             if not (prompt or completion):
                 await self._release(meta)
                 return
-            await self._settle(meta, prompt, completion, slo.get("response_cost"))
-            log.warning("settled %s from the background backstop", meta["request_id"])
+            if await self._settle(meta, prompt, completion, slo.get("response_cost")) is not None:
+                log.warning("settled %s from the background backstop", meta["request_id"])
         except Exception:  # noqa: BLE001
             log.exception("backstop settle failed for %s", meta["request_id"])
 
