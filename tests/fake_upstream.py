@@ -646,16 +646,20 @@ class _HTTPProtocol(asyncio.Protocol):
                 )
             if plan.delays is None:
                 self.transport.write(b"".join(plan.parts) if len(plan.parts) > 1 else plan.parts[0])
-                if plan.abort:
-                    self.transport.abort()
-                    self.closed = True
-                elif plan.close:
-                    self.transport.close()
-                    self.closed = True
+                self._finish(plan)
             else:
                 self.busy = True
                 asyncio.get_running_loop().create_task(self._run_slow(plan))
                 return
+
+    def _finish(self, plan: _Plan) -> None:
+        """End the connection after a response if the plan says so (abort = reset, close = FIN)."""
+        if plan.abort:
+            self.transport.abort()
+            self.closed = True
+        elif plan.close:
+            self.transport.close()
+            self.closed = True
 
     async def _run_slow(self, plan: _Plan) -> None:
         try:
@@ -665,12 +669,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 if self.closed:
                     return
                 self.transport.write(part)
-            if plan.abort:
-                self.transport.abort()
-                self.closed = True
-            elif plan.close:
-                self.transport.close()
-                self.closed = True
+            self._finish(plan)
         finally:
             self.busy = False
         if not self.closed:
