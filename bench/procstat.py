@@ -97,3 +97,10 @@ async def postgres_pids(dsn: str, database: str) -> list[int]:
     finally:
         await conn.close()
     return [r["pid"] for r in rows]
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICK

@@ -201,10 +201,6 @@ class Proxy:
         from gateway.config import Settings
 
         argv = proxy_argv(Settings(host="127.0.0.1", proxy_port=self.port, proxy_workers=workers), self.config)
-        # uvicorn kills a worker that does not answer its health ping within 5 s, and a spawned LiteLLM
-        # worker re-imports LiteLLM (~10 s of CPU) before it can answer: on a busy 2-core machine that
-        # is a kill-and-respawn loop. Same setting for A, B and C; it does not touch request handling.
-        argv += ["--timeout_worker_healthcheck", "120"]
         self.proc = subprocess.Popen(argv, env=self.env, cwd=str(REPO), stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -341,15 +337,20 @@ def probe(p: Proxy) -> None:
 
 def run_wrk(p: Proxy, stream: bool, conc: int, duration: float) -> dict:
     db0 = procstat.cpu_by_pid(p.db_pids())
-    cpu0, t0 = p.cpu(), time.monotonic()
+    ours0 = _ours_cpu()
+    cpu0, busy0, t0 = p.cpu(), procstat.machine_busy(), time.monotonic()
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conc}", f"-d{duration:g}s", "--timeout", "15s", "-s", str(BENCH_DIR / "chat.lua"),
          p.url, "--", p.bearer, "1" if stream else "0", MODEL, str(MAX_TOKENS)],
         capture_output=True, text=True,
     )
     time.sleep(TAIL_SECONDS)
-    cpu1 = p.cpu()
+    cpu1, busy1, t1 = p.cpu(), procstat.machine_busy(), time.monotonic()
     db1 = procstat.cpu_by_pid(list(set(db0) | set(p.db_pids())))  # and backends opened meanwhile
+    db_cpu = procstat.cpu_delta(db0, db1)
+    # what the rest of the machine (other people's work) took meanwhile, in % of all cores
+    others = (busy1 - busy0) - (cpu1 - cpu0) - db_cpu - (_ours_cpu() - ours0)
+    others_pct = max(others, 0.0) * 100 / ((t1 - t0) * (os.cpu_count() or 1))
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if out.returncode != 0 or line is None:
         raise SystemExit(f"wrk failed against {p.name}: {out.stdout}\n{out.stderr}")
@@ -361,9 +362,21 @@ def run_wrk(p: Proxy, stream: bool, conc: int, duration: float) -> dict:
         "variant": p.name, "stream": stream, "conc": conc, "requests": r["requests"], "errors": errors,
         "rps": r["requests"] / (r["duration_us"] / 1e6),
         "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
-        "cpu": (cpu1 - cpu0) * 1000 / n, "db_cpu": procstat.cpu_delta(db0, db1) * 1000 / n,
+        "cpu": (cpu1 - cpu0) * 1000 / n, "db_cpu": db_cpu * 1000 / n, "others": others_pct,
         "wall": time.monotonic() - t0,
     }
+
+
+_UPSTREAM_PID: list[int] = []
+
+
+def _ours_cpu() -> float:
+    """CPU of the load generator, the fake upstream and this harness (reaped wrk runs included)."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + sum(procstat.tree_cpu(p) for p in _UPSTREAM_PID)
 
 
 def _median(runs: list[dict], key: str) -> float:
@@ -380,7 +393,7 @@ def summarize(results: list[dict]) -> list[dict]:
                 if runs:
                     rows.append({
                         "stream": stream, "conc": conc, "variant": v, "rounds": len(runs),
-                        **{k: _median(runs, k) for k in ("rps", "p50", "p99", "cpu", "db_cpu")},
+                        **{k: _median(runs, k) for k in ("rps", "p50", "p99", "cpu", "db_cpu", "others")},
                         "errors": sum(r["errors"] for r in runs),
                     })
     return rows
@@ -413,12 +426,12 @@ def _mode(stream: bool) -> str:
 def rich_table(rows: list[dict]) -> Table:
     t = Table(title="medians of alternating rounds", title_justify="left")
     for col in ("mode", "conc", "variant", "req/s", "p50 ms", "p99 ms", "proxy CPU ms/req", "DB CPU ms/req",
-                "total CPU ms/req", "rounds", "errors"):
+                "total CPU ms/req", "others' CPU %", "rounds", "errors"):
         t.add_column(col, justify="left" if col in ("mode", "variant") else "right")
     for r in rows:
         t.add_row(_mode(r["stream"]), str(r["conc"]), r["variant"], f"{r['rps']:.1f}", f"{r['p50']:.2f}",
                   f"{r['p99']:.2f}", f"{r['cpu']:.2f}", f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
-                  f"{r['cpu'] + r['db_cpu']:.2f}", str(r["rounds"]), str(r["errors"]))
+                  f"{r['cpu'] + r['db_cpu']:.2f}", f"{r['others']:.0f}", str(r["rounds"]), str(r["errors"]))
     return t
 
 
@@ -509,16 +522,18 @@ def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, m
         f"and redis-server's, from /proc, over the run plus {TAIL_SECONDS:g} s, divided by the requests wrk "
         "completed. SQLite (C) runs inside the proxy, so its cost is in the proxy column.",
         "- Everything shares 2 cores: wrk and the fake upstream take CPU too, which is why CPU ms/req is "
-        "the steadier measure of what billing costs.",
+        "the steadier measure of what billing costs. *others' CPU %*: what every other process on the "
+        "machine (not this proxy, its database, wrk, the upstream or the harness) took during the run, in "
+        "% of all cores (/proc/stat): a run with a high value was measured on a busy machine.",
         "",
         "## Results",
         "",
         _md_table(
             ["mode", "conc", "variant", "req/s", "p50 ms", "p99 ms", "proxy CPU ms/req", "DB CPU ms/req",
-             "total CPU ms/req", "errors"],
+             "total CPU ms/req", "others' CPU %", "errors"],
             [[_mode(r["stream"]), str(r["conc"]), r["variant"], f"{r['rps']:.1f}", f"{r['p50']:.2f}",
               f"{r['p99']:.2f}", f"{r['cpu']:.2f}", f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
-              f"{r['cpu'] + r['db_cpu']:.2f}", str(r["errors"])] for r in rows],
+              f"{r['cpu'] + r['db_cpu']:.2f}", f"{r['others']:.0f}", str(r["errors"])] for r in rows],
         ),
         "",
         "### Ratios to A",
@@ -575,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ROUNDS} round(s) x {DURATION:g} s per point")
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))  # proxy logs stay here if anything fails
     with FakeUpstream() as upstream:
+        _UPSTREAM_PID[:] = [upstream.proc.pid]
         proxies = make_proxies(work, upstream.base_url)
         try:
             for p in proxies.values():  # one at a time: uvicorn kills workers that take > 5 s to boot

@@ -61,6 +61,9 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
     return [
         str(litellm), "--config", str(config),
         "--host", settings.host, "--port", str(settings.proxy_port), "--num_workers", str(proxy_workers(settings)),
+        # uvicorn kills a worker that does not answer its health ping within 5 s, and a new LiteLLM worker
+        # spends ~10 s of CPU importing before it can: on a busy 2-core machine, a kill-and-respawn loop.
+        "--timeout_worker_healthcheck", "120",
     ]
 
 
