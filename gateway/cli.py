@@ -10,16 +10,16 @@ import asyncio
 import dataclasses
 import json
 import sys
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from gateway import accounts, keys, ledger
 from gateway.cache import key_cache_for
 from gateway.config import SettingsError, get_settings
 from gateway.db.engine import dispose_all, get_engine
+from gateway.commands.output import err, fail, out
 from gateway.commands.payments import reconcile, watch
 from gateway.history import Window, usage_page
 from gateway.money import credits_to_micros, micros_to_credits
@@ -34,15 +34,9 @@ app.add_typer(credits_app, name="credits")
 app.command()(watch)
 app.command()(reconcile)
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
 WalletOpt = typer.Option(..., "--wallet", help="The account's wallet address (0x...).")
 
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
 
 
 def run(coro_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:

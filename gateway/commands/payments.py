@@ -11,28 +11,20 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from gateway import watcher
 from gateway.accounts import InvalidWallet, normalize_wallet
 from gateway.chain import ChainRPC, ChainUnavailable
+from gateway.commands.output import fail, out
 from gateway.config import Settings, get_settings
 from gateway.db.engine import dispose_all, get_engine
 from gateway.payments import NotConfigured
 from gateway.reconcile import ReconcileReport
 from gateway.reconcile import reconcile as reconcile_books
 
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
 
 
 def watch(once: bool = typer.Option(False, "--once", help="Scan up to the confirmed head once, then exit.")) -> None:
@@ -41,12 +33,12 @@ def watch(once: bool = typer.Option(False, "--once", help="Scan up to the confir
     try:
         report = asyncio.run(watcher.watch(get_settings(), once=once))
     except (NotConfigured, ChainUnavailable) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
         return
     if report is not None:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(report.payments.items())) or "no payments"
-        _out.print(f"scanned to block {report.scanned_to}: {counts}", highlight=False)
+        out.print(f"scanned to block {report.scanned_to}: {counts}", highlight=False)
 
 
 def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
@@ -54,7 +46,7 @@ def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     try:
         report = asyncio.run(_reconcile(get_settings()))
     except ChainUnavailable as exc:
-        _fail(f"could not check payments on chain: {exc}")
+        fail(f"could not check payments on chain: {exc}")
     if json_out:
         sys.stdout.write(json.dumps(report.as_dict()) + "\n")
     else:
@@ -78,12 +70,12 @@ def _render(report: ReconcileReport) -> None:
     scope = "ledger and chain" if report.chain_checked else "ledger only (no CHAIN_RPC_URL)"
     summary = f"{report.accounts} accounts, {report.credited_payments} credited payments, {scope}"
     if report.ok:
-        _out.print(f"[green]books agree[/green]: {summary}")
+        out.print(f"[green]books agree[/green]: {summary}")
         return
     table = Table("check", "account", "mismatch", title=f"{len(report.mismatches)} mismatches: {summary}")
     for m in report.mismatches:
         table.add_row(m.check, "-" if m.account_id is None else str(m.account_id), m.detail)
-    _out.print(table)
+    out.print(table)
 
 
 @dataclass(frozen=True)
