@@ -46,6 +46,7 @@ class UsageRow:
     completion_tokens: int
     total_tokens: int
     user_price_micros: int
+    charged_micros: int  # the user price less what went uncollected (the provider billed above the hold)
     streamed: bool
     created_at: datetime
 
@@ -108,7 +109,8 @@ async def usage_page(
         where.append(t.c.model == model)
     columns = [
         t.c.id, t.c.request_id, t.c.key_id, t.c.model, t.c.prompt_tokens, t.c.completion_tokens,
-        t.c.total_tokens, t.c.user_price_micros, t.c.streamed, t.c.created_at,
+        t.c.total_tokens, t.c.user_price_micros, (t.c.user_price_micros - t.c.uncollected_micros).label("charged_micros"),
+        t.c.streamed, t.c.created_at,
     ]  # fmt: skip
     if with_provider_cost:
         columns.append(t.c.provider_cost_micros)

@@ -35,6 +35,8 @@ from gateway.db.schema import llm_usage as usage_t
 log = logging.getLogger("gateway.ledger")
 
 REASONS = frozenset({"onchain_payment", "llm_usage", "admin_grant", "refund", "adjustment"})
+# $1e9 a write: far above any real top-up, far below BIGINT (SQLite would silently turn an overflow into a float)
+MAX_ENTRY_MICROS = 10**15
 
 
 class InsufficientCredit(Exception):
@@ -100,10 +102,26 @@ class Usage:
 @dataclass(frozen=True)
 class Settlement:
     request_id: str
-    user_price_micros: int
+    user_price_micros: int  # what the call cost at user prices
     balance_after_micros: int
     replayed: bool
-    over_hold_micros: int = 0  # > 0 when the actual price exceeded the hold (charged anyway)
+    uncollected_micros: int = 0  # the part of the price above what the account could be charged (operator loss)
+
+    @property
+    def charged_micros(self) -> int:
+        return self.user_price_micros - self.uncollected_micros
+
+
+def collectable_micros(price: int, hold: int | None, balance: int, held: int) -> int:
+    """What a settle may take from the account: never more than the call's pending hold, and never so much
+    that the balance would no longer cover the other holds (so it never goes below zero).
+
+    `held` is the account's held total *including* `hold`; `hold` is None when no hold was pending (it
+    expired before the call ended). The PostgreSQL statement `_PG_SETTLE` computes the same expression.
+    """
+    cover = hold or 0
+    room = max(balance - held + cover, 0)
+    return min(price, room) if hold is None else min(price, cover, room)
 
 
 def _now() -> datetime:
@@ -181,6 +199,8 @@ async def post_entry_in(
         raise ValueError(f"unknown ledger reason {reason!r}")
     if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
         raise TypeError("amounts are integers of micros")
+    if abs(amount_micros) > MAX_ENTRY_MICROS:
+        raise ValueError(f"a ledger entry moves at most {MAX_ENTRY_MICROS} micros")
     if not reference:
         raise ValueError("a ledger entry needs a reference")
     existing = await _existing_entry(conn, reason, reference)
@@ -313,8 +333,10 @@ async def _close_hold(conn: AsyncConnection, request_id: str, status: str) -> sa
 async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
     """Post a call's charge: record llm_usage, debit the user price, close the hold. Once per request id.
 
-    Without a pending hold (it expired and was swept, or the call was never held) the call is still
-    charged: the service was delivered. If the price exceeds the hold it is charged in full and counted.
+    The debit never exceeds the pending hold, nor what the account has beyond its other holds (a balance
+    never goes below zero): a price above that is recorded as `uncollected_micros` (operator loss), logged,
+    and listed by `gateway reconcile`. Without a pending hold (it expired before the call ended) the call is
+    still charged, from what is available: the service was delivered.
     """
     if usage.user_price_micros < usage.provider_cost_micros:
         raise ValueError("user price below provider cost")
@@ -324,19 +346,19 @@ async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
     try:
         async with db.begin() as conn:
             closed = await _close_hold(conn, usage.request_id, "posted")
-            held = closed.amount_micros if closed is not None else 0
             if closed is None and await _usage_exists(conn, usage.request_id):
                 return await _replayed_settlement(conn, usage.request_id)
+            held = closed.amount_micros if closed is not None else None
+            current = await _read_balance(conn, usage.account_id)  # after our write: the row is ours until commit
+            charge = collectable_micros(price, held, current.balance_micros, current.held_micros)
             new_balance = (
                 await conn.execute(
                     sa.update(acc)
                     .where(acc.c.id == usage.account_id)
-                    .values(balance_micros=acc.c.balance_micros - price, held_micros=acc.c.held_micros - held)
+                    .values(balance_micros=acc.c.balance_micros - charge, held_micros=acc.c.held_micros - (held or 0))
                     .returning(acc.c.balance_micros)
                 )
-            ).scalar_one_or_none()
-            if new_balance is None:
-                raise UnknownAccount(usage.account_id)
+            ).scalar_one()
             await conn.execute(
                 sa.insert(usage_t).values(
                     request_id=usage.request_id,
@@ -348,21 +370,28 @@ async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
                     total_tokens=usage.prompt_tokens + usage.completion_tokens,
                     provider_cost_micros=usage.provider_cost_micros,
                     user_price_micros=price,
+                    uncollected_micros=price - charge,
                     markup=usage.markup,
                     streamed=usage.streamed,
                     cost_source=usage.cost_source,
                 )
             )
-            await _append(conn, usage.account_id, -price, new_balance, "llm_usage", usage.request_id)
+            await _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
     except IntegrityError:  # a concurrent settle of the same request committed first
         async with db.connect() as conn:
             return await _replayed_settlement(conn, usage.request_id)
-    over = price - held if closed is not None and price > held else 0
-    if over:
-        log.warning("charge above hold: request %s price %d held %d", usage.request_id, price, held)
-    if closed is None:
+    return _settled(usage, held, new_balance, price - charge)
+
+
+def _settled(usage: Usage, held: int | None, balance_after: int, uncollected: int) -> Settlement:
+    if uncollected:
+        log.warning(
+            "uncollected: request %s account %d price %d held %s: %d micros not charged (operator loss)",
+            usage.request_id, usage.account_id, usage.user_price_micros, held, uncollected,
+        )
+    if held is None:
         log.warning("settled without a pending hold: request %s", usage.request_id)
-    return Settlement(usage.request_id, price, new_balance, False, over)
+    return Settlement(usage.request_id, usage.user_price_micros, balance_after, False, uncollected)
 
 
 async def _usage_exists(conn: AsyncConnection, request_id: str) -> bool:
@@ -370,10 +399,16 @@ async def _usage_exists(conn: AsyncConnection, request_id: str) -> bool:
 
 
 async def _replayed_settlement(conn: AsyncConnection, request_id: str) -> Settlement:
-    entry = await _existing_entry(conn, "llm_usage", request_id)
-    if entry is None:
+    row = (
+        await conn.execute(
+            sa.select(usage_t.c.user_price_micros, usage_t.c.uncollected_micros, ledger.c.balance_after_micros)
+            .join(ledger, sa.and_(ledger.c.reason == "llm_usage", ledger.c.reference == usage_t.c.request_id))
+            .where(usage_t.c.request_id == request_id)
+        )
+    ).first()
+    if row is None:
         raise LookupError(f"no settlement for request {request_id}")
-    return Settlement(request_id, -entry.amount_micros, entry.balance_after_micros, True)
+    return Settlement(request_id, row.user_price_micros, row.balance_after_micros, True, row.uncollected_micros)
 
 
 async def release(db: AsyncEngine, request_id: str, *, status: str = "voided") -> bool:
@@ -392,13 +427,15 @@ async def release(db: AsyncEngine, request_id: str, *, status: str = "voided") -
         return True
 
 
-async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None) -> list[str]:
-    """Void every pending hold past its TTL (each one means a lost settle) and return their request ids."""
+async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None, grace_seconds: int = 0) -> list[str]:
+    """Void every pending hold past its TTL plus `grace_seconds` (each one means a lost settle) and return their
+    request ids. The grace leaves time for settles waiting in a proxy's spool (gateway.spool); the expiry is
+    a conditional write (`release` acts only on a pending hold), so two sweepers, or a sweeper and a late
+    settle, never act twice on one hold."""
+    cutoff = (now or _now()) - timedelta(seconds=grace_seconds)
     async with db.connect() as conn:
         stale = (
-            await conn.execute(
-                sa.select(holds.c.request_id).where(holds.c.status == "pending", holds.c.expires_at < (now or _now()))
-            )
+            await conn.execute(sa.select(holds.c.request_id).where(holds.c.status == "pending", holds.c.expires_at < cutoff))
         ).scalars().all()
     expired = [rid for rid in stale if await release(db, rid, status="expired")]
     for rid in expired:
@@ -442,42 +479,55 @@ _PG_HOLD = sa.text(
     sa.bindparam("amount", type_=sa.BigInteger), sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
 )
 
-# `known` gates every write on the account existing (an unknown account changes nothing, as the
-# rollback does above); `charged` runs when a pending hold was closed, or when there is none and the
-# request was never settled (a late settle after expiry still charges); otherwise it is a replay, and
-# the final SELECT returns the first settlement's ledger entry.
+# `acct` locks the account row first (FOR UPDATE returns its newest committed version, so the charge is
+# computed from the row the UPDATE will change) and gates every write on the account existing (an unknown
+# account changes nothing, as the rollback does above). `charge` is `collectable_micros` in SQL: at most the
+# pending hold and never below the other holds. `charged` runs when a pending hold was closed, or when there
+# is none and the request was never settled (a late settle after expiry still charges what is available);
+# otherwise it is a replay, and the final SELECT returns the first settlement.
 _PG_SETTLE = sa.text(
     """
-    WITH known AS (
-        SELECT id FROM billing_accounts WHERE id = :account_id
+    WITH acct AS (
+        SELECT balance_micros, held_micros FROM billing_accounts WHERE id = :account_id FOR UPDATE
     ), closed AS (
         UPDATE credit_holds SET status = 'posted', closed_at = :now
-        WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM known)
+        WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM acct)
         RETURNING amount_micros
+    ), charge AS (
+        SELECT CASE WHEN EXISTS (SELECT FROM closed)
+                    THEN LEAST(:price, (SELECT amount_micros FROM closed),
+                               GREATEST(balance_micros - held_micros + (SELECT amount_micros FROM closed), 0))
+                    ELSE LEAST(:price, GREATEST(balance_micros - held_micros, 0)) END AS amount
+        FROM acct
     ), charged AS (
         UPDATE billing_accounts
-        SET balance_micros = balance_micros - :price,
+        SET balance_micros = balance_micros - (SELECT amount FROM charge),
             held_micros = held_micros - COALESCE((SELECT amount_micros FROM closed), 0)
         WHERE id = :account_id
           AND (EXISTS (SELECT FROM closed) OR NOT EXISTS (SELECT FROM llm_usage WHERE request_id = :request_id))
         RETURNING balance_micros
     ), recorded AS (
         INSERT INTO llm_usage (request_id, account_id, key_id, model, prompt_tokens, completion_tokens,
-                               total_tokens, provider_cost_micros, user_price_micros, markup, streamed, cost_source)
+                               total_tokens, provider_cost_micros, user_price_micros, uncollected_micros,
+                               markup, streamed, cost_source)
         SELECT :request_id, :account_id, :key_id, :model, :prompt_tokens, :completion_tokens,
-               :total_tokens, :provider_cost, :price, :markup, :streamed, :cost_source
+               :total_tokens, :provider_cost, :price, :price - (SELECT amount FROM charge),
+               :markup, :streamed, :cost_source
         FROM charged
     ), posted AS (
         INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
-        SELECT :account_id, -:price, balance_micros, 'llm_usage', :request_id FROM charged
+        SELECT :account_id, -(SELECT amount FROM charge), balance_micros, 'llm_usage', :request_id FROM charged
     )
     SELECT (SELECT amount_micros FROM closed) AS held_micros,
            (SELECT balance_micros FROM charged) AS balance_after_micros,
-           EXISTS (SELECT FROM known) AS account_exists,
-           first.amount_micros AS first_amount_micros,
-           first.balance_after_micros AS first_balance_after_micros
+           (SELECT amount FROM charge) AS charged_micros,
+           EXISTS (SELECT FROM acct) AS account_exists,
+           first.user_price_micros AS first_price_micros,
+           first.uncollected_micros AS first_uncollected_micros,
+           entry.balance_after_micros AS first_balance_after_micros
     FROM (SELECT 1) AS one
-    LEFT JOIN credit_ledger AS first ON first.reason = 'llm_usage' AND first.reference = :request_id
+    LEFT JOIN llm_usage AS first ON first.request_id = :request_id
+    LEFT JOIN credit_ledger AS entry ON entry.reason = 'llm_usage' AND entry.reference = :request_id
     """
 ).bindparams(
     sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
@@ -534,22 +584,27 @@ async def _pg_execute(db: AsyncEngine, statement: sa.TextClause, params: dict, a
 
 
 async def _pg_fetchrow(db: AsyncEngine, statement: sa.TextClause, params: dict):  # noqa: ANN202
+    """Every statement here is idempotent (on the request id), so one that met a dead pooled connection (the
+    server restarted, or the network dropped it) is sent once more on a fresh one before the call fails."""
     sql, names = _compiled.get(id(statement)) or _compile(statement, db)
     args = [params[name] for name in names]
-    async with db.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        try:
-            return await driver.fetchrow(sql, *args)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(sql, args, exc) from exc
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
-            await _discard(conn)
-            raise sa.exc.OperationalError(sql, args, exc) from exc
-        except asyncpg.PostgresError as exc:
-            raise sa.exc.DBAPIError(sql, args, exc) from exc
-        except BaseException:  # cancelled mid-statement: the connection may still be busy with it
-            await _discard(conn)
-            raise
+    for attempt in (1, 2):
+        async with db.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            try:
+                return await driver.fetchrow(sql, *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(sql, args, exc) from exc
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+                await _discard(conn)
+                if attempt == 2:
+                    raise sa.exc.OperationalError(sql, args, exc) from exc
+            except asyncpg.PostgresError as exc:
+                raise sa.exc.DBAPIError(sql, args, exc) from exc
+            except BaseException:  # cancelled mid-statement: the connection may still be busy with it
+                await _discard(conn)
+                raise
+    raise AssertionError("unreachable")
 
 
 async def _discard(conn: AsyncConnection) -> None:
@@ -580,13 +635,9 @@ async def _pg_settle(db: AsyncEngine, usage: Usage) -> Settlement:
     if row["balance_after_micros"] is None:  # nothing written
         if not row["account_exists"]:
             raise UnknownAccount(usage.account_id)
-        if row["first_amount_micros"] is None:
+        if row["first_price_micros"] is None:
             raise LookupError(f"no settlement for request {usage.request_id}")
-        return Settlement(usage.request_id, -row["first_amount_micros"], row["first_balance_after_micros"], True)
-    held = row["held_micros"]
-    over = price - held if held is not None and price > held else 0
-    if over:
-        log.warning("charge above hold: request %s price %d held %d", usage.request_id, price, held)
-    if held is None:
-        log.warning("settled without a pending hold: request %s", usage.request_id)
-    return Settlement(usage.request_id, price, row["balance_after_micros"], False, over)
+        return Settlement(
+            usage.request_id, row["first_price_micros"], row["first_balance_after_micros"], True, row["first_uncollected_micros"]
+        )
+    return _settled(usage, row["held_micros"], row["balance_after_micros"], price - row["charged_micros"])

@@ -1,4 +1,5 @@
-"""Ledger service against real PostgreSQL: grants, holds, settles, releases, replays and races."""
+"""Ledger service on PostgreSQL (one-statement path) and SQLite (portable path, the embedded default): grants,
+holds, settles, releases, replays, races, and the rule that a settle never takes more than its hold."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
+from gateway.db.engine import get_engine
+from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_ledger, llm_usage
 from tests.conftest import new_request_id
 from tests.ledger_checks import assert_books_balance
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def db(request, tmp_path_factory):
+    """The same tests on both implementations of hold/settle/release."""
+    if request.param == "postgresql":
+        return get_engine(request.getfixturevalue("pg_url"))
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ledger') / 'gateway.db'}"
+    upgrade(url)
+    return get_engine(url)
 
 
 def usage_for(account, request_id, price, cost=None, **kw):
@@ -52,6 +65,8 @@ async def test_bad_writes_change_nothing(db, account):
         await ledger.post_entry(db, account.id, 1.5, "admin_grant", "x")  # type: ignore[arg-type]
     with pytest.raises(ledger.UnknownAccount):
         await ledger.post_entry(db, 10**12, 1, "admin_grant", "nobody")
+    with pytest.raises(ValueError):
+        await ledger.post_entry(db, account.id, ledger.MAX_ENTRY_MICROS + 1, "admin_grant", "too-much")
     assert (await ledger.get_balance(db, account.id)).balance_micros == 0
 
 
@@ -83,13 +98,64 @@ async def test_concurrent_settles_of_one_request_charge_once(db, account):
     await assert_books_balance(db)
 
 
-async def test_price_above_hold_is_charged_in_full(db, account):
+async def usage_row(db, rid):
+    async with db.connect() as conn:
+        return (await conn.execute(sa.select(llm_usage).where(llm_usage.c.request_id == rid))).one()
+
+
+async def test_price_above_hold_charges_the_hold_and_records_the_rest_as_uncollected(db, account):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     rid = new_request_id()
     await ledger.hold(db, account.id, rid, 100)
     done = await ledger.settle(db, usage_for(account, rid, 300))
-    assert done.over_hold_micros == 200 and done.balance_after_micros == 9_700
+    assert (done.charged_micros, done.uncollected_micros, done.balance_after_micros) == (100, 200, 9_900)
+    row = await usage_row(db, rid)
+    assert (row.user_price_micros, row.uncollected_micros) == (300, 200)
+    replay = await ledger.settle(db, usage_for(account, rid, 300))
+    assert replay.replayed and (replay.charged_micros, replay.uncollected_micros) == (100, 200)
     await assert_books_balance(db)
+
+
+async def test_a_settle_never_takes_the_balance_below_zero_even_without_a_hold(db, account):
+    await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
+    other = new_request_id()
+    await ledger.hold(db, account.id, other, 700)  # another call in flight keeps 700 for itself
+    rid = new_request_id()
+    await ledger.hold(db, account.id, rid, 300, ttl_seconds=1)
+    from datetime import datetime, timedelta, timezone
+
+    assert rid in await ledger.expire_stale_holds(db, now=datetime.now(timezone.utc) + timedelta(seconds=5))
+    done = await ledger.settle(db, usage_for(account, rid, 5_000, cost=10))  # late, and far above its hold
+    assert (done.charged_micros, done.uncollected_micros) == (300, 4_700)  # what the other hold leaves
+    await ledger.settle(db, usage_for(account, other, 900, cost=10))  # its own price above its hold
+    bal = await ledger.get_balance(db, account.id)
+    assert (bal.balance_micros, bal.held_micros) == (0, 0)
+    assert (await usage_row(db, other)).uncollected_micros == 200
+    await assert_books_balance(db)
+
+
+async def test_a_negative_adjustment_under_a_hold_caps_the_settle_at_what_is_left(db, account):
+    await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
+    rid = new_request_id()
+    await ledger.hold(db, account.id, rid, 800)
+    await ledger.post_entry(db, account.id, -900, "adjustment", new_request_id())  # e.g. a reorged top-up
+    done = await ledger.settle(db, usage_for(account, rid, 600, cost=10))
+    assert (done.charged_micros, done.uncollected_micros, done.balance_after_micros) == (100, 500, 0)
+    await assert_books_balance(db)
+
+
+@pytest.mark.parametrize(
+    ("price", "hold", "balance", "held", "expected"),
+    [
+        (50, 100, 1_000, 100, 50),  # under the hold: the price
+        (300, 100, 1_000, 100, 100),  # over the hold: the hold
+        (300, None, 1_000, 900, 100),  # no hold: what the other holds leave
+        (300, None, 1_000, 1_200, 0),  # no hold, nothing left
+        (600, 800, 100, 800, 100),  # the balance shrank under the hold
+    ],
+)
+def test_collectable_micros(price, hold, balance, held, expected):
+    assert ledger.collectable_micros(price, hold, balance, held) == expected
 
 
 async def test_release_voids_hold_and_charges_nothing(db, account):

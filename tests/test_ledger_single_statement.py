@@ -84,19 +84,6 @@ async def test_a_replayed_settle_returns_the_first_charge_whatever_it_says(db, a
     await assert_books_balance(db)
 
 
-async def test_a_released_hold_then_a_late_settle_charges_once(db, account):
-    await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
-    rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 2_000)
-    assert await ledger.release(db, rid) is True
-    done = await ledger.settle(db, usage_for(account, rid, 700))
-    assert not done.replayed and done.balance_after_micros == 9_300 and done.over_hold_micros == 0
-    assert (await ledger.settle(db, usage_for(account, rid, 700))).replayed
-    bal = await ledger.get_balance(db, account.id)
-    assert (bal.balance_micros, bal.held_micros) == (9_300, 0)
-    await assert_books_balance(db)
-
-
 async def test_flexible_hold_on_a_short_account_falls_back_and_takes_what_is_left(db, account):
     await ledger.post_entry(db, account.id, 900, "admin_grant", new_request_id())
     await ledger.hold(db, account.id, new_request_id(), 400)

@@ -117,7 +117,11 @@ llm_usage = sa.Table(
     sa.Column("markup", sa.String(20), nullable=False),  # exact Decimal text, e.g. "2.0"
     sa.Column("streamed", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("cost_source", sa.String(16), nullable=False, server_default="litellm"),  # litellm|price_table
+    # the part of user_price_micros the account was NOT charged: the provider billed more than was held
+    # (it counted the prompt differently), and a balance never goes below zero. Operator loss.
+    sa.Column("uncollected_micros", Micros, nullable=False, server_default="0"),
     _created_at(),
     sa.CheckConstraint("user_price_micros >= provider_cost_micros", name="price_covers_cost"),
+    sa.CheckConstraint("uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
 )

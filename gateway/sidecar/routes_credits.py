@@ -75,8 +75,8 @@ class UsageOut(BaseModel):
 
     @classmethod
     def of(cls, row: UsageRow) -> UsageOut:
-        fields = {k: v for k, v in vars(row).items() if k != "user_price_micros"}
-        return cls(**fields, price_micros=row.user_price_micros, price_credits=micros_to_credits(row.user_price_micros))
+        fields = {k: v for k, v in vars(row).items() if k not in ("user_price_micros", "charged_micros")}
+        return cls(**fields, price_micros=row.charged_micros, price_credits=micros_to_credits(row.charged_micros))
 
 
 class UsagePage(BaseModel):
