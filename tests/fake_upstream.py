@@ -12,21 +12,48 @@ orjson when installed), no framework, no logging.  Run it with::
 Endpoints (a ``/v1`` prefix is optional on all of them):
 
 ``POST /v1/chat/completions``
-    Deterministic answer of N words cycled from a fixed vocabulary whose words
+    ``n`` (default 1; anything but an integer from 1 to 128 is refused with
+    HTTP 400, like OpenAI) identical choices, ``index`` 0..n-1.  Each is a
+    deterministic answer of words cycled from a fixed vocabulary whose words
     are each exactly one token in ``cl100k_base`` and ``o200k_base``, so any
-    tokenizer-based count of the answer equals the word count.  N is the mode's
-    ``words`` (default 8), overridden by the request header ``x-fake-words: N``
-    or by a model-name suffix ``:wN`` (``"gpt-4o-mini:w20"``), and capped by
-    ``max_completion_tokens`` / ``max_tokens`` (then ``finish_reason`` is
-    ``"length"``).  ``usage.prompt_tokens`` is the sum over messages of the
-    tiktoken token count of each message's text content (``o200k_base`` for
-    ``gpt-4o*`` / models tiktoken maps to it, else ``cl100k_base``, the same
-    choice ``litellm.token_counter`` makes); that is never more than
-    ``litellm.token_counter`` counts, which adds role and per-message overhead.
-    ``usage.completion_tokens`` is the word count.  ``stream: true`` sends a
-    role chunk, one ``chat.completion.chunk`` per word, a finish chunk, a usage
-    chunk (empty ``choices``) when ``stream_options.include_usage`` is true, then
-    ``data: [DONE]``.
+    tokenizer-based count of the answer equals the word count.  Its uncapped
+    length W is the mode's ``words`` (default 8), overridden by a model-name
+    suffix ``:wW`` (``"gpt-4o-mini:w20"``), itself overridden by the request
+    header ``x-fake-words: W``.  Each choice also spends R hidden reasoning
+    tokens (mode ``reasoning_tokens``, default 0), as OpenAI's o-series do.
+    ``max_completion_tokens`` (else ``max_tokens``), L, is a per-choice budget
+    that covers reasoning and words alike, so a choice never bills more than L:
+    with L, R is capped at L and the choice has min(W, L - R) words, or exactly
+    L - R words when the mode ``fill`` is true; ``finish_reason`` is
+    ``"length"`` when the words were cut (L - R < W) or ``fill`` is on, else
+    ``"stop"``.  Without L a choice has R reasoning tokens and W words, ``"stop"``.
+
+    Usage is billed like OpenAI's:
+
+    * ``prompt_tokens`` = sum over messages of the tiktoken token count of the
+      message's text content (a content list's text parts joined; ``o200k_base``
+      for ``gpt-4o*`` / models tiktoken maps to it, else ``cl100k_base``, the same
+      choice ``litellm.token_counter`` makes), plus the mode's ``image_tokens``
+      (default 765, gpt-4o's high-detail 1024x1024 price) per ``image_url``
+      content part, plus, for each of ``tools``, ``functions`` and
+      ``response_format`` that is present and non-empty, the token count of its
+      compact JSON (``json.dumps(v, separators=(",", ":"))``), plus the mode's
+      ``prompt_extra_tokens`` (default 0; simulates a provider tokenizer that
+      counts more than the client expects).  For text-only messages that is never
+      more than ``litellm.token_counter`` counts, which adds role and
+      per-message overhead.
+    * ``completion_tokens`` = sum over choices of (R + words) = n * (R + words).
+    * Only when the mode's ``cached_tokens`` or ``reasoning_tokens`` is non-zero
+      or ``details`` is true, usage also has
+      ``prompt_tokens_details: {"cached_tokens": min(cached_tokens, prompt_tokens),
+      "audio_tokens": 0}`` and ``completion_tokens_details: {"reasoning_tokens":
+      n * R, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+      "rejected_prediction_tokens": 0}``.
+
+    ``stream: true`` sends, per choice in turn (OpenAI interleaves them), a role
+    chunk, one ``chat.completion.chunk`` per word and a finish chunk, each
+    carrying the choice's ``index``; then a usage chunk (empty ``choices``) when
+    ``stream_options.include_usage`` is true, then ``data: [DONE]``.
 ``POST /v1/embeddings``
     One deterministic 8-float vector per input (string, list of strings, token
     array or list of token arrays; ``dimensions`` honoured up to 256;
@@ -106,10 +133,23 @@ DEFAULT_MODE: dict[str, Any] = {
     "fail_status": 500,  # HTTP status used when failing
     "latency": 0.0,  # seconds to wait before answering (before first byte)
     "chunk_delay": 0.0,  # seconds to wait before each streamed word chunk
-    "stream_abort_after": None,  # abort the TCP connection after N word chunks
+    "stream_abort_after": None,  # abort the TCP connection after N word chunks (over all choices)
+    "fill": False,  # a choice uses its whole max_(completion_)tokens budget
+    "reasoning_tokens": 0,  # hidden reasoning tokens per choice, inside completion_tokens and the budget
+    "cached_tokens": 0,  # prompt tokens reported as cached (at most prompt_tokens)
+    "details": False,  # report the usage *_tokens_details even when the two above are 0
+    "image_tokens": 765,  # prompt tokens per image_url content part
+    "prompt_extra_tokens": 0,  # added to every chat prompt_tokens
 }
 
+_INT_MODE_KEYS = frozenset(
+    ("words", "fail_next", "fail_status", "reasoning_tokens", "cached_tokens", "image_tokens", "prompt_extra_tokens")
+)
+_BOOL_MODE_KEYS = frozenset(("fail_always", "fill", "details"))
+
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+
+MAX_CHOICES = 128  # OpenAI's upper bound for ``n``
 
 _MODEL_WORDS_RE = re.compile(r":w(\d+)$")
 
@@ -199,21 +239,63 @@ def count_tokens(text: str, model: str) -> int:
     return n
 
 
-def _message_text(content: Any) -> str:
+def _content_tokens(content: Any, model: str, image_tokens: int) -> int:
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: count the text ones
-        return "".join(
-            p.get("text") or "" for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
+        return count_tokens(content, model)
+    if isinstance(content, list):  # content parts: count the text ones joined, price the images
+        texts = []
+        images = 0
+        for p in content:
+            if isinstance(p, dict):
+                text = p.get("text")
+                if isinstance(text, str):
+                    texts.append(text)
+                if p.get("type") == "image_url":
+                    images += 1
+        return count_tokens("".join(texts), model) + images * image_tokens
+    return 0
 
 
-def prompt_tokens_for_messages(messages: Any, model: str) -> int:
-    """Sum of token counts of each message's text content (roles/overhead excluded)."""
+def prompt_tokens_for_messages(messages: Any, model: str, image_tokens: int) -> int:
+    """Sum over messages of their text content's token count plus ``image_tokens``
+    per image part (roles/overhead excluded)."""
     if not isinstance(messages, list):
         return 0
-    return sum(count_tokens(_message_text(m.get("content")), model) for m in messages if isinstance(m, dict))
+    return sum(_content_tokens(m.get("content"), model, image_tokens) for m in messages if isinstance(m, dict))
+
+
+# Request fields a provider bills as prompt: tool definitions and output schemas.
+_SCHEMA_FIELDS = ("tools", "functions", "response_format")
+
+
+def prompt_tokens_for_chat(data: dict, model: str, mode: dict) -> int:
+    """The ``prompt_tokens`` billed for a chat request (see the module docstring)."""
+    tokens = prompt_tokens_for_messages(data.get("messages"), model, mode["image_tokens"])
+    for field in _SCHEMA_FIELDS:
+        value = data.get(field)
+        if value:
+            tokens += count_tokens(json.dumps(value, ensure_ascii=False, separators=(",", ":")), model)
+    return tokens + mode["prompt_extra_tokens"]
+
+
+def chat_usage(prompt_tokens: int, choices: int, reasoning: int, words: int, mode: dict) -> dict[str, Any]:
+    """OpenAI-style usage for ``choices`` choices of ``reasoning`` + ``words`` tokens each."""
+    completion = choices * (reasoning + words)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
+    cached = mode["cached_tokens"]
+    if cached or mode["reasoning_tokens"] or mode["details"]:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(cached, prompt_tokens), "audio_tokens": 0}
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": choices * reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        }
+    return usage
 
 
 # --------------------------------------------------------------------------
@@ -239,12 +321,12 @@ class _State:
         for k, v in changes.items():
             if k not in DEFAULT_MODE:
                 return f"unknown mode key {k!r}; known: {sorted(DEFAULT_MODE)}"
-            if k in ("words", "fail_next", "fail_status") and not (isinstance(v, int) and v >= 0):
+            if k in _INT_MODE_KEYS and not (isinstance(v, int) and v >= 0):
                 return f"{k} must be a non-negative integer"
             if k in ("latency", "chunk_delay") and not (isinstance(v, (int, float)) and v >= 0):
                 return f"{k} must be a non-negative number"
-            if k == "fail_always" and not isinstance(v, bool):
-                return "fail_always must be a boolean"
+            if k in _BOOL_MODE_KEYS and not isinstance(v, bool):
+                return f"{k} must be a boolean"
             if k == "stream_abort_after" and not (v is None or (isinstance(v, int) and v >= 0)):
                 return "stream_abort_after must be null or a non-negative integer"
         self.mode.update(changes)
@@ -411,44 +493,57 @@ def _chat(req: _Request, data: dict, mode: dict, latency: float) -> _Plan:
     if not isinstance(messages, list) or not messages:
         return _bad("messages must be a non-empty array", ka, "messages")
 
-    n = mode["words"]
+    n = data.get("n")
+    if n is None:
+        n = 1
+    elif type(n) is not int or not 1 <= n <= MAX_CHOICES:
+        return _bad(f"Invalid 'n': expected an integer from 1 to {MAX_CHOICES}, got {n!r}", ka, "n")
+
+    nw = mode["words"]
     m = _MODEL_WORDS_RE.search(model)
     if m:
-        n = int(m.group(1))
+        nw = int(m.group(1))
     hw = req.headers.get("x-fake-words")
     if hw is not None:
         try:
-            n = max(0, int(hw))
+            nw = max(0, int(hw))
         except ValueError:
             return _bad("x-fake-words must be an integer", ka)
+    reasoning = mode["reasoning_tokens"]
     finish = "stop"
     limit = data.get("max_completion_tokens")
     if limit is None:
         limit = data.get("max_tokens")
-    if isinstance(limit, int) and not isinstance(limit, bool) and limit < n:
-        n = max(0, limit)
-        finish = "length"
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        # The budget covers hidden reasoning first, then the visible words.
+        if reasoning > limit:
+            reasoning = max(0, limit)
+        room = limit - reasoning
+        if room < nw or mode["fill"]:
+            nw = max(0, room)
+            finish = "length"
 
-    prompt_tokens = prompt_tokens_for_messages(messages, model)
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+    usage = chat_usage(prompt_tokens_for_chat(data, model, mode), n, reasoning, nw, mode)
     STATE.seq += 1
     cid = f"chatcmpl-fake{STATE.seq}"
     created = int(time.time())
 
     if not data.get("stream"):
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer_text(nw), "refusal": None},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        choices = [choice]
+        if n > 1:
+            choices += [{**choice, "index": i} for i in range(1, n)]
         body = {
             "id": cid,
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer_text(n), "refusal": None},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
+            "choices": choices,
             "usage": usage,
             "system_fingerprint": "fp_fake",
         }
@@ -458,24 +553,28 @@ def _chat(req: _Request, data: dict, mode: dict, latency: float) -> _Plan:
     include_usage = isinstance(so, dict) and so.get("include_usage") is True
     base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_fake"}
 
-    def chunk(delta: dict, fin: str | None) -> bytes:
+    def chunk(index: int, delta: dict, fin: str | None) -> bytes:
         obj = dict(base)
-        obj["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": fin}]
+        obj["choices"] = [{"index": index, "delta": delta, "logprobs": None, "finish_reason": fin}]
         if include_usage:
             obj["usage"] = None
         return _sse(obj)
 
-    head = _SSE_HEAD + (b"" if ka else b"Connection: close\r\n") + b"\r\n"
-    parts = [head + chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+    role = {"role": "assistant", "content": "", "refusal": None}
+    deltas = [{"content": w if i == 0 else " " + w} for i, w in enumerate(answer_words(nw))]
     abort_after = mode["stream_abort_after"]
-    words = answer_words(n)
-    for i, w in enumerate(words):
-        if abort_after is not None and i >= abort_after:
+    aborted = abort_after is not None and abort_after < n * nw
+    # parts[0] is the head, then one part per word chunk; a choice's role chunk
+    # (and the previous choice's finish chunk) go out with the part before it.
+    parts = [_SSE_HEAD + (b"" if ka else b"Connection: close\r\n") + b"\r\n"]
+    for i in range(n):
+        parts[-1] += (chunk(i - 1, {}, finish) if i else b"") + chunk(i, role, None)
+        parts.extend([chunk(i, d, None) for d in deltas])
+        if aborted and len(parts) > abort_after:
+            del parts[abort_after + 1 :]
             break
-        parts.append(chunk({"content": w if i == 0 else " " + w}, None))
-    aborted = abort_after is not None and abort_after < len(words)
     if not aborted:
-        tail = chunk({}, finish)
+        tail = chunk(n - 1, {}, finish)
         if include_usage:
             u = dict(base)
             u["choices"] = []
@@ -890,6 +989,12 @@ class FakeUpstream:
         latency: float = _UNSET,
         chunk_delay: float = _UNSET,
         stream_abort_after: int | None = _UNSET,
+        fill: bool = _UNSET,
+        reasoning_tokens: int = _UNSET,
+        cached_tokens: int = _UNSET,
+        details: bool = _UNSET,
+        image_tokens: int = _UNSET,
+        prompt_extra_tokens: int = _UNSET,
     ) -> dict[str, Any]:
         """Change only the given mode keys; returns the whole mode.
 
@@ -898,7 +1003,16 @@ class FakeUpstream:
         ``fail_always``: fail all of them until turned off; ``latency``: seconds
         before any response/first byte; ``chunk_delay``: seconds before each
         streamed word; ``stream_abort_after``: abort the connection after N
-        streamed words (None = off).
+        streamed words, counted over all choices (None = off).
+
+        Billing (see the module docstring): ``fill``: a choice uses its whole
+        ``max_completion_tokens`` / ``max_tokens`` budget; ``reasoning_tokens``:
+        hidden reasoning tokens per choice, counted in ``completion_tokens`` and
+        spent from that budget first; ``cached_tokens``: prompt tokens reported
+        as cached (at most ``prompt_tokens``); ``details``: report the usage
+        ``*_tokens_details`` even when those two are 0; ``image_tokens``: prompt
+        tokens per ``image_url`` content part (default 765);
+        ``prompt_extra_tokens``: added to every chat ``prompt_tokens``.
         """
         changes = {k: v for k, v in locals().items() if k != "self" and v is not _UNSET}
         return self._request("POST", "/_control/mode", changes)
