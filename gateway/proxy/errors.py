@@ -10,11 +10,24 @@ from litellm.proxy._types import ProxyException
 
 
 class GatewayError(ProxyException):
-    def __init__(self, status: int, code: str, message: str, type_: str = "invalid_request_error"):
-        super().__init__(message=message, type=type_, param=None, code=status, openai_code=code)
+    def __init__(self, status: int, code: str, message: str, type_: str = "invalid_request_error", param: str | None = None):
+        super().__init__(message=message, type=type_, param=param, code=status, openai_code=code)
+        self.status_code = status
 
     def to_dict(self) -> dict:
         return {"message": self.message, "type": self.type, "param": self.param, "code": self.openai_code}
+
+
+def route_not_allowed(path: str) -> GatewayError:
+    return GatewayError(
+        403, "route_not_allowed",
+        f"'{path}' is not available to virtual keys: they reach chat completions, embeddings and the model list only.",
+        "permission_error",
+    )
+
+
+def not_admitted() -> GatewayError:
+    return GatewayError(503, "gateway_misconfigured", "The gateway's request guard is not installed; the call was refused (nothing was charged).", "service_unavailable")
 
 
 def invalid_key() -> GatewayError:
@@ -27,9 +40,20 @@ def admin_key_refused() -> GatewayError:
     )
 
 
-def billing_unavailable() -> GatewayError:
+def billing_unavailable(request_id: str | None = None) -> GatewayError:
+    quote = f" (request id {request_id})" if request_id else ""
     return GatewayError(
-        503, "billing_unavailable", "The billing database is unreachable, so the call was refused (nothing was charged). Retry shortly.", "service_unavailable"
+        503, "billing_unavailable",
+        f"The billing database is unreachable, so the call was refused (nothing was charged){quote}. Retry shortly.",
+        "service_unavailable",
+    )
+
+
+def internal_error(request_id: str) -> GatewayError:
+    return GatewayError(
+        500, "internal_error",
+        f"The gateway failed on this call (nothing was charged; request id {request_id}). Retry, or report it with the request id.",
+        "server_error",
     )
 
 

@@ -1,12 +1,38 @@
-"""Model prices and token counts, read from LiteLLM (the router's model groups and its token counter)."""
+"""Model prices and prompt sizes for holds, read from LiteLLM (the router's deployments, its price map and
+its token counter).
+
+A hold must bound what the provider can bill, so both numbers here err high:
+- the rates are the highest a call to the model group can be billed at: the dearest deployment of the
+  group, and the dearest per-token rate of each side (cache writes and long-context tiers cost more
+  than plain input; reasoning tokens may cost more than plain output);
+- the prompt is counted as the tokens of its JSON text (messages, tools, functions, response_format,
+  tool_choice), which is more than a provider counts for the same content (it adds only a few tokens
+  of framing per message), plus a configured bound per image (an image's tokens depend on its pixels,
+  which only the provider sees; LiteLLM's own counter would download an image URL to measure it).
+"""
 
 from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
 
 from litellm import token_counter
 
 from gateway.money import TokenPrices, to_decimal
 
 _prices: dict[str, TokenPrices | None] = {}
+
+# price-map keys whose rate a call to the model may be billed at; service tiers and batch rates are not
+# reachable (gateway.proxy.admission refuses `service_tier`), audio parts are refused as well
+_TIER_SUFFIXES = ("_batches", "_flex", "_priority", "_ultrafast", "_decisions", "_balanced")
+_INPUT_RATES = ("input_cost_per_token", "cache_creation_input_token_cost")
+_OUTPUT_RATES = ("output_cost_per_token", "output_cost_per_reasoning_token")
+PROMPT_PARAMS = ("tools", "functions", "response_format", "tool_choice")
+# framing a provider adds that the JSON text does not show: a reply primer, and the tool preamble a
+# provider writes around each tool definition (OpenAI renders tools as a TypeScript namespace)
+FRAMING_TOKENS = 16
+FRAMING_TOKENS_PER_TOOL = 24
 
 
 def _router():  # noqa: ANN202 - the proxy's router, present once the proxy has loaded its config
@@ -15,28 +41,95 @@ def _router():  # noqa: ANN202 - the proxy's router, present once the proxy has 
     return proxy_server.llm_router
 
 
+def _highest_rate(infos: list[dict[str, Any]], prefixes: tuple[str, ...]) -> float:
+    rates = [
+        float(value)
+        for info in infos
+        for key, value in info.items()
+        if key.startswith(prefixes) and not key.endswith(_TIER_SUFFIXES) and isinstance(value, (int, float))
+    ]
+    return max(rates, default=0.0)
+
+
+def _deployment_infos(router: Any, model: str) -> list[dict[str, Any]]:
+    infos = []
+    for deployment in router.get_model_list(model_name=model) or []:
+        model_id = (deployment.get("model_info") or {}).get("id")
+        try:
+            info = router.get_deployment_model_info(model_id=model_id, model_name=deployment["litellm_params"]["model"])
+        except Exception:  # noqa: BLE001 - LiteLLM raises for a model its map does not know
+            info = None
+        infos.append(dict(info or {}))
+    return infos
+
+
 def prices_for(model: str) -> TokenPrices | None:
-    """The model group's prices, or None when the model is unknown or has no price (cached per process)."""
+    """The model group's hold rates, or None when the model is unknown or has no price (cached per process)."""
     if model in _prices:
         return _prices[model]
     router = _router()
-    info = router.get_model_group_info(model) if router is not None else None
+    group = router.get_model_group_info(model) if router is not None else None
     prices = None
-    if info is not None and (info.input_cost_per_token or info.output_cost_per_token):
+    if group is not None and (group.input_cost_per_token or group.output_cost_per_token):
+        infos = [
+            {"input_cost_per_token": group.input_cost_per_token or 0, "output_cost_per_token": group.output_cost_per_token or 0},
+            *_deployment_infos(router, model),
+        ]
         prices = TokenPrices(
-            input_usd=to_decimal(info.input_cost_per_token or 0),
-            output_usd=to_decimal(info.output_cost_per_token or 0),
-            max_output_tokens=int(info.max_output_tokens) if info.max_output_tokens else None,
+            input_usd=to_decimal(_highest_rate(infos, _INPUT_RATES)),
+            output_usd=to_decimal(_highest_rate(infos, _OUTPUT_RATES)),
+            max_output_tokens=int(group.max_output_tokens) if group.max_output_tokens else None,
         )
     _prices[model] = prices
     return prices
 
 
-def count_prompt_tokens(model: str, data: dict, embedding: bool) -> int:
+def _without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The messages with every image part reduced to its type (a data: URL would count as millions of
+    tokens; a provider bills an image by its pixels), and how many images there were."""
+    images = 0
+    stripped = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = []
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image_url":
+                    images += 1
+                    parts.append({"type": "image_url"})
+                else:
+                    parts.append(part)
+            message = {**message, "content": parts}
+        stripped.append(message)
+    return stripped, images
+
+
+def count_prompt_tokens(model: str, data: dict[str, Any], embedding: bool, tokens_per_image: int) -> int:
+    """An upper bound of the prompt tokens a provider bills for this request (see the module docstring)."""
     if embedding:
         items = data.get("input")
         texts = [items] if isinstance(items, str) else list(items or [])
         if texts and not isinstance(texts[0], str):  # token-id input: one token per id
             return sum(len(t) if isinstance(t, list) else 1 for t in texts)
         return sum(token_counter(model=model, text=t) for t in texts)
-    return token_counter(model=model, messages=data.get("messages") or [], tools=data.get("tools"))
+    messages, images = _without_images(data.get("messages") or [])
+    prompt: dict[str, Any] = {"messages": messages}
+    prompt.update((name, data[name]) for name in PROMPT_PARAMS if data.get(name) is not None)
+    text = json.dumps(prompt, ensure_ascii=False, separators=(",", ":"))
+    tools = len(data.get("tools") or []) + len(data.get("functions") or [])
+    framing = FRAMING_TOKENS + FRAMING_TOKENS_PER_TOOL * tools
+    return token_counter(model=model, text=text) + framing + images * tokens_per_image
+
+
+def model_names() -> list[str]:
+    router = _router()
+    return sorted(router.get_model_names()) if router is not None else []
+
+
+def list_rates(model: str) -> tuple[Decimal, Decimal] | None:
+    """The model group's list price (plain input and output USD per token), or None when it has none."""
+    router = _router()
+    group = router.get_model_group_info(model) if router is not None else None
+    if group is None or not (group.input_cost_per_token or group.output_cost_per_token):
+        return None
+    return to_decimal(group.input_cost_per_token or 0), to_decimal(group.output_cost_per_token or 0)

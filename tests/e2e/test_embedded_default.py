@@ -113,3 +113,27 @@ async def test_concurrent_calls_on_a_small_balance_never_overspend_on_sqlite(emb
     assert len(usage) == outcomes.count("ok")
     assert balance["balance_micros"] == 5_000 - sum(u["user_price_micros"] for u in usage) >= 0
     assert balance["held_micros"] == 0
+
+
+async def test_a_provider_billing_n_choices_and_more_prompt_never_takes_the_balance_below_zero_on_sqlite(embedded, upstream):
+    home, proxy = embedded
+    wallet = "0x4444444444444444444444444444444444444444"
+    gateway_json(home, "credits", "grant", "--wallet", wallet, "--credits", "2", "--reference", "n-choices")
+    key = gateway_json(home, "keys", "create", "--wallet", wallet)["key"]
+    client = openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=120)
+    upstream.set_mode(fill=True)
+    try:
+        with pytest.raises(openai.APIStatusError) as err:  # the reported case: 20 x 200 output tokens on 2 credits
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=20, max_tokens=200)
+        assert err.value.status_code == 402 and upstream.stats()["total"] == 0
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=20)
+        assert len(reply.choices) == 20
+        upstream.set_mode(prompt_extra_tokens=100_000)  # then a provider that counts far more prompt than held
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=4, stream=True))
+    finally:
+        upstream.set_mode(fill=False, prompt_extra_tokens=0)
+    balance = gateway_json(home, "balance", "--wallet", wallet)
+    usage = gateway_json(home, "usage", "--wallet", wallet)
+    assert len(usage) == 2 and balance["held_micros"] == 0 and balance["balance_micros"] >= 0
+    report = json.loads(gateway(home, "reconcile", "--json").stdout)
+    assert report["ok"] and report["uncollected"]["total_micros"] > 0

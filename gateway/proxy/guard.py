@@ -1,0 +1,164 @@
+"""The proxy's front door: an ASGI layer around LiteLLM's app that confines virtual keys before any LiteLLM
+logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come after it).
+
+- The master key passes through untouched (admin access stays LiteLLM's).
+- Any other request reaches only the routes in `admission.ROUTES`; every other route answers 403
+  `route_not_allowed` (a request with no credential at all may still reach the liveness probe).
+- On the billed routes: no LiteLLM control headers or query parameters; the body is read up to
+  `PROXY_MAX_BODY_BYTES` (413 beyond it, before it is read in full), parsed once and checked against the
+  parameter allow-lists (400 naming the parameter); LiteLLM then reuses the parsed body.
+- The model list is answered here, with user prices (provider price x markup) and nothing of the
+  deployments (no provider price, api_base or litellm_params).
+- Every request that passes is marked in its scope; `gateway.proxy.auth` refuses a billed call without
+  the mark, so a proxy started without this layer fails closed instead of open.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from gateway.billing import user_rates
+from gateway.proxy import admission
+from gateway.proxy.errors import GatewayError, route_not_allowed
+from gateway.proxy.runtime import runtime
+
+log = logging.getLogger("gateway.proxy.guard")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ADMITTED = "gateway.admitted"  # scope key set on every request the guard let through to a billed route
+
+
+class Guard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, master_key: str | None):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self._master = f"bearer {master_key}".encode() if master_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
+        if self._is_master(headers.get("authorization")):
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route = admission.ROUTES.get(path)
+        if scope["type"] == "websocket":  # no websocket route is billed
+            return await send({"type": "websocket.close", "code": 1008})
+        if route is None:
+            if path in admission.ANONYMOUS_PROBES and not admission.CREDENTIAL_HEADERS.intersection(headers):
+                return await self.app(scope, receive, send)
+            return await _respond(send, route_not_allowed(path))
+        kind, method = route
+        if scope["method"] == "OPTIONS":  # CORS preflight, answered by LiteLLM's CORS middleware
+            return await self.app(scope, receive, send)
+        if scope["method"] != method:
+            return await _respond(send, GatewayError(405, "method_not_allowed", f"{path} accepts {method} only."))
+        if kind == admission.MODELS:
+            return await self._models(headers, send)
+        try:
+            admission.check_headers({k: v.decode("latin-1") for k, v in headers.items()}, scope.get("query_string") or b"")
+            body = await self._read_body(headers, receive)
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise admission.Refusal(400, "invalid_json", "The request body is not valid JSON.") from None
+            admission.check_body(kind, parsed)
+        except admission.Refusal as refusal:
+            return await _respond(send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param))
+        scope[ADMITTED] = True
+        scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
+        await self.app(scope, _replay(body, receive), send)
+
+    def _is_master(self, authorization: bytes | None) -> bool:
+        return bool(self._master and authorization and secrets.compare_digest(authorization.lower(), self._master.lower()))
+
+    async def _read_body(self, headers: dict[str, bytes], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> admission.Refusal:
+        return admission.Refusal(413, "request_too_large", f"The request body is larger than {self.max_body_bytes} bytes.")
+
+    async def _models(self, headers: dict[str, bytes], send: Send) -> None:
+        from gateway.proxy.auth import authenticate  # the same key check as custom_auth
+
+        authorization = headers.get("authorization", b"").decode("latin-1")
+        try:
+            await authenticate(authorization.removeprefix("Bearer ").removeprefix("bearer ").strip())
+        except GatewayError as exc:
+            return await _respond(send, exc)
+        await _send_json(send, 200, {"object": "list", "data": price_list()})
+
+
+def price_list() -> list[dict[str, Any]]:
+    """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field."""
+    from gateway.proxy.pricing import list_rates, model_names
+
+    markup = runtime().settings.user_price_markup_factor
+    created = int(time.time())
+    entries = []
+    for name in model_names():
+        rates = list_rates(name)
+        if rates is not None:
+            entries.append({"id": name, "object": "model", "created": created, "owned_by": "credit-gateway",
+                            "pricing": user_rates(*rates, markup)})
+    return entries
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then passes on what the server sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _respond(send: Send, error: GatewayError) -> None:
+    await _send_json(send, error.status_code, {"error": error.to_dict()})
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    body = orjson.dumps(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install(app: Any) -> None:
+    """Put the guard in front of LiteLLM's ASGI app (idempotent). LiteLLM loads our hooks during its
+    start-up, when Starlette has already built the app's middleware stack: the guard wraps that stack."""
+    settings = runtime().settings
+    stack = app.middleware_stack or app.build_middleware_stack()
+    if not isinstance(stack, Guard):
+        app.middleware_stack = Guard(stack, settings.proxy_max_body_bytes, settings.litellm_master_key)
