@@ -1,12 +1,12 @@
 """The `gateway` command line (typer + rich): run the gateway, and administer accounts, keys and credits.
 
 Every command takes `--json` and then prints exactly one JSON document. Bad arguments print one clear
-line and exit with status 2. Amounts in JSON are integers of micros; credits are decimal strings.
+line and exit with status 2; a database that cannot be reached or is not migrated, one line and status 1
+(gateway/commands/database.py). Amounts in JSON are integers of micros; credits are decimal strings.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
@@ -18,11 +18,11 @@ from rich.table import Table
 from gateway import accounts, keys, ledger
 from gateway.cache import key_cache_for
 from gateway.config import SettingsError, get_settings
-from gateway.db.engine import dispose_all, get_engine
+from gateway.commands.database import DatabaseNotReady, migrate_database, run_with_database, shown
 from gateway.commands.output import err, fail, out
 from gateway.commands.payments import reconcile, watch
 from gateway.history import Window, usage_page
-from gateway.money import credits_to_micros, micros_to_credits
+from gateway.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
 
 app = typer.Typer(help="credit-gateway: a credit-metered LLM gateway on LiteLLM.", no_args_is_help=True, add_completion=False)
 accounts_app = typer.Typer(help="Billing accounts.", no_args_is_help=True)
@@ -34,26 +34,25 @@ app.add_typer(credits_app, name="credits")
 app.command()(watch)
 app.command()(reconcile)
 
-JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
-WalletOpt = typer.Option(..., "--wallet", help="The account's wallet address (0x...).")
+MAX_GRANT_CREDITS = 10**12  # $1 billion: far below what a balance can hold (2**63 micros)
 
+
+def _wallet(address: str) -> str:
+    try:
+        return accounts.normalize_wallet(address)
+    except accounts.InvalidWallet as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON document.")
+WalletOpt = typer.Option(..., "--wallet", callback=_wallet, help="The account's wallet address (0x...).")
 
 
 def run(coro_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Run one database coroutine with the configured engine; turn expected errors into one line."""
-
-    async def main() -> Any:
-        try:
-            return await coro_fn(get_engine(get_settings().effective_database_url), *args)
-        finally:
-            await dispose_all()
-
+    """Run one database coroutine on the configured database, once it is known to be reachable and migrated;
+    turn expected errors into one line."""
     try:
-        return asyncio.run(main())
-    except SettingsError as exc:
-        fail(str(exc))
-    except accounts.InvalidWallet as exc:
-        fail(str(exc))
+        return run_with_database(get_settings().effective_database_url, lambda db: coro_fn(db, *args))
     except ledger.UnknownAccount:
         fail("no such account")
 
@@ -89,17 +88,12 @@ def run_for_account(coro_fn: Callable[..., Awaitable[Any]], wallet: str, *args: 
 @app.command()
 def migrate(as_json: bool = JsonOpt) -> None:
     """Apply database migrations."""
-    from gateway.db.migrate import upgrade  # alembic: only this command needs it
-
     url = get_settings().effective_database_url
-    upgrade(url)
-    emit(as_json, {"migrated": True, "database": _redacted(url)}, lambda: out.print(f"database up to date: {_redacted(url)}"))
-
-
-def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        migrate_database(url)
+    except DatabaseNotReady as exc:
+        fail(str(exc), 1)
+    emit(as_json, {"migrated": True, "database": shown(url)}, lambda: out.print(f"database up to date: {shown(url)}"))
 
 
 @accounts_app.command("create")
@@ -146,7 +140,9 @@ def keys_list(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: int = typer.Argument(..., help="The key's id (see `keys list`)."), as_json: bool = JsonOpt) -> None:
+def keys_revoke(
+    key_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="The key's id (see `keys list`)."), as_json: bool = JsonOpt
+) -> None:
     """Revoke a key. Every gateway process stops accepting it within the key-cache TTL (a few seconds)."""
     async def revoke(db, key_id: int):  # noqa: ANN001, ANN202
         return await keys.revoke_key(db, key_id, key_cache_for(get_settings()))
@@ -169,8 +165,12 @@ def credits_grant(
         micros = credits_to_micros(credits)
     except ValueError as exc:
         fail(f"--credits: {exc}")
+    except ArithmeticError:  # an exponent beyond Decimal's range, e.g. 1e999999
+        fail(f"--credits is at most {MAX_GRANT_CREDITS} per grant")
     if micros <= 0:
         fail("--credits must be positive")
+    if micros > MAX_GRANT_CREDITS * MICROS_PER_CREDIT:
+        fail(f"--credits is at most {MAX_GRANT_CREDITS} per grant")
     if not reference.strip() or len(reference) > 200:
         fail("--reference must be 1 to 200 characters")
 
@@ -211,10 +211,11 @@ def usage(wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=
     rows = [dataclasses.asdict(r) for r in page.items]
 
     def render() -> None:
-        table = Table("when", "request", "model", "prompt", "completion", "provider cost (credits)", "user price (credits)")
+        table = Table("when", "request", "model", "prompt", "completion", "provider cost (credits)", "user price (credits)", "charged (credits)")
         for r in rows:
             table.add_row(r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["request_id"][:12], r["model"], str(r["prompt_tokens"]), str(r["completion_tokens"]),
-                          micros_to_credits(r["provider_cost_micros"]), micros_to_credits(r["user_price_micros"]))
+                          micros_to_credits(r["provider_cost_micros"]), micros_to_credits(r["user_price_micros"]),
+                          micros_to_credits(r["charged_micros"]))
         out.print(table)
 
     emit(as_json, rows, render)
@@ -223,6 +224,7 @@ def usage(wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=
 @app.command()
 def sidecar() -> None:
     """Serve the sign-in, keys and credits API alone on HOST:SIDECAR_PORT (`up` runs it too). Run `migrate` first."""
+    run_with_database(get_settings().effective_database_url)
     from gateway.sidecar.app import serve  # FastAPI and SIWE load only for this command
 
     serve(get_settings())
@@ -235,19 +237,21 @@ def up() -> None:
 
     try:
         raise typer.Exit(serve(get_settings()))
-    except SettingsError as exc:
-        fail(str(exc))
+    except DatabaseNotReady as exc:
+        fail(str(exc), 1)
 
 
 def main() -> None:
-    """Console entry: like `app()`, but a usage error is one line on stderr and exit status 2."""
-    import click
-
+    """Console entry: like `app()`, but a usage error or an invalid setting is one line on stderr and exit status 2."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+    except typer.TyperException as exc:  # typer's own click: usage errors (status 2) and the like
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already (as typer checks it)
+            err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except SettingsError as exc:  # from get_settings(), in any command
+        err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
