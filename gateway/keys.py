@@ -2,7 +2,8 @@
 
 Only the SHA-256 of a key is stored. Lookups are cached briefly (positive and negative) so the hot path
 rarely touches the database; revoking deletes the cache entry, and every process forgets it within the
-cache TTL (a few seconds at most).
+cache TTL (a few seconds at most). Redis trouble never fails a lookup: the cache then answers a miss and
+the database decides (`gateway.cache`); only the database being down does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache import TTLCache
+from gateway.db.engine import read_once_more_after_disconnect
 from gateway.db.schema import virtual_keys as vk
 
 KEY_PREFIX = "sk-cg-"
@@ -114,12 +116,8 @@ async def resolve_key(db: AsyncEngine, cache: TTLCache, raw_key: str) -> KeyOwne
             return None
         key_id, account_id = cached.split(":")
         return KeyOwner(int(key_id), int(account_id))
-    async with db.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(vk.c.id, vk.c.account_id).where(vk.c.key_hash == digest, vk.c.revoked_at.is_(None))
-            )
-        ).first()
+    query = sa.select(vk.c.id, vk.c.account_id).where(vk.c.key_hash == digest, vk.c.revoked_at.is_(None))
+    row = await read_once_more_after_disconnect(db, lambda conn: conn.execute(query))
     owner = KeyOwner(row.id, row.account_id) if row else None
     await cache.set(digest, f"{owner.key_id}:{owner.account_id}" if owner else _NEGATIVE)
     return owner

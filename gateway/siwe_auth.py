@@ -3,7 +3,9 @@
 No web framework here; the sidecar adapts these functions to HTTP.
 
 - Nonces are random, single-use and live 10 minutes: in Redis (`SET NX EX` to issue, `GETDEL` to consume)
-  when it is configured, else in the `siwe_nonces` table (`DELETE ... RETURNING` to consume).
+  when it is configured, else in the `siwe_nonces` table (`DELETE ... RETURNING` to consume). With Redis
+  configured but unavailable, nonces can be neither issued nor checked (`NonceStoreUnavailable`, HTTP 503):
+  there is no weaker stand-in.
 - `verify_message` checks everything itself or hands it to signinwithethereum explicitly (its `verify`
   checks only what it is given): domain, URI origin, chain id, a nonce we issued, issued-at (60 s skew),
   expiration / not-before, and the signature: ERC-191 for EOAs, ERC-1271 / EIP-6492 through the chain RPC
@@ -19,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -38,11 +41,14 @@ from gateway.db.auth_schema import sessions, siwe_nonces
 from gateway.db.schema import as_utc
 from gateway.keys import NewKey, create_key
 from gateway.payments import claim_unclaimed
+from gateway.redis_link import RedisLink, RedisUnavailable
 
 NONCE_TTL = timedelta(minutes=10)
 CLOCK_SKEW = timedelta(seconds=60)
 DEFAULT_KEY_LABEL = "default"
 _HEADER = " wants you to sign in with your Ethereum account:"
+
+T = TypeVar("T")
 
 
 class LoginRejected(Exception):
@@ -56,6 +62,10 @@ class LoginRejected(Exception):
 
 class ChainUnavailable(Exception):
     """A smart-wallet signature could not be checked because the chain RPC failed (HTTP 503)."""
+
+
+class NonceStoreUnavailable(Exception):
+    """Nonces cannot be issued or checked because their store (Redis) is unavailable (HTTP 503)."""
 
 
 def utc_now() -> datetime:
@@ -86,21 +96,28 @@ def _new_nonce() -> str:
 
 
 class RedisNonceStore:
-    def __init__(self, redis: Redis, prefix: str):
+    def __init__(self, redis: RedisLink, prefix: str):
         self.redis = redis
         self.prefix = f"{prefix}:siwe-nonce:"
 
+    async def _run(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+        try:
+            return await self.redis.run(op)
+        except RedisUnavailable:
+            raise NonceStoreUnavailable("the sign-in nonce store (Redis) is unavailable") from None
+
     async def issue(self, ttl: timedelta = NONCE_TTL) -> IssuedNonce:
+        px = int(ttl.total_seconds() * 1000)
         nonce = _new_nonce()
-        while not await self.redis.set(self.prefix + nonce, "1", nx=True, px=int(ttl.total_seconds() * 1000)):
+        while not await self._run(lambda r: r.set(self.prefix + nonce, "1", nx=True, px=px)):
             nonce = _new_nonce()
         return IssuedNonce(nonce, utc_now() + ttl)
 
     async def is_live(self, nonce: str) -> bool:
-        return bool(await self.redis.exists(self.prefix + nonce))
+        return bool(await self._run(lambda r: r.exists(self.prefix + nonce)))
 
     async def consume(self, nonce: str) -> bool:
-        return await self.redis.getdel(self.prefix + nonce) is not None
+        return await self._run(lambda r: r.getdel(self.prefix + nonce)) is not None
 
 
 class DbNonceStore:

@@ -1,10 +1,12 @@
-"""Top-level pytest config: a fresh PostgreSQL database per test run, migrated; shared fixture plugins."""
+"""Top-level pytest config: a fresh PostgreSQL database per test run, migrated; the test Redis behind a
+forwarder (to cut or hang it); shared fixture plugins."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from gateway.accounts import get_or_create_account  # noqa: E402
 from gateway.db.engine import dispose_all, get_engine  # noqa: E402
+from tests.forwarder import TcpForwarder  # noqa: E402
 from tests.pg import PG_ADMIN_DSN, migrated_database  # noqa: E402
 
 pytest_plugins = ["tests.chain.fixtures"]
@@ -31,6 +34,14 @@ async def db(pg_url: str) -> AsyncEngine:
     engine = get_engine(pg_url)
     yield engine
     await dispose_all()
+
+
+@pytest.fixture
+def redis_forwarder() -> Iterator[TcpForwarder]:
+    """The test Redis (127.0.0.1:6379) behind a forwarder of this test's own: point a client at
+    `redis://{redis_forwarder.netloc}/0`, then cut, hang or restore it (the real Redis is never touched)."""
+    with TcpForwarder("127.0.0.1", 6379) as forwarder:
+        yield forwarder
 
 
 def random_wallet() -> str:

@@ -6,10 +6,11 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, and every tr
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _engines: dict[str, AsyncEngine] = {}
 
@@ -68,6 +69,20 @@ def _make_sqlite_serializable(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def read_once_more_after_disconnect(db: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[sa.CursorResult]]) -> sa.Row | None:
+    """The first row of a read, sent once more on a fresh connection if the pooled one was dead (the server
+    restarted, or the network dropped it): SQLAlchemy invalidates the pool on the first such error, so the
+    second try connects anew instead of failing a call for a connection nobody could have used."""
+    try:
+        async with db.connect() as conn:
+            return (await query(conn)).first()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with db.connect() as conn:
+        return (await query(conn)).first()
 
 
 async def dispose_all() -> None:

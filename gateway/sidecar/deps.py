@@ -1,13 +1,15 @@
 """Request dependencies of the sidecar: its services, the session, the CSRF guard and the rate limits.
 
-- `Services`: what requests use (database, nonce store, SIWE policy, key cache, rate limiter), built once
-  per app from settings and closed at shutdown.
+- `Services`: what requests use (database, Redis link, nonce store, SIWE policy, key cache, rate limiter),
+  built once per app from settings and closed at shutdown. One Redis link (pool and breaker) serves the
+  nonces, the key cache and the rate limits.
 - `current_session`: the session cookie -> a live server-side session, else 401. The account of every
   account route comes from here, never from the request.
 - `same_origin_writes` (CSRF, applied to the whole app): a POST/PUT/PATCH/DELETE that carries our session
   cookie must send an Origin that is our own; any write that sends a foreign Origin is refused too (that
   also stops login CSRF). 403 either way.
-- `RateLimiter`: moving windows from the `limits` package, in Redis when configured; 429 + Retry-After.
+- `RateLimiter`: moving windows from the `limits` package, in Redis when configured (shared by every
+  process), else and while Redis is unavailable in this process's memory; 429 + Retry-After.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache import TTLCache, key_cache_for
 from gateway.config import Settings
 from gateway.db.engine import get_engine
+from gateway.redis_link import RedisLink, RedisUnavailable, redis_link_for
 from gateway.sidecar.errors import ApiError, unauthenticated
 from gateway.siwe_auth import DbNonceStore, NonceStore, RedisNonceStore, Session, SiwePolicy, get_session
 
@@ -36,19 +38,23 @@ _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class RateLimiter:
-    """Named moving-window limits, counted per identity (client IP, account)."""
+    """Named moving-window limits, counted per identity (client IP, account).
 
-    def __init__(self, settings: Settings, redis: Redis | None):
+    With Redis, the counts are shared by every process; while Redis is unavailable each process counts in
+    its own memory (the limits still hold, per process), and goes back to Redis when its link is up again.
+    """
+
+    def __init__(self, settings: Settings, redis: RedisLink | None):
+        self._shared: tuple[RedisLink, MovingWindowRateLimiter] | None = None
         if redis is not None:
             storage = RedisStorage(
                 f"async+{settings.redis_url}",
                 implementation="redispy",
                 key_prefix=f"{settings.sidecar_redis_prefix}:rate",
-                connection_pool=redis.connection_pool,
+                connection_pool=redis.client.connection_pool,
             )
-        else:
-            storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._shared = (redis, MovingWindowRateLimiter(storage))
+        self._local = MovingWindowRateLimiter(MemoryStorage())
         self._limits = {
             "nonce": limits.parse(settings.rate_limit_nonce),
             "verify": limits.parse(settings.rate_limit_verify),
@@ -59,21 +65,41 @@ class RateLimiter:
     async def hit(self, name: str, *identity: str) -> None:
         """Count one request; raise 429 with Retry-After if it is over the limit."""
         item = self._limits[name]
-        if await self._limiter.hit(item, name, *identity):
+        keys = (name, *identity)
+        allowed, reset_at = await self._count(item, keys)
+        if allowed:
             return
-        reset_at, _ = await self._limiter.get_window_stats(item, name, *identity)
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(
             429, "rate_limited", f"too many {name} requests (limit {item}); retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )  # fmt: skip
 
+    async def _count(self, item: limits.RateLimitItem, keys: tuple[str, ...]) -> tuple[bool, float]:
+        if self._shared is not None:
+            redis, shared = self._shared
+            try:
+                return await redis.run(lambda _: _count_in(shared, item, keys))
+            except RedisUnavailable:
+                pass  # counted in this process until the link is up again
+        return await _count_in(self._local, item, keys)
+
+
+async def _count_in(
+    limiter: MovingWindowRateLimiter, item: limits.RateLimitItem, keys: tuple[str, ...]
+) -> tuple[bool, float]:
+    """Count one hit: (allowed, else when the window next frees a slot, epoch seconds)."""
+    if await limiter.hit(item, *keys):
+        return True, 0.0
+    reset_at, _ = await limiter.get_window_stats(item, *keys)
+    return False, reset_at
+
 
 @dataclass
 class Services:
     settings: Settings
     db: AsyncEngine
-    redis: Redis | None
+    redis: RedisLink | None
     nonces: NonceStore
     policy: SiwePolicy
     key_cache: TTLCache
@@ -82,19 +108,16 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         db = get_engine(settings.effective_database_url)
-        redis = None
-        if settings.redis_url:
-            redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        redis = redis_link_for(settings)
         nonces = RedisNonceStore(redis, settings.sidecar_redis_prefix) if redis is not None else DbNonceStore(db)
         return cls(
-            settings, db, redis, nonces, SiwePolicy.from_settings(settings), key_cache_for(settings),
+            settings, db, redis, nonces, SiwePolicy.from_settings(settings), key_cache_for(settings, redis),
             RateLimiter(settings, redis),
         )  # fmt: skip
 
     async def aclose(self) -> None:
-        for client in (self.redis, self.key_cache.redis):
-            if client is not None:
-                await client.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.dispose()
 
 

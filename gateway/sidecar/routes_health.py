@@ -43,7 +43,7 @@ async def readyz(svc: ServicesDep) -> Readiness:
     """Ready when the database and (if REDIS_URL is set) Redis answer within 2 s; 503 otherwise."""
     probes: dict[str, Callable[[], Awaitable[object]]] = {"database": lambda: _probe_database(svc)}
     if svc.redis is not None:
-        probes["redis"] = svc.redis.ping
+        probes["redis"] = svc.redis.client.ping  # directly: the probe reports Redis itself, not the breaker
     for name, probe in probes.items():
         try:
             await asyncio.wait_for(probe(), PROBE_TIMEOUT_SECONDS)
