@@ -2,16 +2,24 @@
 
 Checks, each mismatch naming the account it concerns:
 - every account's balance equals the sum of its ledger, and its held amount the sum of its pending holds;
+  no balance is below zero;
+- every settled call (`llm_usage`) has its one `llm_usage` ledger debit on its account, of its user price
+  minus what went uncollected, and every such debit has its call;
 - every credited payment has its one `onchain_payment` ledger row (same account, same amount), every such
   row a credited payment, no payment is credited twice, and every credited payment that a reorg removed
   has its reversal;
-- no hold is still open past its TTL (each one is a lost settle);
+- no settle was lost: no hold is still open past its TTL, and none was expired by the sweeper without
+  its call being settled after all (a late settle charges the call, so that hold is not a loss);
 - every credited payment is still on chain: the same successful transaction and log, sender, receiver
   and amount.
+
+It also lists what calls cost above their holds and was never taken from the accounts
+(`llm_usage.uncollected_micros`): operator loss, reported per call and per account, not a mismatch.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -21,9 +29,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.chain import ChainRPC
 from gateway.config import Settings
 from gateway.db.payments_schema import CREDITED, REORGED, payments
+from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
+from gateway.db.schema import llm_usage as usage
 from gateway.payments import REFERENCE_SQL, check_chain_id, live_transfer, payment_reference
 
 
@@ -35,19 +45,60 @@ class Mismatch:
 
 
 @dataclass(frozen=True)
+class UncollectedCall:
+    """A call that cost more than its hold: `uncollected_micros` of its price was never charged."""
+
+    request_id: str
+    account_id: int
+    model: str
+    user_price_micros: int
+    uncollected_micros: int
+    settled_at: str  # ISO 8601
+
+
+@dataclass(frozen=True)
+class UncollectedAccount:
+    account_id: int
+    calls: int
+    uncollected_micros: int
+
+
+@dataclass(frozen=True)
 class ReconcileReport:
     accounts: int
     credited_payments: int
     chain_checked: bool
     mismatches: tuple[Mismatch, ...]
+    uncollected: tuple[UncollectedCall, ...]  # operator loss: listed, never a mismatch
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
+    @property
+    def uncollected_micros(self) -> int:
+        return sum(c.uncollected_micros for c in self.uncollected)
+
+    def uncollected_by_account(self) -> list[UncollectedAccount]:
+        """Operator loss per account, the largest first."""
+        micros, calls = Counter(), Counter()
+        for c in self.uncollected:
+            micros[c.account_id] += c.uncollected_micros
+            calls[c.account_id] += 1
+        return [UncollectedAccount(a, calls[a], m) for a, m in sorted(micros.items(), key=lambda am: (-am[1], am[0]))]
+
     def as_dict(self) -> dict:
         """A JSON-ready document (what `gateway reconcile --json` prints)."""
-        return {**asdict(self), "mismatches": [asdict(m) for m in self.mismatches], "ok": self.ok}
+        return {
+            **asdict(self),
+            "mismatches": [asdict(m) for m in self.mismatches],
+            "ok": self.ok,
+            "uncollected": {
+                "total_micros": self.uncollected_micros,
+                "accounts": [asdict(a) for a in self.uncollected_by_account()],
+                "calls": [asdict(c) for c in self.uncollected],
+            },
+        }
 
 
 async def reconcile(
@@ -60,12 +111,14 @@ async def reconcile(
             *await _balances(conn),
             *await _payment_credits(conn),
             *await _credits_without_payment(conn),
-            *await _expired_holds(conn, now or datetime.now(timezone.utc)),
+            *await _usage_debits(conn),
+            *await _lost_settles(conn, now or datetime.now(timezone.utc)),
         ]
+        uncollected = await _uncollected(conn)
     if rpc is not None:
         await check_chain_id(rpc, settings)
         found += [m for row in credited if (m := await _on_chain(rpc, row)) is not None]
-    return ReconcileReport(accounts, len(credited), rpc is not None, tuple(found))
+    return ReconcileReport(accounts, len(credited), rpc is not None, tuple(found), uncollected)
 
 
 async def _balances(conn: AsyncConnection) -> list[Mismatch]:
@@ -81,7 +134,7 @@ async def _balances(conn: AsyncConnection) -> list[Mismatch]:
     rows = (
         await conn.execute(
             sa.select(acc.c.id, acc.c.balance_micros, acc.c.held_micros, ledger_sum.label("ledger"), held_sum.label("held"))
-            .where(sa.or_(acc.c.balance_micros != ledger_sum, acc.c.held_micros != held_sum))
+            .where(sa.or_(acc.c.balance_micros != ledger_sum, acc.c.held_micros != held_sum, acc.c.balance_micros < 0))
             .order_by(acc.c.id)
         )
     ).all()
@@ -91,6 +144,8 @@ async def _balances(conn: AsyncConnection) -> list[Mismatch]:
             found.append(Mismatch("balance", r.id, f"balance {r.balance_micros} micros != ledger sum {r.ledger}"))
         if r.held_micros != r.held:
             found.append(Mismatch("held", r.id, f"held {r.held_micros} micros != pending holds {r.held}"))
+        if r.balance_micros < 0:
+            found.append(Mismatch("negative_balance", r.id, f"balance {r.balance_micros} micros is below zero"))
     return found
 
 
@@ -172,18 +227,110 @@ async def _credits_without_payment(conn: AsyncConnection) -> list[Mismatch]:
     return found
 
 
-async def _expired_holds(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
+async def _usage_debits(conn: AsyncConnection) -> list[Mismatch]:
+    """Every settled call against its ledger debit (user price - uncollected), and every such debit against
+    its call. A call whose whole price went uncollected debits nothing: no ledger row is the same as 0."""
+    debit = ledger.alias("debit")
+    expected = usage.c.user_price_micros - usage.c.uncollected_micros
     rows = (
         await conn.execute(
-            sa.select(holds.c.account_id, holds.c.request_id, holds.c.amount_micros, holds.c.expires_at)
-            .where(holds.c.status == "pending", holds.c.expires_at < now)
+            sa.select(
+                usage.c.account_id,
+                usage.c.request_id,
+                usage.c.user_price_micros,
+                usage.c.uncollected_micros,
+                debit.c.account_id.label("debit_account"),
+                debit.c.amount_micros.label("debit"),
+            )
+            .select_from(
+                usage.outerjoin(debit, sa.and_(debit.c.reason == "llm_usage", debit.c.reference == usage.c.request_id))
+            )
+            .where(sa.or_(-sa.func.coalesce(debit.c.amount_micros, 0) != expected, debit.c.account_id != usage.c.account_id))
+            .order_by(usage.c.id)
+        )
+    ).all()
+    found = [
+        Mismatch(
+            "usage",
+            r.account_id,
+            f"call {r.request_id} (price {r.user_price_micros}, uncollected {r.uncollected_micros} micros) "
+            + ("has no ledger debit" if r.debit is None else f"is debited {-r.debit} micros to account {r.debit_account}"),
+        )
+        for r in rows
+    ]
+    orphans = (
+        await conn.execute(
+            sa.select(ledger.c.account_id, ledger.c.reference, ledger.c.amount_micros)
+            .select_from(ledger.outerjoin(usage, usage.c.request_id == ledger.c.reference))
+            .where(ledger.c.reason == "llm_usage", usage.c.id.is_(None))
+            .order_by(ledger.c.id)
+        )
+    ).all()
+    found += [
+        Mismatch("usage", r.account_id, f"ledger debit {r.reference} ({r.amount_micros} micros) has no recorded call")
+        for r in orphans
+    ]
+    return found
+
+
+async def _lost_settles(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
+    """Holds still pending past their TTL, and holds the sweeper expired whose call was never settled."""
+    settled = sa.exists().where(usage.c.request_id == holds.c.request_id)
+    rows = (
+        await conn.execute(
+            sa.select(
+                holds.c.account_id,
+                holds.c.request_id,
+                holds.c.amount_micros,
+                holds.c.status,
+                holds.c.expires_at,
+                holds.c.closed_at,
+            )
+            .where(
+                sa.or_(
+                    sa.and_(holds.c.status == "pending", holds.c.expires_at < now),
+                    sa.and_(holds.c.status == "expired", ~settled),
+                )
+            )
             .order_by(holds.c.id)
         )
     ).all()
     return [
-        Mismatch("hold", r.account_id, f"hold {r.request_id} ({r.amount_micros} micros) open past its TTL ({r.expires_at})")
+        Mismatch("hold", r.account_id, f"hold {r.request_id} ({r.amount_micros} micros) open past its TTL ({_when(r.expires_at)})")
+        if r.status == "pending"
+        else Mismatch(
+            "expired_hold",
+            r.account_id,
+            f"hold {r.request_id} ({r.amount_micros} micros) expired without a settle: "
+            f"TTL ended {_when(r.expires_at)}, released {_when(r.closed_at)}",
+        )
         for r in rows
     ]
+
+
+async def _uncollected(conn: AsyncConnection) -> tuple[UncollectedCall, ...]:
+    rows = (
+        await conn.execute(
+            sa.select(
+                usage.c.request_id,
+                usage.c.account_id,
+                usage.c.model,
+                usage.c.user_price_micros,
+                usage.c.uncollected_micros,
+                usage.c.created_at,
+            )
+            .where(usage.c.uncollected_micros > 0)
+            .order_by(usage.c.id)
+        )
+    ).all()
+    return tuple(
+        UncollectedCall(r.request_id, r.account_id, r.model, r.user_price_micros, r.uncollected_micros, _when(r.created_at))
+        for r in rows
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return "at an unknown time" if value is None else as_utc(value).isoformat()
 
 
 async def _on_chain(rpc: ChainRPC, row: sa.Row) -> Mismatch | None:

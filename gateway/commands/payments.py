@@ -2,7 +2,8 @@
 `check_chain_config`, which `gateway up` runs before it serves. Registered in gateway/cli.py.
 
 `reconcile` exits 0 when the books agree, 1 on any mismatch, 2 when it could not check (bad settings,
-chain RPC unreachable).
+database unreachable or not migrated, chain RPC unreachable). Uncollected amounts (operator loss) are
+listed but never fail it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 
 import typer
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import watcher
 from gateway.accounts import InvalidWallet, normalize_wallet
 from gateway.chain import ChainRPC, ChainUnavailable
+from gateway.commands.database import run_with_database
 from gateway.commands.output import fail, out
 from gateway.config import Settings, get_settings
-from gateway.db.engine import dispose_all, get_engine
 from gateway.payments import NotConfigured
 from gateway.reconcile import ReconcileReport
 from gateway.reconcile import reconcile as reconcile_books
@@ -29,11 +31,18 @@ from gateway.reconcile import reconcile as reconcile_books
 
 def watch(once: bool = typer.Option(False, "--once", help="Scan up to the confirmed head once, then exit.")) -> None:
     """Follow USDC transfers to the DAO wallet and credit them (until interrupted)."""
-    watcher.configure_logging()
+    settings = get_settings()
+
+    async def scan(_db: AsyncEngine) -> watcher.ScanReport | None:
+        watcher.configure_logging()  # after the database check: alembic, imported there, logs at INFO
+        return await watcher.watch(settings, once=once)
+
     try:
-        report = asyncio.run(watcher.watch(get_settings(), once=once))
-    except (NotConfigured, ChainUnavailable) as exc:
-        fail(str(exc))
+        report = run_with_database(settings.effective_database_url, scan)
+    except NotConfigured as exc:
+        fail(f"{exc}: set CHAIN_RPC_URL and DAO_WALLET_ADDRESS")
+    except ChainUnavailable as exc:
+        fail(str(exc), 1)
     except KeyboardInterrupt:
         return
     if report is not None:
@@ -42,9 +51,11 @@ def watch(once: bool = typer.Option(False, "--once", help="Scan up to the confir
 
 
 def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """Check balances, holds and payments against the ledger (and the chain, if configured)."""
+    """Check balances, holds, calls and payments against the ledger (and the chain, if configured); list
+    operator loss (what calls cost above their holds)."""
+    settings = get_settings()
     try:
-        report = asyncio.run(_reconcile(get_settings()))
+        report = run_with_database(settings.effective_database_url, lambda db: _reconcile(db, settings), code=2)
     except ChainUnavailable as exc:
         fail(f"could not check payments on chain: {exc}")
     if json_out:
@@ -55,15 +66,11 @@ def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         raise typer.Exit(1)
 
 
-async def _reconcile(settings: Settings) -> ReconcileReport:
-    db = get_engine(settings.effective_database_url)
-    try:
-        if not settings.chain_rpc_url:
-            return await reconcile_books(db, settings)
-        async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
-            return await reconcile_books(db, settings, rpc)
-    finally:
-        await dispose_all()
+async def _reconcile(db: AsyncEngine, settings: Settings) -> ReconcileReport:
+    if not settings.chain_rpc_url:
+        return await reconcile_books(db, settings)
+    async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
+        return await reconcile_books(db, settings, rpc)
 
 
 def _render(report: ReconcileReport) -> None:
@@ -71,11 +78,30 @@ def _render(report: ReconcileReport) -> None:
     summary = f"{report.accounts} accounts, {report.credited_payments} credited payments, {scope}"
     if report.ok:
         out.print(f"[green]books agree[/green]: {summary}")
-        return
-    table = Table("check", "account", "mismatch", title=f"{len(report.mismatches)} mismatches: {summary}")
-    for m in report.mismatches:
-        table.add_row(m.check, "-" if m.account_id is None else str(m.account_id), m.detail)
-    out.print(table)
+    else:
+        table = Table("check", "account", "mismatch", title=f"{len(report.mismatches)} mismatches: {summary}")
+        for m in report.mismatches:
+            table.add_row(m.check, "-" if m.account_id is None else str(m.account_id), m.detail)
+        out.print(table)
+    if report.uncollected:
+        _render_uncollected(report)
+
+
+def _render_uncollected(report: ReconcileReport) -> None:
+    out.print(
+        f"[yellow]operator loss[/yellow]: {report.uncollected_micros} micros never collected on "
+        f"{len(report.uncollected)} calls (they cost more than their holds; not a mismatch)"
+    )
+    accounts = Table("account", "calls", "uncollected micros", title="uncollected per account")
+    for a in report.uncollected_by_account():
+        accounts.add_row(str(a.account_id), str(a.calls), str(a.uncollected_micros))
+    out.print(accounts)
+    calls = Table("request", "account", "model", "price micros", "uncollected micros", "settled", title="uncollected calls")
+    for c in report.uncollected:
+        calls.add_row(
+            c.request_id, str(c.account_id), c.model, str(c.user_price_micros), str(c.uncollected_micros), c.settled_at
+        )
+    out.print(calls)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The sidecar's FastAPI app: `create_app(settings)` wires routes, errors and the CSRF guard; `serve` runs it.
+"""The sidecar's FastAPI app: `create_app(settings)` wires routes, errors, the CSRF guard and the request
+body limit (SIDECAR_MAX_BODY_BYTES, outermost: 413 before anything else runs); `serve` runs it.
 
 The app owns one `Services` (database engine, Redis, nonce store, rate limiter, key cache), built when
 the app is created and closed at shutdown. The OpenAPI document is at /api/v1/openapi.json.
@@ -15,6 +16,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
 from gateway.sidecar import errors, routes_auth, routes_credits, routes_health, routes_keys, routes_payments
+from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
 
 API_PREFIX = "/api/v1"
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(routes_health.router)
     app.middleware("http")(_no_store)
+    # added last, so outermost: an oversized body is refused before the other middleware run
+    app.add_middleware(BodyLimit, max_bytes=settings.sidecar_max_body_bytes, too_large=errors.request_too_large)
     return app
 
 

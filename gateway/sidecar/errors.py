@@ -2,7 +2,8 @@
 
 Owns `ApiError` (raised by routes and dependencies), the mapping of domain and infrastructure exceptions
 to statuses, handlers that reshape FastAPI's own 404/405/422 into the same body, and `documented(...)`,
-which describes those error responses in the OpenAPI document.
+which describes those error responses in the OpenAPI document. `request_too_large` is the 413 answer the
+body-size middleware sends.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from gateway.db.engine import DatabaseUnavailable
-from gateway.siwe_auth import ChainUnavailable, LoginRejected
+from gateway.siwe_auth import ChainUnavailable, LoginRejected, NonceStoreUnavailable
 
 log = logging.getLogger("gateway.sidecar")
 
@@ -87,6 +88,11 @@ def _reply(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
+def request_too_large(max_bytes: int) -> JSONResponse:
+    """The answer to a request body over the limit (sent by gateway.sidecar.body_limit)."""
+    return _reply(413, "request_too_large", f"the request body is larger than {max_bytes} bytes")
+
+
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return _reply(exc.status, exc.code, exc.message, exc.headers)
 
@@ -114,6 +120,13 @@ async def _chain_unavailable(_: Request, exc: ChainUnavailable) -> JSONResponse:
     )
 
 
+async def _nonce_store_unavailable(_: Request, __: NonceStoreUnavailable) -> JSONResponse:
+    # not logged per request: the Redis link logs the outage (when it starts, each minute, when it ends)
+    return _reply(
+        503, "auth_unavailable", "sign-in is unavailable: the session store (nonces) cannot be reached; retry shortly"
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s: infrastructure unavailable: %r", request.method, request.url.path, exc)
     return _reply(503, "unavailable", "the database or Redis is unreachable; retry shortly")
@@ -130,6 +143,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(LoginRejected, _login_rejected)
     app.add_exception_handler(ChainUnavailable, _chain_unavailable)
+    app.add_exception_handler(NonceStoreUnavailable, _nonce_store_unavailable)
     for exc_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _internal)
