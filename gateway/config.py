@@ -28,10 +28,23 @@ class Settings(BaseSettings):
     # GATEWAY_REDIS_URL wins, for the same reason: LiteLLM takes REDIS_URL as its own "coordination" Redis
     # and then makes Redis calls on every request (bench/RESULTS.md: ~4 ms of CPU per call at concurrency 16).
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"))
+    # Redis is optional at run time too (gateway/redis_link.py): a call may take this long (connecting, the
+    # answer) before it falls back; after a failure a process skips Redis for the back-off, then tries again.
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
+    redis_backoff_seconds: float = Field(default=5.0, gt=0, le=300)
+    redis_max_connections: int = Field(default=100, ge=1)  # per process; more concurrent calls wait for one
     user_price_markup_factor: Decimal = Decimal("2.0")
     litellm_master_key: str | None = None
     key_cache_ttl_seconds: float = Field(default=2.0, gt=0, le=5)
     hold_ttl_seconds: int = Field(default=900, gt=0)
+    # what a hold counts for one image part: a provider bills an image by its pixels, which the gateway does
+    # not see (gpt-4o-mini bills up to ~48,200 tokens for one high-detail image, gpt-4o ~1,450)
+    hold_tokens_per_image: int = Field(default=50_000, ge=0)
+    proxy_max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)  # larger requests get 413 before being read
+    spool_dir: Path | None = None  # settles the database could not take wait here (default $GATEWAY_HOME/spool)
+    spool_replay_seconds: float = Field(default=2.0, gt=0)
+    # the sweeper expires a hold only this long after its TTL, so that spooled settles are applied first
+    hold_sweep_grace_seconds: int = Field(default=3600, ge=0)
 
     host: str = "127.0.0.1"
     proxy_port: int = 4000
@@ -58,6 +71,30 @@ class Settings(BaseSettings):
     rate_limit_key_create: str = "20/hour"  # POST /keys, per client IP and per account
     rate_limit_payment_confirm: str = "30/minute"  # POST /payments/credits/confirm, per account
     sidecar_redis_prefix: str = Field(default="gw:sidecar", min_length=1)  # namespace of nonces and limits in Redis
+    sidecar_max_body_bytes: int = Field(default=64 * 1024, gt=0)  # larger request bodies get 413 before being read
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError("is not a database URL like 'postgresql+asyncpg://user@host/db'") from None
+        if driver not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+            raise ValueError(f"{driver}:// is not supported: use postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and value.partition("://")[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("user_price_markup_factor")
     @classmethod
@@ -87,6 +124,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.gateway_home / 'gateway.db').resolve()}"
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir or self.gateway_home / "spool"
 
     @property
     def is_embedded(self) -> bool:

@@ -18,10 +18,10 @@ from pathlib import Path
 from rich.console import Console
 
 from gateway import ledger
+from gateway.commands.database import migrate_database
 from gateway.commands.payments import check_chain_config
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.db.migrate import upgrade
 from gateway.master_key import ensure_master_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,10 +93,13 @@ async def _sweep_holds(settings: Settings) -> None:
     db = get_engine(settings.effective_database_url)
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
-        try:
-            await ledger.expire_stale_holds(db)
-        except Exception as exc:  # noqa: BLE001 - keep sweeping; the database may come back
-            console.print(f"hold sweeper: {exc}")
+        for attempt in (1, 2):  # a second try takes a fresh connection after the database came back
+            try:
+                await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
+                break
+            except Exception as exc:  # noqa: BLE001 - keep sweeping; the database may come back
+                if attempt == 2:
+                    console.print(f"hold sweeper: {type(exc).__name__}; retrying in {SWEEP_INTERVAL_SECONDS} s")
 
 
 async def _supervise(procs: list[Child], settings: Settings) -> int:
@@ -146,7 +149,7 @@ def serve(settings: Settings) -> int:
         return 2
     master_source = "LITELLM_MASTER_KEY" if settings.litellm_master_key else f"{settings.gateway_home}/master_key"
     master_key = ensure_master_key(settings)
-    upgrade(settings.effective_database_url)
+    migrate_database(settings.effective_database_url)  # DatabaseNotReady: `gateway up` says so in one line
     payments_configured = bool(settings.chain_rpc_url and settings.dao_wallet_address)
     _next_steps(settings, master_source, chain.note)
     env = child_env(settings, master_key)

@@ -14,21 +14,23 @@ from gateway.db.engine import get_engine
 from gateway.money import TokenPrices
 from gateway.proxy import auth, callbacks
 from gateway.proxy.errors import GatewayError
+from gateway.proxy.guard import ADMITTED
 from gateway.proxy.runtime import Runtime
+from gateway.spool import Spool
 
 DEAD_DB = "postgresql+asyncpg://postgres@127.0.0.1:1/unreachable"
 
 
 @pytest.fixture
-def dead_runtime(monkeypatch):
-    rt = Runtime(Settings(database_url=DEAD_DB), get_engine(DEAD_DB), TTLCache(2))
+def dead_runtime(monkeypatch, tmp_path):
+    rt = Runtime(Settings(database_url=DEAD_DB), get_engine(DEAD_DB), TTLCache(2), Spool(tmp_path))
     monkeypatch.setattr(auth, "runtime", lambda: rt)
     monkeypatch.setattr(callbacks, "runtime", lambda: rt)
     return rt
 
 
 def _request(path: str = "/v1/chat/completions") -> Request:
-    return Request({"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""})
+    return Request({"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b"", ADMITTED: True})
 
 
 async def test_key_lookup_with_database_down_is_503(dead_runtime):
@@ -45,6 +47,14 @@ async def test_hold_with_database_down_is_503_and_the_call_is_not_made(dead_runt
         await callbacks.BillingCallbacks().async_pre_call_hook(who, None, data, "acompletion")
     assert err.value.code == "503"
     assert "gateway" not in data.get("metadata", {})
+    assert "127.0.0.1" not in err.value.message and "Error" not in err.value.message  # our words, not the driver's
+
+
+async def test_a_billed_call_the_guard_did_not_admit_is_refused(dead_runtime):
+    request = Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [], "query_string": b""})
+    with pytest.raises(GatewayError) as err:
+        await auth.user_api_key_auth(request, "sk-cg-" + "a" * 43)
+    assert err.value.code == "503" and err.value.openai_code == "gateway_misconfigured"
 
 
 async def test_malformed_keys_never_reach_the_database(dead_runtime):

@@ -1,43 +1,80 @@
-"""LiteLLM `custom_auth`: bearer virtual key -> billing account (cached), master key -> admin-only routes.
+"""LiteLLM `custom_auth`: bearer virtual key -> billing account (cached), master key -> admin routes only.
 
 LiteLLM sends *every* request here, the master key included. The master key exists only because LiteLLM
-refuses to start without one: it may read health and model listings, never make a billed call.
+refuses to start without one: it keeps LiteLLM's admin routes, and never makes a billed call. Virtual keys
+were confined to the allowed routes by `gateway.proxy.guard` before LiteLLM saw the request; importing
+this module (LiteLLM does, at start-up) installs that guard and starts the spool replay (`_plug_in`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import uuid
 
 from fastapi import Request
+from litellm.proxy import proxy_server
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
-from gateway.keys import resolve_key
-from gateway.proxy.errors import admin_key_refused, billing_unavailable, invalid_key
-from gateway.proxy.failures import INFRASTRUCTURE_ERRORS
+from gateway.keys import KeyOwner, resolve_key
+from gateway.proxy import admission, guard
+from gateway.proxy.errors import GatewayError, admin_key_refused, billing_unavailable, internal_error, invalid_key, not_admitted
+from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.proxy.runtime import runtime
 
 log = logging.getLogger("gateway.proxy.auth")
 
-_ADMIN_READ_PREFIXES = ("/health", "/models", "/v1/models", "/model/info", "/v1/model/info")
 
-
-async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+async def authenticate(api_key: str) -> KeyOwner:
+    """The account behind a virtual key, or a GatewayError (401 unknown key, 503 key store unreachable)."""
     rt = runtime()
-    master = rt.settings.litellm_master_key
-    if master and secrets.compare_digest(api_key.encode(), master.encode()):
-        if request.url.path.startswith(_ADMIN_READ_PREFIXES):
-            return UserAPIKeyAuth(api_key=api_key, user_role=LitellmUserRoles.PROXY_ADMIN)
-        raise admin_key_refused()
     try:
         owner = await resolve_key(rt.db, rt.key_cache, api_key)
-    except INFRASTRUCTURE_ERRORS:
-        log.exception("key lookup failed: billing database or cache unreachable")
+    except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
+        log.warning("key lookup refused: billing database unreachable (%s)", type(exc).__name__)
         raise billing_unavailable() from None
     if owner is None:
         raise invalid_key()
+    return owner
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    master = runtime().settings.litellm_master_key
+    route = admission.ROUTES.get(request.url.path)
+    if master and secrets.compare_digest(api_key.encode(), master.encode()):
+        if route is not None and route[0] != admission.MODELS:
+            raise admin_key_refused()
+        return UserAPIKeyAuth(api_key=api_key, user_role=LitellmUserRoles.PROXY_ADMIN)
+    if not request.scope.get(guard.ADMITTED):  # the guard admits every billed call it lets through
+        raise not_admitted()
+    try:
+        owner = await authenticate(api_key)
+    except GatewayError:
+        raise
+    except Exception:  # noqa: BLE001 - LiteLLM would answer anything else with 500 and its own text
+        request_id = uuid.uuid4().hex
+        log.exception("key check failed for %s", request_id)
+        raise internal_error(request_id) from None
     return UserAPIKeyAuth(
         token=f"gw-key-{owner.key_id}",
         user_id=f"account-{owner.account_id}",
         metadata={"gateway_account_id": owner.account_id, "gateway_key_id": owner.key_id},
     )
+
+
+def _plug_in() -> None:
+    """What each proxy process starts with when LiteLLM loads this hook (inside its async start-up): the
+    guard in front of the app, and the replay of settles spooled while the database was unreachable
+    (including those a killed predecessor left on this host)."""
+    guard.install(proxy_server.app)
+    rt = runtime()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # imported outside a running proxy (tests, tools): nothing to replay into
+        return
+    _background.add(loop.create_task(rt.spool.replay_forever(rt.db, rt.settings.spool_replay_seconds)))
+
+
+_background: set[asyncio.Task] = set()
+_plug_in()

@@ -26,12 +26,13 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from gateway import ledger
-from gateway.billing import Charge, max_tokens_for_hold, plan_hold, price_call, insufficient_message
+from gateway.billing import insufficient_message, max_tokens_for_hold, plan_hold, price_call
 from gateway.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.proxy import errors
-from gateway.proxy.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.proxy.pricing import count_prompt_tokens, prices_for
 from gateway.proxy.runtime import runtime
+from gateway.spool import SpoolUnavailable
 
 log = logging.getLogger("gateway.proxy.billing")
 
@@ -70,14 +71,10 @@ def _tag(data: dict | None) -> dict | None:
 
 
 def _requested_max_tokens(data: dict) -> int | None:
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = data.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise errors.bad_request(f"{name} must be a positive integer")
-        return value
-    return None
+    """The output budget per choice the client asked for (the larger, if it sent both names; the guard
+    checked that each is a positive integer)."""
+    values = [data[name] for name in ("max_tokens", "max_completion_tokens") if data.get(name) is not None]
+    return max(values) if values else None
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -129,6 +126,16 @@ class BillingCallbacks(CustomLogger):
 
     # ---- HOLD -------------------------------------------------------------------------------------
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type) -> dict:  # noqa: ANN001
+        request_id = uuid.uuid4().hex  # ours, never the client's x-litellm-call-id (replaying one must not be free)
+        try:
+            return await self._hold(user_api_key_dict, data, call_type, request_id)
+        except errors.GatewayError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug of ours: the client gets our code, never Python's text
+            log.exception("pre-call hook failed for %s", request_id)
+            raise errors.internal_error(request_id) from None
+
+    async def _hold(self, user_api_key_dict, data: dict, call_type, request_id: str) -> dict:  # noqa: ANN001
         for bucket in ("metadata", "litellm_metadata"):
             if isinstance(data.get(bucket), dict):
                 data[bucket].pop("gateway", None)  # only we write this
@@ -146,8 +153,9 @@ class BillingCallbacks(CustomLogger):
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         requested = None if embedding else _requested_max_tokens(data)
-        plan = plan_hold(prices, count_prompt_tokens(model, data, embedding), requested, markup, embedding=embedding)
-        request_id = uuid.uuid4().hex  # ours, never the client's x-litellm-call-id (replaying one must not be free)
+        prompt_tokens = count_prompt_tokens(model, data, embedding, rt.settings.hold_tokens_per_image)
+        choices = 1 if embedding else int(data.get("n") or 1)
+        plan = plan_hold(prices, prompt_tokens, requested, markup, choices=choices, embedding=embedding)
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
         try:
             held = await asyncio.shield(ledger.hold(  # a client leaving cannot cut a money write in half
@@ -156,9 +164,9 @@ class BillingCallbacks(CustomLogger):
             ))
         except ledger.InsufficientCredit as exc:
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
-        except INFRASTRUCTURE_ERRORS:
-            log.exception("hold failed: billing database unreachable")
-            raise errors.billing_unavailable() from None
+        except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
+            log.warning("hold of %s refused: billing database unreachable (%s)", request_id, type(exc).__name__)
+            raise errors.billing_unavailable(request_id) from None
         if plan.min_micros is not None:
             data["max_tokens"] = max_tokens_for_hold(prices, plan, held.amount_micros, markup)
         streamed = bool(data.get("stream"))
@@ -179,39 +187,45 @@ class BillingCallbacks(CustomLogger):
         return data
 
     # ---- SETTLE -----------------------------------------------------------------------------------
-    async def _settle(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> Charge | None:
-        """Price and settle the call; None if it was closed already (by the request path or the backstop)."""
+    async def _settle(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> int | None:
+        """Price and settle the call: what the account was charged, or None if it was closed already (by the
+        request path or the backstop)."""
         async with self._inflight.closing(meta["request_id"]) as still_open:
             if not still_open:
                 return None
             return await self._settle_open(meta, prompt_tokens, completion_tokens, reported_cost)
 
-    async def _settle_open(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> Charge:
+    async def _settle_open(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> int:
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         prices = prices_for(meta["model"]) or TokenPrices(Decimal(0), Decimal(0))
         charge = price_call(reported_cost, prices, prompt_tokens, completion_tokens, markup)
         if charge.cost_source != "litellm":
             log.warning("LiteLLM reported no cost for %s (%s); priced from the table", meta["request_id"], meta["model"])
-        await asyncio.shield(ledger.settle(  # completes even if the client leaves meanwhile
-            rt.db,
-            ledger.Usage(
-                request_id=meta["request_id"],
-                account_id=meta["account_id"],
-                key_id=meta["key_id"],
-                model=meta["model"],
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                provider_cost_micros=charge.provider_cost_micros,
-                user_price_micros=charge.user_price_micros,
-                markup=str(markup),
-                streamed=meta["streamed"],
-                cost_source=charge.cost_source,
-            ),
-        ))
-        meta["charged_micros"] = charge.user_price_micros
+        usage = ledger.Usage(
+            request_id=meta["request_id"],
+            account_id=meta["account_id"],
+            key_id=meta["key_id"],
+            model=meta["model"],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            provider_cost_micros=charge.provider_cost_micros,
+            user_price_micros=charge.user_price_micros,
+            markup=str(markup),
+            streamed=meta["streamed"],
+            cost_source=charge.cost_source,
+        )
+        try:
+            settlement = await asyncio.shield(ledger.settle(rt.db, usage))  # completes even if the client leaves
+            charged = settlement.charged_micros
+        except Exception as exc:  # noqa: BLE001 - the provider served the call: it is billed, now or from the spool
+            if not isinstance(exc, INFRASTRUCTURE_ERRORS):
+                log.exception("settle of %s refused by the ledger; spooled for an operator", meta["request_id"])
+            await asyncio.shield(rt.spool.put_settle(usage))  # on disk before the response completes
+            charged = min(usage.user_price_micros, meta["held_micros"])  # what the replay charges (the hold caps it)
+        meta["charged_micros"] = charged
         self._inflight.done(meta["request_id"])
-        return charge
+        return charged
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict, response):  # noqa: ANN001
         meta = self._inflight.get(data)
@@ -223,9 +237,9 @@ class BillingCallbacks(CustomLogger):
         hidden = getattr(response, "_hidden_params", None) or {}
         try:
             await self._settle(meta, prompt, completion, hidden.get("response_cost"))
-        except INFRASTRUCTURE_ERRORS:
-            # The provider was called: the backstop (and the hold's expiry report) will catch this one.
-            log.exception("settle failed on the request path for %s; left to the backstop", meta["request_id"])
+        except SpoolUnavailable:  # neither the database nor the spool took the charge: withhold the response
+            log.critical("settle of %s lost: database and spool both unavailable", meta["request_id"], exc_info=True)
+            raise errors.billing_unavailable(meta["request_id"]) from None
         return response
 
     async def async_post_call_streaming_iterator_hook(
@@ -243,13 +257,13 @@ class BillingCallbacks(CustomLogger):
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and getattr(usage, "completion_tokens", None) is not None and not settled:
                     reported = getattr(usage, "cost", None)  # LiteLLM's own cost of the stream
-                    charge = await self._settle(
+                    charged = await self._settle_stream(
                         meta, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0),
                         reported if reported else self._stream_cost(chunks + [chunk], request_data),
                     )
                     settled = True
                     if meta["client_wants_usage"]:
-                        charged = charge.user_price_micros if charge is not None else meta.get("charged_micros")
+                        charged = charged if charged is not None else meta.get("charged_micros")
                         usage.cost = float(Decimal(charged or 0) / MICROS_PER_USD)  # what *they* pay
                     elif _carries_nothing_but_usage(chunk):
                         continue  # the client did not ask for a usage chunk: do not send one
@@ -264,6 +278,14 @@ class BillingCallbacks(CustomLogger):
             if not settled:  # the client left or the upstream failed mid-stream
                 await asyncio.shield(self._close_interrupted_stream(meta, chunks, request_data))
 
+    async def _settle_stream(self, meta: dict, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> int | None:
+        """`_settle` for a stream whose content is out already: a failure is logged, never sent as a chunk."""
+        try:
+            return await self._settle(meta, prompt_tokens, completion_tokens, reported_cost)
+        except Exception:  # noqa: BLE001 - no internal error text may reach the client
+            log.critical("settle of streamed %s lost: database and spool both unavailable", meta["request_id"], exc_info=True)
+            return None
+
     @staticmethod
     def _stream_cost(chunks: list[Any], request_data: dict) -> object:
         try:
@@ -275,7 +297,7 @@ class BillingCallbacks(CustomLogger):
     async def _settle_from_chunks(self, meta: dict, chunks: list[Any], request_data: dict) -> None:
         built = litellm.stream_chunk_builder(chunks, messages=request_data.get("messages")) if chunks else None
         usage = getattr(built, "usage", None)
-        await self._settle(
+        await self._settle_stream(
             meta,
             int(getattr(usage, "prompt_tokens", 0) or 0),
             int(getattr(usage, "completion_tokens", 0) or 0),
@@ -298,8 +320,8 @@ class BillingCallbacks(CustomLogger):
         if meta is not None:
             try:
                 await self._release(meta)
-            except INFRASTRUCTURE_ERRORS:
-                log.exception("release failed for %s; the hold expires on its own", meta["request_id"])
+            except SpoolUnavailable:
+                log.exception("release of %s lost; the hold expires on its own", meta["request_id"])
         return None
 
     async def _release(self, meta: dict) -> bool:
@@ -307,7 +329,11 @@ class BillingCallbacks(CustomLogger):
         async with self._inflight.closing(meta["request_id"]) as still_open:
             if not still_open:
                 return False
-            await asyncio.shield(ledger.release(runtime().db, meta["request_id"]))
+            rt = runtime()
+            try:
+                await asyncio.shield(ledger.release(rt.db, meta["request_id"]))
+            except INFRASTRUCTURE_ERRORS:
+                await asyncio.shield(rt.spool.put_release(meta["request_id"]))
             self._inflight.done(meta["request_id"])
             return True
 

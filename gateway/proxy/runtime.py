@@ -1,4 +1,4 @@
-"""Process-wide state of the plugin inside one LiteLLM worker: settings, database engine, key cache.
+"""Process-wide state of the plugin inside one LiteLLM worker: settings, database engine, key cache, spool.
 
 hooks/ files are executed anew by LiteLLM for each reference, so they must not hold state; everything
 shared between the auth function and the callback lives here, created once per process.
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.cache import TTLCache, key_cache_for
 from gateway.config import Settings, get_settings
 from gateway.db.engine import get_engine
+from gateway.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,13 @@ class Runtime:
     settings: Settings
     db: AsyncEngine
     key_cache: TTLCache
+    spool: Spool
 
 
 @functools.lru_cache(maxsize=1)
 def runtime() -> Runtime:
     settings = get_settings()
-    return Runtime(settings=settings, db=get_engine(settings.effective_database_url), key_cache=key_cache_for(settings))
+    return Runtime(
+        settings=settings, db=get_engine(settings.effective_database_url), key_cache=key_cache_for(settings),
+        spool=Spool(settings.effective_spool_dir),
+    )
