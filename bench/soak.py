@@ -1,4 +1,4 @@
-"""Soak: does a proxy worker's memory stay flat over many calls? (`python -m bench.soak [CALLS]`)
+"""Soak: does a proxy worker's memory stay flat over many calls? (`python -m bench.soak [CALLS] [--streams]`)
 
 One gateway proxy with ONE LiteLLM worker (PostgreSQL + Redis, as variant B of `make bench`) takes CALLS
 chat completions (default 20,000; a quarter streamed) from wrk at concurrency 8, against the fast fake
@@ -44,9 +44,11 @@ def wrk(proxy: Proxy, calls: int, stream: bool) -> int:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{CONCURRENCY}", "-d10s", "--timeout", "15s", "-s", str(BENCH_DIR / "chat.lua"),
              proxy.url, "--", proxy.bearer, "1" if stream else "0", MODEL, "64"],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True,
         )
-        line = next(ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON "))
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+        if line is None:
+            raise SystemExit(f"wrk failed (exit {out.returncode}): {out.stdout}\n{out.stderr}")
         result = json.loads(line.removeprefix("BENCH_JSON "))
         done += result["requests"] - result["err_status"]
     return done
@@ -54,6 +56,7 @@ def wrk(proxy: Proxy, calls: int, stream: bool) -> int:
 
 def main(argv: list[str]) -> int:
     calls = int(argv[0]) if argv else 20_000
+    streams_only = "--streams" in argv
     ensure_tools_and_services()
     from gateway.config import Settings
     from gateway.supervisor import child_env
@@ -87,7 +90,7 @@ def main(argv: list[str]) -> int:
             warm_rss = rss_kib(worker)
             while sent < calls:
                 batch = min(2_000, calls - sent)
-                sent += wrk(proxy, batch, stream=(sent // 2_000) % 4 == 3)
+                sent += wrk(proxy, batch, stream=streams_only or (sent // 2_000) % 4 == 3)
                 console.print(f"  {sent} calls, worker RSS {rss_kib(worker) / 1024:.0f} MiB")
             time.sleep(2)
             end_rss = rss_kib(worker)

@@ -8,6 +8,11 @@ killed with entries in its spool has them applied by its successor). Applying is
 id (`ledger.settle` / `ledger.release`), so a replay racing another, or a settle that did commit before
 its connection dropped, changes nothing twice.
 
+The journal is read and written on the event loop, not in a thread: an entry is a few hundred bytes and one
+fsync, written only while the database is down, and the idle check is one stat() every few seconds. (The
+first version used `asyncio.to_thread`; under uvloop, with streams in flight, the proxy worker crashed with a
+segmentation fault within a few thousand streamed calls, `python -m bench.soak --streams`.)
+
 The hold sweeper gives spooled settles time: it expires only holds past their TTL plus
 `HOLD_SWEEP_GRACE_SECONDS`; if it wins anyway, the replayed settle still charges (from what is available).
 An entry the ledger refuses for another reason than an outage is kept, marked failed, and logged at ERROR
@@ -77,7 +82,7 @@ class Spool:
 
     async def _write(self, kind: str, request_id: str, payload: dict) -> None:
         try:
-            await asyncio.to_thread(self._put, kind, request_id, payload)
+            self._put(kind, request_id, payload)
         except (OSError, sqlite3.Error) as exc:
             raise SpoolUnavailable(f"cannot write the settle spool {self.path}: {exc}") from exc
         log.warning("billing database unreachable: %s of request %s spooled to %s", kind, request_id, self.path)
@@ -97,13 +102,11 @@ class Spool:
             else:
                 conn.execute("UPDATE spooled SET failed = 1, error = ? WHERE request_id = ?", (error, request_id))
 
-    async def pending(self, limit: int = 500) -> list[tuple[str, str, str]]:
-        return await asyncio.to_thread(self._pending, limit)
 
     async def replay(self, db: AsyncEngine) -> int:
         """Apply spooled entries until the spool is empty or the database fails again; how many were applied."""
         applied = 0
-        while batch := await self.pending():
+        while batch := self._pending(500):
             for request_id, kind, payload in batch:
                 try:
                     if kind == SETTLE:
@@ -114,9 +117,9 @@ class Spool:
                     return applied  # still down: try again later
                 except Exception as exc:  # noqa: BLE001 - kept for an operator, never retried in a loop
                     log.exception("spooled %s of request %s refused by the ledger; kept in %s", kind, request_id, self.path)
-                    await asyncio.to_thread(self._done, request_id, f"{type(exc).__name__}: {exc}")
+                    self._done(request_id, f"{type(exc).__name__}: {exc}")
                     continue
-                await asyncio.to_thread(self._done, request_id, None)
+                self._done(request_id, None)
                 applied += 1
         if applied:
             log.warning("applied %d spooled settles/releases from %s", applied, self.path)
