@@ -79,7 +79,10 @@ def insufficient_message(model: str, plan: HoldPlan, err: InsufficientCredit, pr
     if needed > err.balance_micros:
         fits_balance = affordable_output_tokens(prices, plan.prompt_tokens, err.balance_micros, markup)
         if fits_balance < 0 or plan.max_output_tokens == 0 or fits_balance < plan.choices:
-            return head + " This request can never fit in the current balance: its prompt alone costs more. Top up credits."
+            return head + (
+                " This request can never fit in the current balance: its prompt alone (with one output token for "
+                "each choice) costs more. Top up credits."
+            )
         return head + (
             f" It can never fit in the current balance as asked; with max_tokens <= {fits_balance // plan.choices}{per_choice} it would. "
             "Lower max_tokens (or n) or top up credits."

@@ -70,7 +70,3 @@ def unpriced_model(model: str) -> GatewayError:
 
 def unsupported_call(call_type: str) -> GatewayError:
     return GatewayError(400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'.")
-
-
-def bad_request(message: str) -> GatewayError:
-    return GatewayError(400, "invalid_request", message)
