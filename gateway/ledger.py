@@ -588,23 +588,35 @@ async def _pg_fetchrow(db: AsyncEngine, statement: sa.TextClause, params: dict):
     server restarted, or the network dropped it) is sent once more on a fresh one before the call fails."""
     sql, names = _compiled.get(id(statement)) or _compile(statement, db)
     args = [params[name] for name in names]
-    for attempt in (1, 2):
-        async with db.connect() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            try:
-                return await driver.fetchrow(sql, *args)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise IntegrityError(sql, args, exc) from exc
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
-                await _discard(conn)
-                if attempt == 2:
-                    raise sa.exc.OperationalError(sql, args, exc) from exc
-            except asyncpg.PostgresError as exc:
-                raise sa.exc.DBAPIError(sql, args, exc) from exc
-            except BaseException:  # cancelled mid-statement: the connection may still be busy with it
-                await _discard(conn)
-                raise
-    raise AssertionError("unreachable")
+    try:
+        return await _fetchrow_once(db, sql, args)
+    except _DeadConnection:
+        pass
+    try:
+        return await _fetchrow_once(db, sql, args)
+    except _DeadConnection as dead:
+        raise sa.exc.OperationalError(sql, args, dead.__cause__) from dead.__cause__
+
+
+class _DeadConnection(Exception):
+    """The pooled connection failed before or while the statement ran (it has been discarded)."""
+
+
+async def _fetchrow_once(db: AsyncEngine, sql: str, args: list):  # noqa: ANN202
+    async with db.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            return await driver.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(sql, args, exc) from exc
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            await _discard(conn)
+            raise _DeadConnection from exc
+        except asyncpg.PostgresError as exc:
+            raise sa.exc.DBAPIError(sql, args, exc) from exc
+        except BaseException:  # cancelled mid-statement: the connection may still be busy with it
+            await _discard(conn)
+            raise
 
 
 async def _discard(conn: AsyncConnection) -> None:

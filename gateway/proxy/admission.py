@@ -11,6 +11,7 @@ with 400 naming it: LiteLLM's own request knobs (`api_base`, `fallbacks`, `num_r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,8 @@ def _bad(code: str, message: str, param: str | None = None) -> Refusal:
     return Refusal(400, code, message, param)
 
 
-def check_headers(headers: dict[str, str], query_string: bytes) -> None:
-    for name in headers:
+def check_headers(header_names: Iterable[str], query_string: bytes) -> None:
+    for name in header_names:
         if name.startswith(RESERVED_HEADER_PREFIXES):
             raise _bad("unsupported_header", f"Header '{name}' is not accepted: LiteLLM request controls are the operator's.")
     if query_string:

@@ -66,7 +66,7 @@ class Guard:
         if kind == admission.MODELS:
             return await self._models(headers, send)
         try:
-            admission.check_headers({k: v.decode("latin-1") for k, v in headers.items()}, scope.get("query_string") or b"")
+            admission.check_headers(headers, scope.get("query_string") or b"")
             body = await self._read_body(headers, receive)
             try:
                 parsed = orjson.loads(body)
