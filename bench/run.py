@@ -1,6 +1,6 @@
 """`make bench`: is billing ever what limits the gateway?
 
-Starts a fast fake OpenAI upstream (tests/fake_upstream.py), PostgreSQL and Redis if they are down, and
+Starts a fast fake OpenAI upstream (devtools/fake_upstream.py), PostgreSQL and Redis if they are down, and
 three proxies side by side, all with the same LiteLLM version, worker count and model list:
 
   A  plain LiteLLM: master key only, no hooks;
@@ -197,7 +197,7 @@ class Proxy:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
     def start(self, workers: int) -> None:
-        from gateway.supervisor import proxy_argv
+        from gateway.cli.supervisor import proxy_argv
         from gateway.config import Settings
 
         argv = proxy_argv(Settings(host="127.0.0.1", proxy_port=self.port, proxy_workers=workers), self.config)
@@ -245,7 +245,7 @@ class Proxy:
 def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path]:
     """(gateway config, plain config): the repo's litellm_config.yaml + the fake upstream's models, and the
     same model list with nothing of ours (no custom_auth, no callbacks)."""
-    from tests.e2e.proxy_process import write_test_config
+    from devtools.proxy_process import write_test_config
 
     gateway_cfg = write_test_config(folder, upstream_base_url)
     plain = yaml.safe_load(gateway_cfg.read_text())
@@ -259,10 +259,10 @@ def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path]:
 async def _fund_account(url: str) -> str:
     """Migrate `url`, create one account with plenty of credits and a key; return the raw key."""
     from gateway import ledger
-    from gateway.accounts import get_or_create_account
+    from gateway.accounts.wallets import get_or_create_account
     from gateway.db.engine import dispose_all, get_engine
     from gateway.db.migrate import upgrade
-    from gateway.keys import create_key
+    from gateway.accounts.keys import create_key
 
     upgrade(url)
     db = get_engine(url)
@@ -294,7 +294,7 @@ def _free_port() -> int:
 
 def make_proxies(work: Path, upstream_base_url: str) -> dict[str, Proxy]:
     from gateway.config import Settings
-    from gateway.supervisor import child_env
+    from gateway.cli.supervisor import child_env
 
     gateway_cfg, plain_cfg = _configs(work, upstream_base_url)
     proxies: dict[str, Proxy] = {}
@@ -510,7 +510,7 @@ def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, m
         "",
         f"- Every proxy: LiteLLM {info.get('litellm')}, `--num_workers {workers}` (as `gateway up` picks from the "
         "cores), bound to 127.0.0.1, the same model list; all calls go to the fast fake OpenAI upstream "
-        "(tests/fake_upstream.py, 8-word answers) on the same machine.",
+        "(devtools/fake_upstream.py, 8-word answers) on the same machine.",
         *[f"- **{k}**: {TITLES[k]}." for k in VARIANTS],
         f"- Load: wrk (bench/chat.lua), one thread, keep-alive connections, `POST /v1/chat/completions` "
         f"for `{MODEL}` with `max_tokens: {MAX_TOKENS}` (so every call holds its worst case), plain and "
@@ -580,8 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C: proxies stopped, upstream too
     ensure_tools_and_services()
     from gateway.config import Settings
-    from gateway.supervisor import proxy_workers
-    from tests.fake_upstream import FakeUpstream
+    from gateway.cli.supervisor import proxy_workers
+    from devtools.fake_upstream import FakeUpstream
 
     workers = proxy_workers(Settings(proxy_workers=0))
     info = machine_info()

@@ -59,8 +59,8 @@ def main(argv: list[str]) -> int:
     streams_only = "--streams" in argv
     ensure_tools_and_services()
     from gateway.config import Settings
-    from gateway.supervisor import child_env
-    from tests.fake_upstream import FakeUpstream
+    from gateway.cli.supervisor import child_env
+    from devtools.fake_upstream import FakeUpstream
 
     work = Path(tempfile.mkdtemp(prefix="gw-soak-"))
     with FakeUpstream() as upstream:

@@ -15,6 +15,8 @@ import limits
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the project folder: alembic.ini, migrations/, hooks/ and litellm_config.yaml live beside the package
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_USDC_ADDRESS = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
 

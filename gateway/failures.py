@@ -17,3 +17,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     PoolTimeout,
     RedisError,
 )
+
+
+class ChainUnavailable(RuntimeError):
+    """The chain RPC failed, timed out, answered malformed data or serves another chain: fail closed (503)."""

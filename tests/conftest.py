@@ -14,12 +14,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
-from gateway.accounts import get_or_create_account  # noqa: E402
+from gateway.accounts.wallets import get_or_create_account  # noqa: E402
 from gateway.db.engine import dispose_all, get_engine  # noqa: E402
-from tests.forwarder import TcpForwarder  # noqa: E402
-from tests.pg import PG_ADMIN_DSN, migrated_database  # noqa: E402
+from devtools.forwarder import TcpForwarder  # noqa: E402
+from devtools.pg import PG_ADMIN_DSN, migrated_database  # noqa: E402
 
-pytest_plugins = ["tests.chain.fixtures"]
+pytest_plugins = ["tests.fixtures.chain"]
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
+from gateway.config import REPO_ROOT
 from gateway.db.engine import ensure_sqlite_folder
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(url: str) -> Config:

@@ -2,7 +2,7 @@
 
 Amounts are BIGINT USD micros. `credit_ledger` is append-only; `credit_holds` are the pending transfers
 (TigerBeetle's vocabulary: a hold is *pending*, then *posted* by a settle or *voided* by a release/expiry).
-Migrations in `migrations/` create exactly these tables; `tests/test_migrations.py` checks they agree.
+Migrations in `migrations/` create exactly these tables; `tests/integration/db/test_migrations.py` checks they agree.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from fastapi import Request
 from litellm.proxy import proxy_server
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
-from gateway.keys import KeyOwner, resolve_key
+from gateway.accounts.keys import KeyOwner, resolve_key
 from gateway.proxy import admission, guard
 from gateway.proxy.errors import GatewayError, admin_key_refused, billing_unavailable, internal_error, invalid_key, not_admitted
 from gateway.failures import INFRASTRUCTURE_ERRORS

@@ -26,13 +26,13 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from gateway import ledger
-from gateway.billing import insufficient_message, max_tokens_for_hold, plan_hold, price_call
-from gateway.money import MICROS_PER_USD, TokenPrices, micros_to_credits
+from gateway.core.billing import insufficient_message, max_tokens_for_hold, plan_hold, price_call
+from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.proxy import errors
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.proxy.pricing import count_prompt_tokens, prices_for
 from gateway.proxy.runtime import runtime
-from gateway.spool import SpoolUnavailable
+from gateway.ledger.spool import SpoolUnavailable
 
 log = logging.getLogger("gateway.proxy.billing")
 

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from gateway.billing import user_rates
+from gateway.core.billing import user_rates
 from gateway.proxy import admission
 from gateway.proxy.errors import GatewayError, route_not_allowed
 from gateway.proxy.runtime import runtime

@@ -19,7 +19,7 @@ from typing import Any
 
 from litellm import token_counter
 
-from gateway.money import TokenPrices, to_decimal
+from gateway.core.money import TokenPrices, to_decimal
 
 _prices: dict[str, TokenPrices | None] = {}
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cache import TTLCache, key_cache_for
+from gateway.cache.ttl import TTLCache, key_cache_for
 from gateway.config import Settings, get_settings
 from gateway.db.engine import get_engine
-from gateway.spool import Spool
+from gateway.ledger.spool import Spool
 
 
 @dataclass(frozen=True)

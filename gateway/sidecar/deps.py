@@ -26,12 +26,14 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cache import TTLCache, key_cache_for
+from gateway.cache.ttl import TTLCache, key_cache_for
 from gateway.config import Settings
 from gateway.db.engine import get_engine
-from gateway.redis_link import RedisLink, RedisUnavailable, redis_link_for
+from gateway.cache.redis_link import RedisLink, RedisUnavailable, redis_link_for
 from gateway.sidecar.errors import ApiError, unauthenticated
-from gateway.siwe_auth import DbNonceStore, NonceStore, RedisNonceStore, Session, SiwePolicy, get_session
+from gateway.auth.nonces import DbNonceStore, NonceStore, RedisNonceStore
+from gateway.auth.sessions import Session, get_session
+from gateway.auth.siwe import SiwePolicy
 
 SESSION_COOKIE = "gw_session"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -22,7 +22,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from gateway.db.engine import DatabaseUnavailable
-from gateway.siwe_auth import ChainUnavailable, LoginRejected, NonceStoreUnavailable
+from gateway.failures import ChainUnavailable
+from gateway.auth.siwe import LoginRejected
+from gateway.auth.nonces import NonceStoreUnavailable
 
 log = logging.getLogger("gateway.sidecar")
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from gateway.keys import KeyInfo, NewKey
+from gateway.accounts.keys import KeyInfo, NewKey
 
 MAX_ID = 2**63 - 1  # BIGINT
 CURSOR_PATTERN = r"^[0-9]{1,18}$"

@@ -6,13 +6,13 @@ import openai
 import sqlalchemy as sa
 
 from gateway import ledger
-from gateway.accounts import get_or_create_account
+from gateway.accounts.wallets import get_or_create_account
 from gateway.config import Settings
 from gateway.db.schema import credit_holds, llm_usage
-from gateway.keys import create_key
-from gateway.reconcile import reconcile
+from gateway.accounts.keys import create_key
+from gateway.payments.reconcile import reconcile
 from tests.conftest import random_wallet
-from tests.e2e.proxy_process import ProxyProcess
+from devtools.proxy_process import ProxyProcess
 from tests.ledger_checks import assert_books_balance
 
 CHAT = [{"role": "user", "content": "hello"}]

@@ -7,12 +7,12 @@ import openai
 import pytest
 
 from gateway import ledger
-from gateway.accounts import get_or_create_account
+from gateway.accounts.wallets import get_or_create_account
 from gateway.config import Settings
-from gateway.keys import create_key
+from gateway.accounts.keys import create_key
 from tests.conftest import random_wallet
-from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
-from tests.fake_upstream import FakeUpstream
+from devtools.proxy_process import ProxyProcess, free_port, write_test_config
+from devtools.fake_upstream import FakeUpstream
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

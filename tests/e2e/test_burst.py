@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.keys import create_key
+from gateway.accounts.keys import create_key
 from tests.e2e.calls import assert_every_served_call_billed_once, call, funded_client
 
 pytestmark = pytest.mark.timeout(300)

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from gateway.config import Settings
-from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
+from devtools.proxy_process import ProxyProcess, free_port, write_test_config
 
 pytestmark = pytest.mark.timeout(240)
 WALLET = "0x1111111111111111111111111111111111111111"

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.proxy_process import free_port
+from devtools.proxy_process import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from gateway import ledger
 from gateway.config import Settings
 from tests.e2e.calls import assert_every_served_call_billed_once, call, funded_client, usage_count
-from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
-from tests.forwarder import TcpForwarder
+from devtools.proxy_process import ProxyProcess, free_port, write_test_config
+from devtools.forwarder import TcpForwarder
 from tests.ledger_checks import assert_books_balance
 
 pytestmark = pytest.mark.timeout(300)

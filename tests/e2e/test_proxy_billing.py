@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
-from gateway.cache import key_cache_for
+from gateway.cache.ttl import key_cache_for
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
-from gateway.keys import revoke_key
-from gateway.money import micros_to_credits
+from gateway.accounts.keys import revoke_key
+from gateway.core.money import micros_to_credits
 from tests.e2e.conftest import REDIS_URL
 from tests.ledger_checks import assert_books_balance
 

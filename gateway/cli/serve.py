@@ -1,0 +1,39 @@
+"""`gateway up`, `gateway sidecar` and `gateway migrate`: run the gateway's processes."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli.common import JsonOpt, emit
+from gateway.cli.database import DatabaseNotReady, migrate_database, run_with_database, shown
+from gateway.cli.output import fail, out
+from gateway.config import get_settings
+
+
+def migrate(as_json: bool = JsonOpt) -> None:
+    """Apply database migrations."""
+    url = get_settings().effective_database_url
+    try:
+        migrate_database(url)
+    except DatabaseNotReady as exc:
+        fail(str(exc), 1)
+    emit(as_json, {"migrated": True, "database": shown(url)}, lambda: out.print(f"database up to date: {shown(url)}"))
+
+
+def sidecar() -> None:
+    """Serve the sign-in, keys and credits API alone on HOST:SIDECAR_PORT (`up` runs it too). Run `migrate`
+    first."""
+    run_with_database(get_settings().effective_database_url)
+    from gateway.sidecar.app import serve  # FastAPI and SIWE load only for this command
+
+    serve(get_settings())
+
+
+def up() -> None:
+    """Start the gateway: migrate, then run the LiteLLM proxy (and sidecar) until Ctrl-C."""
+    from gateway.cli.supervisor import serve
+
+    try:
+        raise typer.Exit(serve(get_settings()))
+    except DatabaseNotReady as exc:
+        fail(str(exc), 1)

@@ -1,1 +1,0 @@
-"""Command functions grouped by concern; gateway/cli.py registers them on the `gateway` app."""

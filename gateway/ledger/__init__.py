@@ -1,0 +1,35 @@
+"""The ledger: every balance change and every hold, each one database transaction.
+
+`from gateway import ledger` gives its operations (service.py) and vocabulary (types.py); how they run is
+portable.py (SQLAlchemy Core transactions, SQLite and PostgreSQL) and postgres.py (one statement each for
+hold, settle and release); spool.py keeps settles the database could not take.
+"""
+
+from gateway.core.posting import InsufficientCredit
+from gateway.ledger.service import (
+    expire_stale_holds,
+    get_balance,
+    get_hold,
+    hold,
+    post_entry,
+    post_entry_in,
+    release,
+    settle,
+)
+from gateway.ledger.types import (
+    MAX_ENTRY_MICROS,
+    REASONS,
+    Balance,
+    Hold,
+    HoldStatus,
+    LedgerEntry,
+    Settlement,
+    UnknownAccount,
+    Usage,
+)
+
+__all__ = [
+    "MAX_ENTRY_MICROS", "REASONS", "Balance", "Hold", "HoldStatus", "InsufficientCredit", "LedgerEntry", "Settlement",
+    "UnknownAccount", "Usage", "expire_stale_holds", "get_balance", "get_hold", "hold", "post_entry", "post_entry_in",
+    "release", "settle",
+]

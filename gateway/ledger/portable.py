@@ -1,0 +1,240 @@
+"""The ledger in portable SQLAlchemy Core transactions: what runs on SQLite (the embedded default), and on
+PostgreSQL for grants and for flexible holds that do not fit in full.
+
+Each operation is one transaction. "available >= hold" is enforced by the UPDATE's WHERE clause, so
+concurrent holds can never reserve more than the balance, on any number of processes; the unique
+constraints on `request_id` and `(reason, reference)` make every write idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.core.posting import InsufficientCredit, collectable_micros
+from gateway.db.schema import billing_accounts as acc
+from gateway.db.schema import credit_holds as holds
+from gateway.db.schema import credit_ledger as ledger
+from gateway.db.schema import llm_usage as usage_t
+from gateway.ledger.types import (
+    MAX_ENTRY_MICROS,
+    MAX_MODEL_CHARS,
+    REASONS,
+    Balance,
+    Hold,
+    HoldStatus,
+    LedgerEntry,
+    Settlement,
+    UnknownAccount,
+    Usage,
+)
+
+
+async def read_balance(conn: AsyncConnection, account_id: int) -> Balance:
+    row = (
+        await conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))
+    ).first()
+    if row is None:
+        raise UnknownAccount(account_id)
+    return Balance(account_id, row.balance_micros, row.held_micros)
+
+
+async def _existing_entry(conn: AsyncConnection, reason: str, reference: str) -> LedgerEntry | None:
+    row = (
+        await conn.execute(sa.select(ledger).where(ledger.c.reason == reason, ledger.c.reference == reference))
+    ).first()
+    if row is None:
+        return None
+    return LedgerEntry(
+        row.id, row.account_id, row.amount_micros, row.balance_after_micros, row.reason, row.reference, True
+    )
+
+
+async def _append(
+    conn: AsyncConnection, account_id: int, amount: int, balance_after: int, reason: str, ref: str
+) -> int:
+    entry = sa.insert(ledger).values(
+        account_id=account_id, amount_micros=amount, balance_after_micros=balance_after, reason=reason, reference=ref
+    )
+    return int((await conn.execute(entry.returning(ledger.c.id))).scalar_one())
+
+
+async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
+    try:
+        async with db.begin() as conn:
+            return await post_entry_in(conn, account_id, amount_micros, reason, reference)
+    except IntegrityError:  # a concurrent writer committed the same (reason, reference) first
+        async with db.connect() as conn:
+            existing = await _existing_entry(conn, reason, reference)
+        if existing is None:
+            raise
+        return existing
+
+
+async def post_entry_in(
+    conn: AsyncConnection, account_id: int, amount_micros: int, reason: str, reference: str
+) -> LedgerEntry:
+    if reason not in REASONS:
+        raise ValueError(f"unknown ledger reason {reason!r}")
+    if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
+        raise TypeError("amounts are integers of micros")
+    if abs(amount_micros) > MAX_ENTRY_MICROS:
+        raise ValueError(f"a ledger entry moves at most {MAX_ENTRY_MICROS} micros")
+    if not reference:
+        raise ValueError("a ledger entry needs a reference")
+    existing = await _existing_entry(conn, reason, reference)
+    if existing is not None:
+        return existing
+    new_balance = (
+        await conn.execute(
+            sa.update(acc)
+            .where(acc.c.id == account_id)
+            .values(balance_micros=acc.c.balance_micros + amount_micros)
+            .returning(acc.c.balance_micros)
+        )
+    ).scalar_one_or_none()
+    if new_balance is None:
+        raise UnknownAccount(account_id)
+    entry_id = await _append(conn, account_id, amount_micros, new_balance, reason, reference)
+    return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
+
+
+async def hold(
+    db: AsyncEngine, account_id: int, request_id: str, amount: int, floor: int | None, expires_at: datetime,
+    key_id: int | None, model: str,
+) -> Hold:
+    """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) in one
+    transaction with the hold's row. A request id held before raises IntegrityError."""
+    async with db.begin() as conn:
+        reserved, row = await _reserve(conn, account_id, amount, floor)
+        await conn.execute(
+            sa.insert(holds).values(
+                account_id=account_id, request_id=request_id, key_id=key_id, model=model[:MAX_MODEL_CHARS],
+                amount_micros=reserved, expires_at=expires_at,
+            )
+        )
+        return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
+
+
+async def _reserve(
+    conn: AsyncConnection, account_id: int, amount: int, floor: int | None
+) -> tuple[int, sa.Row[tuple[int, int]]]:
+    """Add to the account's held total in one conditional UPDATE; the database refuses what does not fit."""
+    available = acc.c.balance_micros - acc.c.held_micros
+    for _ in range(5):
+        if floor is None:
+            reserve = amount
+        else:  # flexible: as much of `amount` as is available now, re-checked by the UPDATE below
+            current = await read_balance(conn, account_id)
+            reserve = min(amount, current.available_micros)
+            if reserve < floor:
+                raise InsufficientCredit(current.balance_micros, current.held_micros, floor)
+        row = (
+            await conn.execute(
+                sa.update(acc)
+                .where(acc.c.id == account_id, available >= reserve)
+                .values(held_micros=acc.c.held_micros + reserve)
+                .returning(acc.c.balance_micros, acc.c.held_micros)
+            )
+        ).first()
+        if row is not None:
+            return reserve, row
+        if floor is None:
+            break
+    current = await read_balance(conn, account_id)
+    raise InsufficientCredit(current.balance_micros, current.held_micros, amount if floor is None else floor)
+
+
+async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:
+    async with db.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(holds.c.account_id, holds.c.amount_micros, acc.c.balance_micros, acc.c.held_micros)
+                .join(acc, acc.c.id == holds.c.account_id)
+                .where(holds.c.request_id == request_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return Hold(request_id, row.account_id, row.amount_micros, row.balance_micros, row.held_micros)
+
+
+async def _close_hold(
+    conn: AsyncConnection, request_id: str, status: HoldStatus, now: datetime
+) -> sa.Row[tuple[int, int]] | None:
+    """Move a pending hold to `status`; returns (account_id, amount_micros) or None if none was pending."""
+    return (
+        await conn.execute(
+            sa.update(holds)
+            .where(holds.c.request_id == request_id, holds.c.status == HoldStatus.PENDING)
+            .values(status=status, closed_at=now)
+            .returning(holds.c.account_id, holds.c.amount_micros)
+        )
+    ).first()
+
+
+async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
+    """The settlement and the hold it posted (None: none was pending). Raises IntegrityError when a
+    concurrent settle of the same request committed first."""
+    price = usage.user_price_micros
+    async with db.begin() as conn:
+        closed = await _close_hold(conn, usage.request_id, HoldStatus.POSTED, now)
+        if closed is None and await _usage_exists(conn, usage.request_id):
+            return await replayed_settlement(conn, usage.request_id), None
+        held = closed.amount_micros if closed is not None else None
+        current = await read_balance(conn, usage.account_id)  # after our write: the row is ours until commit
+        charge = collectable_micros(price, held, current.balance_micros, current.held_micros)
+        new_balance = (
+            await conn.execute(
+                sa.update(acc)
+                .where(acc.c.id == usage.account_id)
+                .values(balance_micros=acc.c.balance_micros - charge, held_micros=acc.c.held_micros - (held or 0))
+                .returning(acc.c.balance_micros)
+            )
+        ).scalar_one()
+        await conn.execute(sa.insert(usage_t).values(**usage.row(uncollected_micros=price - charge)))
+        await _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
+    return Settlement(usage.request_id, price, new_balance, False, price - charge), held
+
+
+async def _usage_exists(conn: AsyncConnection, request_id: str) -> bool:
+    found = await conn.execute(sa.select(usage_t.c.id).where(usage_t.c.request_id == request_id))
+    return found.first() is not None
+
+
+async def replayed_settlement(conn: AsyncConnection, request_id: str) -> Settlement:
+    row = (
+        await conn.execute(
+            sa.select(usage_t.c.user_price_micros, usage_t.c.uncollected_micros, ledger.c.balance_after_micros)
+            .join(ledger, sa.and_(ledger.c.reason == "llm_usage", ledger.c.reference == usage_t.c.request_id))
+            .where(usage_t.c.request_id == request_id)
+        )
+    ).first()
+    if row is None:
+        raise LookupError(f"no settlement for request {request_id}")
+    return Settlement(request_id, row.user_price_micros, row.balance_after_micros, True, row.uncollected_micros)
+
+
+async def release(db: AsyncEngine, request_id: str, status: HoldStatus, now: datetime) -> bool:
+    async with db.begin() as conn:
+        closed = await _close_hold(conn, request_id, status, now)
+        if closed is None:
+            return False
+        await conn.execute(
+            sa.update(acc)
+            .where(acc.c.id == closed.account_id)
+            .values(held_micros=acc.c.held_micros - closed.amount_micros)
+        )
+        return True
+
+
+async def stale_holds(db: AsyncEngine, cutoff: datetime) -> list[str]:
+    """Request ids of pending holds that expired before `cutoff`."""
+    async with db.connect() as conn:
+        query = sa.select(holds.c.request_id).where(
+            holds.c.status == HoldStatus.PENDING, holds.c.expires_at < cutoff
+        )
+        return list((await conn.execute(query)).scalars().all())

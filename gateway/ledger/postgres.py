@@ -1,0 +1,227 @@
+"""The ledger on PostgreSQL: hold, settle and release each as ONE statement.
+
+The portable code (portable.py) runs BEGIN, two to five statements and COMMIT: each a round trip, and each a
+SQLAlchemy Core statement built anew. On PostgreSQL, hold, settle and release instead send ONE statement
+whose data-modifying CTEs write every table involved; a statement is atomic, so all of its writes happen or
+none do, and it is sent outside any transaction block (autocommit: no BEGIN or COMMIT round trips). The
+rules are the same, row for row: the conditional UPDATE still refuses a hold that does not fit, and the
+unique constraints on request_id and (reason, reference) still decide every race (a duplicate aborts the
+whole statement with an IntegrityError, as it aborts the portable transaction). The ledger tests run on
+both this path and the portable one.
+
+Speed (bench/money_path.py, bench/RESULTS.md): the statement goes straight to the asyncpg connection that
+SQLAlchemy's pool lends us (SQLAlchemy's per-statement execution machinery cost more CPU than asyncpg and
+PostgreSQL together), compiled once, and prepared once per connection by asyncpg. Calls on one account take
+turns within a process (`_account_turn`), so a busy account has at most one statement per process waiting
+on its row lock in PostgreSQL, where every commit wakes all waiters.
+
+Errors are raised as SQLAlchemy's (IntegrityError, OperationalError, DBAPIError), like every other query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.ledger.types import MAX_MODEL_CHARS, Usage
+
+HOLD = sa.text(
+    """
+    WITH reserved AS (
+        UPDATE billing_accounts SET held_micros = held_micros + :amount
+        WHERE id = :account_id AND balance_micros - held_micros >= :amount
+        RETURNING balance_micros, held_micros
+    ), pending AS (
+        INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at)
+        SELECT :account_id, :request_id, :key_id, :model, :amount, :expires_at FROM reserved
+    )
+    SELECT balance_micros, held_micros FROM reserved
+    """
+).bindparams(
+    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
+    sa.bindparam("amount", type_=sa.BigInteger), sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
+)
+
+# `acct` locks the account row first (FOR UPDATE returns its newest committed version, so the charge is
+# computed from the row the UPDATE will change) and gates every write on the account existing (an unknown
+# account changes nothing, as the portable rollback does). `charge` is `collectable_micros` in SQL: at most
+# the pending hold and never below the other holds. `charged` runs when a pending hold was closed, or when
+# there is none and the request was never settled (a late settle after expiry still charges what is
+# available); otherwise it is a replay, and the final SELECT returns the first settlement.
+SETTLE = sa.text(
+    """
+    WITH acct AS (
+        SELECT balance_micros, held_micros FROM billing_accounts WHERE id = :account_id FOR UPDATE
+    ), closed AS (
+        UPDATE credit_holds SET status = 'posted', closed_at = :now
+        WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM acct)
+        RETURNING amount_micros
+    ), charge AS (
+        SELECT CASE WHEN EXISTS (SELECT FROM closed)
+                    THEN LEAST(:user_price_micros, (SELECT amount_micros FROM closed),
+                               GREATEST(balance_micros - held_micros + (SELECT amount_micros FROM closed), 0))
+                    ELSE LEAST(:user_price_micros, GREATEST(balance_micros - held_micros, 0)) END AS amount
+        FROM acct
+    ), charged AS (
+        UPDATE billing_accounts
+        SET balance_micros = balance_micros - (SELECT amount FROM charge),
+            held_micros = held_micros - COALESCE((SELECT amount_micros FROM closed), 0)
+        WHERE id = :account_id
+          AND (EXISTS (SELECT FROM closed) OR NOT EXISTS (SELECT FROM llm_usage WHERE request_id = :request_id))
+        RETURNING balance_micros
+    ), recorded AS (
+        INSERT INTO llm_usage (request_id, account_id, key_id, model, prompt_tokens, completion_tokens,
+                               total_tokens, provider_cost_micros, user_price_micros, uncollected_micros,
+                               markup, streamed, cost_source)
+        SELECT :request_id, :account_id, :key_id, :model, :prompt_tokens, :completion_tokens,
+               :total_tokens, :provider_cost_micros, :user_price_micros,
+               :user_price_micros - (SELECT amount FROM charge), :markup, :streamed, :cost_source
+        FROM charged
+    ), posted AS (
+        INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
+        SELECT :account_id, -(SELECT amount FROM charge), balance_micros, 'llm_usage', :request_id FROM charged
+    )
+    SELECT (SELECT amount_micros FROM closed) AS held_micros,
+           (SELECT balance_micros FROM charged) AS balance_after_micros,
+           (SELECT amount FROM charge) AS charged_micros,
+           EXISTS (SELECT FROM acct) AS account_exists,
+           first.user_price_micros AS first_price_micros,
+           first.uncollected_micros AS first_uncollected_micros,
+           entry.balance_after_micros AS first_balance_after_micros
+    FROM (SELECT 1) AS one
+    LEFT JOIN llm_usage AS first ON first.request_id = :request_id
+    LEFT JOIN credit_ledger AS entry ON entry.reason = 'llm_usage' AND entry.reference = :request_id
+    """
+).bindparams(
+    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)), sa.bindparam("user_price_micros", type_=sa.BigInteger),
+    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
+    sa.bindparam("prompt_tokens", type_=sa.Integer), sa.bindparam("completion_tokens", type_=sa.Integer),
+    sa.bindparam("total_tokens", type_=sa.Integer), sa.bindparam("provider_cost_micros", type_=sa.BigInteger),
+    sa.bindparam("markup", type_=sa.String), sa.bindparam("streamed", type_=sa.Boolean),
+    sa.bindparam("cost_source", type_=sa.String),
+)
+
+RELEASE = sa.text(
+    """
+    WITH closed AS (
+        UPDATE credit_holds SET status = :status, closed_at = :now
+        WHERE request_id = :request_id AND status = 'pending'
+        RETURNING account_id, amount_micros
+    )
+    UPDATE billing_accounts SET held_micros = billing_accounts.held_micros - closed.amount_micros
+    FROM closed WHERE billing_accounts.id = closed.account_id
+    RETURNING billing_accounts.id
+    """
+).bindparams(
+    sa.bindparam("request_id", type_=sa.String), sa.bindparam("status", type_=sa.String),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)),
+)
+
+
+def serves(db: AsyncEngine) -> bool:
+    """Whether `db` takes the one-statement path."""
+    return db.dialect.name == "postgresql"
+
+
+async def hold(
+    db: AsyncEngine, account_id: int, request_id: str, amount: int, expires_at: datetime, key_id: int | None,
+    model: str,
+) -> asyncpg.Record | None:
+    """Reserve exactly `amount`: the account's (balance, held) after it, or None if it does not fit."""
+    params = {"account_id": account_id, "request_id": request_id, "key_id": key_id,
+              "model": model[:MAX_MODEL_CHARS], "amount": amount, "expires_at": expires_at}
+    return await _execute(db, HOLD, params, account_id)
+
+
+async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> asyncpg.Record:
+    params = usage.row(uncollected_micros=0)
+    del params["uncollected_micros"]  # computed by the statement
+    row = await _execute(db, SETTLE, {**params, "now": now}, usage.account_id)
+    assert row is not None  # the statement always returns its one summary row
+    return row
+
+
+async def release(db: AsyncEngine, request_id: str, status: str, now: datetime) -> bool:
+    return await _execute(db, RELEASE, {"request_id": request_id, "status": status, "now": now}) is not None
+
+
+_compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
+_turns: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _account_turn(account_id: int) -> asyncio.Lock:
+    """The lock that lines up this process's money statements on one account (gone when nobody holds it)."""
+    turn = _turns.get(account_id)
+    if turn is None:
+        turn = _turns[account_id] = asyncio.Lock()
+    return turn
+
+
+async def _execute(
+    db: AsyncEngine, statement: sa.TextClause, params: Mapping[str, Any], account_id: int | None = None
+) -> asyncpg.Record | None:
+    """Run one statement on its own (autocommit) and return its first row or None."""
+    if account_id is None:
+        return await _fetchrow(db, statement, params)
+    async with _account_turn(account_id):  # wait here, before taking a connection from the pool
+        return await _fetchrow(db, statement, params)
+
+
+async def _fetchrow(db: AsyncEngine, statement: sa.TextClause, params: Mapping[str, Any]) -> asyncpg.Record | None:
+    """Every statement here is idempotent (on the request id), so one that met a dead pooled connection (the
+    server restarted, or the network dropped it) is sent once more on a fresh one before the call fails."""
+    sql, names = _compiled.get(id(statement)) or _compile(statement, db)
+    args = [params[name] for name in names]
+    try:
+        return await _fetchrow_once(db, sql, args)
+    except _DeadConnection:
+        pass
+    try:
+        return await _fetchrow_once(db, sql, args)
+    except _DeadConnection as dead:
+        raise sa.exc.OperationalError(sql, args, dead.__cause__) from dead.__cause__
+
+
+class _DeadConnection(Exception):
+    """The pooled connection failed before or while the statement ran (it has been discarded)."""
+
+
+async def _fetchrow_once(db: AsyncEngine, sql: str, args: list[Any]) -> asyncpg.Record | None:
+    async with db.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        try:
+            return await driver.fetchrow(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(sql, args, exc) from exc
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+            await _discard(conn)
+            raise _DeadConnection from exc
+        except asyncpg.PostgresError as exc:
+            raise sa.exc.DBAPIError(sql, args, exc) from exc
+        except BaseException:  # cancelled mid-statement: the connection may still be busy with it
+            await _discard(conn)
+            raise
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Make sure the pool never lends this connection again (its state is unknown)."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+
+
+def _compile(statement: sa.TextClause, db: AsyncEngine) -> tuple[str, tuple[str, ...]]:
+    compiled = statement.compile(dialect=db.dialect)  # "$1::BIGINT"-style SQL and the names of $1, $2, ...
+    _compiled[id(statement)] = result = (str(compiled), tuple(compiled.positiontup or ()))
+    return result

@@ -1,0 +1,153 @@
+"""Routes for the account's money: /api/v1/credits/summary, /credits/ledger and /usage (paginated).
+
+Amounts are integer micros plus the same amount in credits as an exact decimal string; never floats.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, BeforeValidator, Field
+
+from gateway.accounts.history import MAX_PAGE_SIZE, LedgerRow, UsageRow, Window, ledger_page, usage_page
+from gateway.ledger import REASONS, get_balance
+from gateway.core.money import micros_to_credits
+from gateway.sidecar.deps import ServicesDep, SessionDep
+from gateway.sidecar.errors import documented
+from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText
+
+router = APIRouter(tags=["credits"])
+
+RECENT_ENTRIES = 10
+Reason = Literal[tuple(sorted(REASONS))]  # type: ignore[valid-type]
+Credits = Annotated[str, Field(description="The same amount in credits (1 credit = 1,000 micros), exact")]
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    amount_micros: int = Field(description="Signed: + credit, - debit")
+    amount_credits: Credits
+    balance_after_micros: int
+    balance_after_credits: Credits
+    reason: str
+    reference: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: LedgerRow) -> LedgerEntryOut:
+        return cls(
+            **vars(row),
+            amount_credits=micros_to_credits(row.amount_micros),
+            balance_after_credits=micros_to_credits(row.balance_after_micros),
+        )
+
+
+class SummaryOut(BaseModel):
+    balance_micros: int
+    held_micros: int = Field(description="Reserved by calls in flight")
+    available_micros: int = Field(description="balance - held: what new calls can spend")
+    balance_credits: Credits
+    held_credits: Credits
+    available_credits: Credits
+    recent: list[LedgerEntryOut] = Field(description=f"The last {RECENT_ENTRIES} ledger entries, newest first")
+
+
+class LedgerPage(BaseModel):
+    data: list[LedgerEntryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page")
+
+
+class UsageOut(BaseModel):
+    id: int
+    request_id: str
+    key_id: int | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    price_micros: int = Field(description="What the call cost the account")
+    price_credits: Credits
+    streamed: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: UsageRow) -> UsageOut:
+        fields = {k: v for k, v in vars(row).items() if k not in ("user_price_micros", "charged_micros")}
+        return cls(**fields, price_micros=row.charged_micros, price_credits=micros_to_credits(row.charged_micros))
+
+
+class UsagePage(BaseModel):
+    data: list[UsageOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page")
+
+
+Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page")]
+
+
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD: pydantic alone would also take a number as a Unix timestamp."""
+    if value is not None and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+        raise ValueError("expected a day as YYYY-MM-DD")
+    return value
+
+
+Since = Annotated[date | None, BeforeValidator(_iso_day), Query(description="First UTC day to include (YYYY-MM-DD)")]
+Until = Annotated[date | None, BeforeValidator(_iso_day), Query(description="Last UTC day to include (YYYY-MM-DD)")]
+
+
+def _window(cursor: str | None, since: date | None, until: date | None, limit: int) -> Window:
+    return Window(int(cursor) if cursor is not None else None, since, until, limit)
+
+
+def _cursor(next_id: int | None) -> str | None:
+    return str(next_id) if next_id is not None else None
+
+
+@router.get("/credits/summary", response_model=SummaryOut, responses=documented(401))
+async def summary(svc: ServicesDep, session: SessionDep) -> SummaryOut:
+    """Balance, held and available credit, and the latest ledger entries."""
+    balance = await get_balance(svc.db, session.account_id)
+    recent = await ledger_page(svc.db, session.account_id, Window(limit=RECENT_ENTRIES))
+    return SummaryOut(
+        balance_micros=balance.balance_micros,
+        held_micros=balance.held_micros,
+        available_micros=balance.available_micros,
+        balance_credits=micros_to_credits(balance.balance_micros),
+        held_credits=micros_to_credits(balance.held_micros),
+        available_credits=micros_to_credits(balance.available_micros),
+        recent=[LedgerEntryOut.of(row) for row in recent.items],
+    )
+
+
+@router.get("/credits/ledger", response_model=LedgerPage, responses=documented(401, 422))
+async def ledger(
+    svc: ServicesDep,
+    session: SessionDep,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    reason: Annotated[Reason | None, Query(description="Only entries with this reason")] = None,
+    since: Since = None,
+    until: Until = None,
+) -> LedgerPage:
+    """The account's ledger entries, newest first."""
+    page = await ledger_page(svc.db, session.account_id, _window(cursor, since, until, limit), reason)
+    return LedgerPage(data=[LedgerEntryOut.of(row) for row in page.items], next_cursor=_cursor(page.next_cursor))
+
+
+@router.get("/usage", response_model=UsagePage, responses=documented(401, 422))
+async def usage(
+    svc: ServicesDep,
+    session: SessionDep,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+    model: Annotated[PlainText | None, Query(max_length=200, description="Only calls to this model")] = None,
+    since: Since = None,
+    until: Until = None,
+) -> UsagePage:
+    """The account's billed LLM calls, newest first."""
+    page = await usage_page(svc.db, session.account_id, _window(cursor, since, until, limit), model)
+    return UsagePage(data=[UsageOut.of(row) for row in page.items], next_cursor=_cursor(page.next_cursor))
