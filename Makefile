@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install up test services bench clean
+.PHONY: install up lint test test-unit services bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ up: install
 services:
 	@bash scripts/services.sh
 
-test: install node_modules/.installed services
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test: install node_modules/.installed services lint
 	$(PY) -m pytest -q
 
 bench: install services

@@ -18,14 +18,28 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Callable
 
+from enum import StrEnum
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.schema import Id, Micros, metadata
 
-PENDING, UNCLAIMED, CREDITED, REJECTED, REORGED = "pending", "unclaimed", "credited", "rejected", "reorged"
-STATUSES = (PENDING, UNCLAIMED, CREDITED, REJECTED, REORGED)
+
+
+class PaymentStatus(StrEnum):
+    """`payments.status`: awaiting confirmations (`pending`), confirmed but its sender has no account yet
+    (`unclaimed`), `credited` (final unless reorged), `rejected` (final), `reorged` (it left the chain)."""
+
+    PENDING = "pending"
+    UNCLAIMED = "unclaimed"
+    CREDITED = "credited"
+    REJECTED = "rejected"
+    REORGED = "reorged"
+
+
+STATUSES = tuple(PaymentStatus)
 
 
 class UInt256(sa.TypeDecorator):
@@ -65,7 +79,7 @@ payments = sa.Table(
     sa.Column("micros_credited", Micros, nullable=True),
     sa.Column("block_number", sa.BigInteger(), nullable=False),
     sa.Column("block_hash", sa.String(66), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default=PENDING),
+    sa.Column("status", sa.String(16), nullable=False, server_default=PaymentStatus.PENDING.value),
     sa.Column("reason", sa.String(200), nullable=True),  # why it was rejected or reorged
     sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=True),  # null: unclaimed
     _timestamp("created_at"),

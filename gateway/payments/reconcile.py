@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.payments.chain import ChainRPC
 from gateway.config import Settings
-from gateway.db.payments_schema import CREDITED, REORGED, payments
+from gateway.db.payments_schema import PaymentStatus, payments
+from gateway.ledger.types import HoldStatus
 from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
@@ -106,7 +107,7 @@ async def reconcile(
 ) -> ReconcileReport:
     async with db.connect() as conn:
         accounts = (await conn.execute(sa.select(sa.func.count()).select_from(acc))).scalar_one()
-        credited = (await conn.execute(sa.select(payments).where(payments.c.status == CREDITED))).all()
+        credited = (await conn.execute(sa.select(payments).where(payments.c.status == PaymentStatus.CREDITED))).all()
         found = [
             *await _balances(conn),
             *await _payment_credits(conn),
@@ -127,7 +128,7 @@ async def _balances(conn: AsyncConnection) -> list[Mismatch]:
     )
     held_sum = sa.func.coalesce(
         sa.select(sa.func.sum(holds.c.amount_micros))
-        .where(holds.c.account_id == acc.c.id, holds.c.status == "pending")
+        .where(holds.c.account_id == acc.c.id, holds.c.status == HoldStatus.PENDING)
         .scalar_subquery(),
         0,
     )
@@ -169,7 +170,7 @@ async def _payment_credits(conn: AsyncConnection) -> list[Mismatch]:
                     reversal, sa.and_(reversal.c.reason == "adjustment", reversal.c.reference == "reorg:" + REFERENCE_SQL)
                 )
             )
-            .where(sa.or_(payments.c.status == CREDITED, payments.c.micros_credited.is_not(None)))
+            .where(sa.or_(payments.c.status == PaymentStatus.CREDITED, payments.c.micros_credited.is_not(None)))
             .order_by(payments.c.id)
         )
     ).all()
@@ -189,9 +190,9 @@ async def _payment_credits(conn: AsyncConnection) -> list[Mismatch]:
                     f"to account {r.credit_account}",
                 )
             )
-        if r.status == REORGED and r.reversal != -r.micros_credited:  # reorged rows here were credited
+        if r.status == PaymentStatus.REORGED and r.reversal != -r.micros_credited:  # reorged rows here were credited
             found.append(Mismatch("reorg", r.account_id, f"{where} left the chain but is not reversed"))
-        if r.status != REORGED and r.reversal is not None:
+        if r.status != PaymentStatus.REORGED and r.reversal is not None:
             found.append(Mismatch("reorg", r.account_id, f"{where} is reversed but still {r.status}"))
     return found
 
@@ -288,8 +289,8 @@ async def _lost_settles(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
             )
             .where(
                 sa.or_(
-                    sa.and_(holds.c.status == "pending", holds.c.expires_at < now),
-                    sa.and_(holds.c.status == "expired", ~settled),
+                    sa.and_(holds.c.status == HoldStatus.PENDING, holds.c.expires_at < now),
+                    sa.and_(holds.c.status == HoldStatus.EXPIRED, ~settled),
                 )
             )
             .order_by(holds.c.id)
@@ -297,7 +298,7 @@ async def _lost_settles(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
     ).all()
     return [
         Mismatch("hold", r.account_id, f"hold {r.request_id} ({r.amount_micros} micros) open past its TTL ({_when(r.expires_at)})")
-        if r.status == "pending"
+        if r.status == HoldStatus.PENDING
         else Mismatch(
             "expired_hold",
             r.account_id,

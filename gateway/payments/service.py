@@ -25,7 +25,7 @@ from gateway.accounts.wallets import find_account, normalize_wallet
 from gateway.payments.chain import ChainRPC, Transfer
 from gateway.failures import ChainUnavailable
 from gateway.config import Settings
-from gateway.db.payments_schema import CREDITED, PENDING, REJECTED, REORGED, UNCLAIMED, insert_for, payments
+from gateway.db.payments_schema import PaymentStatus, insert_for, payments
 from gateway.db.schema import billing_accounts, users
 from gateway.core.money import MICROS_PER_USD, usd_to_micros_ceil
 
@@ -89,7 +89,7 @@ class PaymentResult:
 
     @property
     def credited_micros(self) -> int:
-        return sum(p.micros_credited or 0 for p in self.payments if p.status == CREDITED)
+        return sum(p.micros_credited or 0 for p in self.payments if p.status == PaymentStatus.CREDITED)
 
 
 def payment_reference(chain_id: int, tx_hash: str, log_index: int) -> str:
@@ -162,12 +162,12 @@ async def confirm_payment(
         raise Forbidden("this transfer was sent by another wallet")
     head = await rpc.block_number()
     recorded = tuple([await accept_transfer(db, settings, t, head, account_id) for t in mine])
-    accepted = [p for p in recorded if p.status in (PENDING, CREDITED)]
+    accepted = [p for p in recorded if p.status in (PaymentStatus.PENDING, PaymentStatus.CREDITED)]
     if not accepted:
         raise Rejected(recorded[0].reason or f"the payment is {recorded[0].status}")
     return PaymentResult(
         tx_hash=tx_hash,
-        status=PENDING if any(p.status == PENDING for p in accepted) else CREDITED,
+        status=PaymentStatus.PENDING if any(p.status == PaymentStatus.PENDING for p in accepted) else PaymentStatus.CREDITED,
         confirmations=head - receipt.block_number + 1,
         required_confirmations=settings.min_confirmations,
         payments=recorded,
@@ -189,12 +189,12 @@ async def accept_transfer(
     low, high = topup_bounds_micros(settings)
     if not low <= t.value <= high:
         reason = f"amount {_usd(t.value)} USDC is outside the top-up bounds [{_usd(low)}, {_usd(high)}] USDC"
-        return await _settle(db, settings.chain_id, t, REJECTED, account_id, head, reason)
+        return await _record(db, settings.chain_id, t, PaymentStatus.REJECTED, account_id, head, reason)
     if head - t.block_number + 1 < settings.min_confirmations:
-        return await _settle(db, settings.chain_id, t, PENDING, account_id, head)
+        return await _record(db, settings.chain_id, t, PaymentStatus.PENDING, account_id, head)
     if account_id is None:
-        return await _settle(db, settings.chain_id, t, UNCLAIMED, None, head)
-    return await _settle(db, settings.chain_id, t, CREDITED, account_id, head)
+        return await _record(db, settings.chain_id, t, PaymentStatus.UNCLAIMED, None, head)
+    return await _record(db, settings.chain_id, t, PaymentStatus.CREDITED, account_id, head)
 
 
 def _key(chain_id: int, tx_hash: str, log_index: int) -> sa.ColumnElement[bool]:
@@ -206,14 +206,14 @@ def _open_to(t: Transfer) -> sa.ColumnElement[bool]:
     reorged without ever being credited and `t` shows it re-included in another block (a receipt read
     before the reorg cannot revive it). Credited and rejected payments are final."""
     return sa.or_(
-        payments.c.status.in_((PENDING, UNCLAIMED)),
+        payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED)),
         sa.and_(
-            payments.c.status == REORGED, payments.c.micros_credited.is_(None), payments.c.block_hash != t.block_hash
+            payments.c.status == PaymentStatus.REORGED, payments.c.micros_credited.is_(None), payments.c.block_hash != t.block_hash
         ),
     )
 
 
-async def _settle(
+async def _record(
     db: AsyncEngine, chain_id: int, t: Transfer, status: str, account_id: int | None, head: int | None,
     reason: str | None = None,
 ) -> Payment:
@@ -232,17 +232,17 @@ async def _settle(
                     reason=reason,
                     block_number=t.block_number,
                     block_hash=t.block_hash,
-                    micros_credited=t.value if status == CREDITED else None,
+                    micros_credited=t.value if status == PaymentStatus.CREDITED else None,
                     updated_at=sa.func.current_timestamp(),
                 )
                 .returning(payments.c.id)
             )
         ).first()
-        if moved is not None and status == CREDITED:
+        if moved is not None and status == PaymentStatus.CREDITED:
             reference = payment_reference(chain_id, t.tx_hash, t.log_index)
             await ledger.post_entry_in(conn, account_id, t.value, "onchain_payment", reference)
         row = (await conn.execute(sa.select(payments).where(key))).one()
-    reversed_before = row.status == REORGED and row.micros_credited is not None
+    reversed_before = row.status == PaymentStatus.REORGED and row.micros_credited is not None
     if moved is None and reversed_before and row.block_hash != t.block_hash:
         log.error(
             "payment %s was re-included on chain after its credit was reversed: review it and grant by hand",
@@ -264,7 +264,7 @@ def _insert_if_new(conn: AsyncConnection, chain_id: int, t: Transfer, account_id
             raw_amount=t.value,
             block_number=t.block_number,
             block_hash=t.block_hash,
-            status=PENDING,
+            status=PaymentStatus.PENDING,
             account_id=account_id,
         )
         .on_conflict_do_nothing(index_elements=["chain_id", "tx_hash", "log_index"])
@@ -317,7 +317,7 @@ async def claim_unclaimed(db: AsyncEngine, account_id: int, wallet: str) -> list
     """Credit `account_id` with the confirmed top-ups `wallet` sent before it had an account (call this
     after the wallet signs in). Each is credited once, however many times this runs."""
     query = sa.select(payments, sa.literal(account_id).label("owner")).where(
-        payments.c.status == UNCLAIMED, payments.c.from_address == normalize_wallet(wallet)
+        payments.c.status == PaymentStatus.UNCLAIMED, payments.c.from_address == normalize_wallet(wallet)
     )
     return await _claim(db, query)
 
@@ -329,7 +329,7 @@ async def claim_known_senders(db: AsyncEngine) -> list[Payment]:
         sa.select(payments, billing_accounts.c.id.label("owner"))
         .join(users, users.c.wallet_address == payments.c.from_address)
         .join(billing_accounts, billing_accounts.c.user_id == users.c.id)
-        .where(payments.c.status == UNCLAIMED)
+        .where(payments.c.status == PaymentStatus.UNCLAIMED)
     )
     return await _claim(db, query)
 
@@ -337,7 +337,7 @@ async def claim_known_senders(db: AsyncEngine) -> list[Payment]:
 async def _claim(db: AsyncEngine, query: sa.Select) -> list[Payment]:
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [await _settle(db, row.chain_id, _transfer(row), CREDITED, row.owner, None) for row in rows]
+    return [await _record(db, row.chain_id, _transfer(row), PaymentStatus.CREDITED, row.owner, None) for row in rows]
 
 
 async def mark_reorged(db: AsyncEngine, payment_id: int, reason: str) -> Payment | None:
@@ -347,8 +347,8 @@ async def mark_reorged(db: AsyncEngine, payment_id: int, reason: str) -> Payment
         row = (
             await conn.execute(
                 sa.update(payments)
-                .where(payments.c.id == payment_id, payments.c.status.in_((PENDING, UNCLAIMED, CREDITED)))
-                .values(status=REORGED, reason=reason[:200], updated_at=sa.func.current_timestamp())
+                .where(payments.c.id == payment_id, payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED, PaymentStatus.CREDITED)))
+                .values(status=PaymentStatus.REORGED, reason=reason[:200], updated_at=sa.func.current_timestamp())
                 .returning(*payments.c)
             )
         ).first()
@@ -399,7 +399,7 @@ async def recheck_payment(db: AsyncEngine, rpc: ChainRPC, settings: Settings, ro
         if await rpc.block_hash(row.block_number) == row.block_hash:  # same block, so the log is there
             raise ChainUnavailable(f"the RPC has block {row.block_number} but not the log of {row.tx_hash}")
         return await mark_reorged(db, row.id, f"block {row.block_number} ({row.block_hash}) left the canonical chain")
-    if row.status == CREDITED:
+    if row.status == PaymentStatus.CREDITED:
         if live.block_hash == row.block_hash:
             return _payment(row, head)
         return await _move_block(db, row.id, live, head)

@@ -35,16 +35,7 @@ from gateway.accounts.wallets import find_account
 from gateway.payments.chain import ChainRPC, Transfer
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.db.payments_schema import (
-    CREDITED,
-    PENDING,
-    REJECTED,
-    REORGED,
-    UNCLAIMED,
-    chain_cursor,
-    insert_for,
-    payments,
-)
+from gateway.db.payments_schema import PaymentStatus, chain_cursor, insert_for, payments
 from gateway.payments.service import (
     Payment,
     accept_transfer,
@@ -168,9 +159,9 @@ class Watcher:
                 await conn.execute(
                     sa.select(payments).where(
                         self._ours(),
-                        payments.c.status.in_((PENDING, UNCLAIMED, CREDITED)),
+                        payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED, PaymentStatus.CREDITED)),
                         payments.c.block_number <= last,
-                        sa.or_(payments.c.block_number >= first, payments.c.status == PENDING),
+                        sa.or_(payments.c.block_number >= first, payments.c.status == PaymentStatus.PENDING),
                     )
                 )
             ).all()
@@ -181,7 +172,7 @@ class Watcher:
             rows = (
                 await conn.execute(
                     sa.select(payments)
-                    .where(self._ours(), payments.c.status != REORGED, payments.c.block_number <= cursor_block)
+                    .where(self._ours(), payments.c.status != PaymentStatus.REORGED, payments.c.block_number <= cursor_block)
                     .order_by(payments.c.block_number.desc())
                 )
             ).all()
@@ -191,7 +182,7 @@ class Watcher:
             canonical = await self.rpc.block_hash(number)
             stale = [r for r in group if r.block_hash != canonical]
             for row in stale:
-                if row.status != REJECTED:
+                if row.status != PaymentStatus.REJECTED:
                     await self._recheck(row, head, report)
             if canonical is not None and len(stale) < len(group):
                 intact = number

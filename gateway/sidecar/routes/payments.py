@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.payments.chain import ChainRPC
 from gateway.failures import ChainUnavailable
 from gateway.core.money import micros_to_credits
+from gateway.db.payments_schema import PaymentStatus
 from gateway.payments.service import Forbidden, NotConfigured, NotFound, Payment, Rejected, confirm_payment, list_payments, require_configured
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import ApiError, documented
@@ -92,7 +93,7 @@ async def confirm(body: ConfirmIn, response: Response, svc: ServicesDep, session
         raise ApiError(403, "not_your_transfer", str(exc)) from None
     except Rejected as exc:
         raise ApiError(422, "payment_rejected", exc.reason) from None
-    if result.status == "pending":
+    if result.status == PaymentStatus.PENDING:
         response.status_code = 202
     return ConfirmOut(
         tx_hash=result.tx_hash, status=result.status, confirmations=result.confirmations,

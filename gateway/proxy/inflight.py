@@ -1,0 +1,84 @@
+"""Per-call state of the billing callbacks: what a call held, for whom, and whether it is closed yet.
+
+The pre-call hook creates one `Call` per billed request and puts it in the request's metadata, where LiteLLM
+carries it to the later hooks and the logging callbacks. Metadata is client-writable, so a `Call` found there
+is trusted only through `Inflight`, this process's registry of calls held and not yet settled or released
+(keyed by our own request id); the headers hook alone reads the metadata copy, for display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+METADATA_KEY = "gateway"
+_METADATA_BUCKETS = ("metadata", "litellm_metadata")
+
+
+@dataclass
+class Call:
+    """One billed call between its hold and its settle (or release)."""
+
+    request_id: str
+    account_id: int
+    key_id: int | None
+    model: str
+    held_micros: int
+    streamed: bool
+    client_wants_usage: bool  # the client asked for the streamed usage chunk itself
+    charged_micros: int | None = None  # set by the settle
+
+
+def tagged(data: Mapping[str, Any] | None) -> Call | None:
+    """The `Call` our pre-call hook put in a request's metadata (untrusted: see `Inflight.get`)."""
+    if not data:
+        return None
+    for bucket in _METADATA_BUCKETS:
+        meta = data.get(bucket)
+        if isinstance(meta, dict) and isinstance(meta.get(METADATA_KEY), Call):
+            return meta[METADATA_KEY]
+    return None
+
+
+def tag(data: dict[str, Any], call: Call) -> None:
+    """Put `call` in the request's metadata, after removing whatever a client put under our key."""
+    for bucket in _METADATA_BUCKETS:
+        if isinstance(data.get(bucket), dict):
+            data[bucket].pop(METADATA_KEY, None)
+    data.setdefault("metadata", {})[METADATA_KEY] = call
+
+
+class Inflight:
+    """Calls this process has held and not yet settled or released, by request id (bounded)."""
+
+    def __init__(self, size: int = 100_000):
+        self.size = size
+        self._calls: OrderedDict[str, tuple[Call, asyncio.Lock]] = OrderedDict()
+
+    def add(self, call: Call) -> None:
+        self._calls[call.request_id] = (call, asyncio.Lock())
+        if len(self._calls) > self.size:
+            self._calls.popitem(last=False)  # its hold expires and is reported by the sweeper
+
+    def get(self, data: Mapping[str, Any] | None) -> Call | None:
+        """The open call of this request, if the metadata names one this process holds."""
+        claimed = tagged(data)
+        entry = self._calls.get(claimed.request_id) if claimed is not None else None
+        return entry[0] if entry is not None else None
+
+    def done(self, request_id: str) -> None:
+        self._calls.pop(request_id, None)
+
+    @contextlib.asynccontextmanager
+    async def closing(self, request_id: str) -> AsyncIterator[Call | None]:
+        """One settle/release attempt per call at a time; yields None if the call is closed already."""
+        entry = self._calls.get(request_id)
+        if entry is None:
+            yield None
+            return
+        async with entry[1]:
+            yield entry[0] if request_id in self._calls else None
