@@ -88,7 +88,9 @@ async def _load(name: str, accounts: int, ledger_rows: int) -> float:
                 FROM generate_series(1, {calls}) AS c;
             """)
             for table in ("users", "billing_accounts", "credit_ledger", "credit_holds", "llm_usage"):
-                await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
@@ -117,11 +119,20 @@ async def _pairs(db_name: str, account_ids: list[int], seconds: float) -> dict:
             rid = uuid.uuid4().hex
             t0 = time.perf_counter()
             await ledger.hold(db, account, rid, HOLD_MICROS, key_id=None, model="gpt-4o-mini")
-            await ledger.settle(db, ledger.Usage(
-                request_id=rid, account_id=account, key_id=None, model="gpt-4o-mini", prompt_tokens=30,
-                completion_tokens=8, provider_cost_micros=PRICE_MICROS // 2, user_price_micros=PRICE_MICROS,
-                markup="2.0",
-            ))
+            await ledger.settle(
+                db,
+                ledger.Usage(
+                    request_id=rid,
+                    account_id=account,
+                    key_id=None,
+                    model="gpt-4o-mini",
+                    prompt_tokens=30,
+                    completion_tokens=8,
+                    provider_cost_micros=PRICE_MICROS // 2,
+                    user_price_micros=PRICE_MICROS,
+                    markup="2.0",
+                ),
+            )
             latencies.append(time.perf_counter() - t0)
 
     try:
@@ -151,8 +162,10 @@ async def _run(quick: bool, console: Console) -> dict:
     accounts_loaded, rows_loaded = (10_000, 100_000) if quick else (100_000, 1_000_000)
     seconds = 3.0 if quick else 5.0
     rounds = 1 if quick else 5  # this machine is shared: more, shorter rounds give steadier medians
-    console.print(f"money path: preparing databases (empty: 1,000 accounts; loaded: {accounts_loaded:,} accounts, "
-                  f"{rows_loaded:,} ledger rows)…")
+    console.print(
+        f"money path: preparing databases (empty: 1,000 accounts; loaded: {accounts_loaded:,} accounts, "
+        f"{rows_loaded:,} ledger rows)…"
+    )
     empty = await _fresh_database("gw_bench_money_empty")
     await _load(empty, 1_000, 1_000)
     loaded = await _fresh_database("gw_bench_money_loaded")
@@ -168,13 +181,21 @@ async def _run(quick: bool, console: Console) -> dict:
             for which, name in (("empty", empty), ("loaded", loaded)):
                 r = await _pairs(name, ids[which], seconds)
                 results.setdefault((scenario, which), []).append(r)
-                console.print(f"money path round {rnd}/{rounds}: {scenario:6} {which:6} {r['pairs_per_s']:7.0f} pairs/s "
-                              f"p50 {r['p50_ms']:.2f} ms, CPU/pair {r['client_cpu_ms']:.2f} ms client + {r['pg_cpu_ms']:.2f} ms PostgreSQL")
+                console.print(
+                    f"money path round {rnd}/{rounds}: {scenario:6} {which:6} {r['pairs_per_s']:7.0f} pairs/s "
+                    f"p50 {r['p50_ms']:.2f} ms, CPU/pair {r['client_cpu_ms']:.2f} ms client + {r['pg_cpu_ms']:.2f} ms PostgreSQL"
+                )
     for name in (empty, loaded):
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
-    return {"median": med, "rows": rows, "accounts_loaded": accounts_loaded, "seconds": seconds, "rounds": rounds,
-            "load_s": load_s}
+    return {
+        "median": med,
+        "rows": rows,
+        "accounts_loaded": accounts_loaded,
+        "seconds": seconds,
+        "rounds": rounds,
+        "load_s": load_s,
+    }
 
 
 def markdown(res: dict) -> str:
@@ -194,8 +215,10 @@ def markdown(res: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for (scenario, which), m in med.items():
-        lines.append(f"| {scenario} | {which} | {m['pairs_per_s']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-                     f"{m['client_cpu_ms']:.2f} | {m['pg_cpu_ms']:.2f} |")
+        lines.append(
+            f"| {scenario} | {which} | {m['pairs_per_s']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
+            f"{m['client_cpu_ms']:.2f} | {m['pg_cpu_ms']:.2f} |"
+        )
     lines += ["", *verdicts(res)]
     return "\n".join(lines)
 
@@ -209,9 +232,11 @@ def verdicts(res: dict) -> list[str]:
     for scenario in ("hot", "spread"):
         ratio = med[(scenario, "loaded")]["pairs_per_s"] / med[(scenario, "empty")]["pairs_per_s"]
         cpu = {w: med[(scenario, w)]["client_cpu_ms"] + med[(scenario, w)]["pg_cpu_ms"] for w in ("empty", "loaded")}
-        out.append(f"- {scenario}: loaded within 10% of empty: **{'met' if ratio >= 0.9 else 'MISSED'}** "
-                   f"(pairs/s loaded/empty = {ratio:.3f}; CPU per pair {cpu['empty']:.2f} ms empty, "
-                   f"{cpu['loaded']:.2f} ms loaded).")
+        out.append(
+            f"- {scenario}: loaded within 10% of empty: **{'met' if ratio >= 0.9 else 'MISSED'}** "
+            f"(pairs/s loaded/empty = {ratio:.3f}; CPU per pair {cpu['empty']:.2f} ms empty, "
+            f"{cpu['loaded']:.2f} ms loaded)."
+        )
     return out
 
 
@@ -220,8 +245,15 @@ def table(res: dict) -> Table:
     for col in ("scenario", "database", "pairs/s", "p50 ms", "p99 ms", "client CPU ms/pair", "PG CPU ms/pair"):
         t.add_column(col, justify="left" if col in ("scenario", "database") else "right")
     for (scenario, which), m in res["median"].items():
-        t.add_row(scenario, which, f"{m['pairs_per_s']:.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
-                  f"{m['client_cpu_ms']:.2f}", f"{m['pg_cpu_ms']:.2f}")
+        t.add_row(
+            scenario,
+            which,
+            f"{m['pairs_per_s']:.0f}",
+            f"{m['p50_ms']:.2f}",
+            f"{m['p99_ms']:.2f}",
+            f"{m['client_cpu_ms']:.2f}",
+            f"{m['pg_cpu_ms']:.2f}",
+        )
     return t
 
 

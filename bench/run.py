@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -81,6 +81,7 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 
 # ---- machine and services ------------------------------------------------------------------------
 
+
 def _run_root(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     if os.geteuid() != 0 and shutil.which("sudo"):
         cmd = ["sudo", *cmd]
@@ -114,8 +115,22 @@ def ensure_tools_and_services() -> None:
         _wait_port(5432, "PostgreSQL")
     if not _port_open(6379):
         console.print("Redis is not listening on 127.0.0.1:6379: starting redis-server (no persistence).")
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-                        "--save", "", "--appendonly", "no"], check=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            check=True,
+        )
         _wait_port(6379, "Redis")
 
 
@@ -156,7 +171,17 @@ def machine_info() -> dict[str, str]:
         return pg, rv
 
     pg, rv = asyncio.run(server_versions())
-    pkgs = ("litellm", "fastapi", "uvicorn", "uvloop", "sqlalchemy", "asyncpg", "aiosqlite", "redis", "opentelemetry-sdk")
+    pkgs = (
+        "litellm",
+        "fastapi",
+        "uvicorn",
+        "uvloop",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "redis",
+        "opentelemetry-sdk",
+    )
 
     def version(p: str) -> str:
         try:
@@ -178,6 +203,7 @@ def machine_info() -> dict[str, str]:
 
 
 # ---- the three proxies ---------------------------------------------------------------------------
+
 
 @dataclass
 class Proxy:
@@ -201,14 +227,22 @@ class Proxy:
         from gateway.config import Settings
 
         argv = proxy_argv(Settings(host="127.0.0.1", proxy_port=self.port, proxy_workers=workers), self.config)
-        self.proc = subprocess.Popen(argv, env=self.env, cwd=str(REPO), stdout=self.log.open("wb"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=str(REPO),
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"proxy {self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise SystemExit(
+                    f"proxy {self.name} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{self.port}/health/liveliness", timeout=1).status_code == 200:
                     return
@@ -259,10 +293,10 @@ def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path]:
 async def _fund_account(url: str) -> str:
     """Migrate `url`, create one account with plenty of credits and a key; return the raw key."""
     from gateway import ledger
+    from gateway.accounts.keys import create_key
     from gateway.accounts.wallets import get_or_create_account
     from gateway.db.engine import dispose_all, get_engine
     from gateway.db.migrate import upgrade
-    from gateway.accounts.keys import create_key
 
     upgrade(url)
     db = get_engine(url)
@@ -293,8 +327,8 @@ def _free_port() -> int:
 
 
 def make_proxies(work: Path, upstream_base_url: str) -> dict[str, Proxy]:
-    from gateway.config import Settings
     from gateway.cli.supervisor import child_env
+    from gateway.config import Settings
 
     gateway_cfg, plain_cfg = _configs(work, upstream_base_url)
     proxies: dict[str, Proxy] = {}
@@ -307,12 +341,23 @@ def make_proxies(work: Path, upstream_base_url: str) -> dict[str, Proxy]:
             db_url = f"sqlite+aiosqlite:///{home / 'gateway.db'}"
         else:
             db_url = None
-        settings = Settings(gateway_home=home, database_url=db_url, redis_url=REDIS_URL if name == "B" else None,
-                            litellm_master_key=MASTER_KEY)
+        settings = Settings(
+            gateway_home=home,
+            database_url=db_url,
+            redis_url=REDIS_URL if name == "B" else None,
+            litellm_master_key=MASTER_KEY,
+        )
         env = child_env(settings, MASTER_KEY)  # as `gateway up` runs the proxy (B: GATEWAY_REDIS_URL)
         bearer = MASTER_KEY if name == "A" else asyncio.run(_fund_account(db_url))
-        proxies[name] = Proxy(name, _free_port(), bearer, env, plain_cfg if name == "A" else gateway_cfg,
-                              work / f"proxy-{name}.log", db_url)
+        proxies[name] = Proxy(
+            name,
+            _free_port(),
+            bearer,
+            env,
+            plain_cfg if name == "A" else gateway_cfg,
+            work / f"proxy-{name}.log",
+            db_url,
+        )
     return proxies
 
 
@@ -335,14 +380,30 @@ def probe(p: Proxy) -> None:
 
 # ---- load ----------------------------------------------------------------------------------------
 
+
 def run_wrk(p: Proxy, stream: bool, conc: int, duration: float) -> dict:
     db0 = procstat.cpu_by_pid(p.db_pids())
     ours0 = _ours_cpu()
     cpu0, busy0, t0 = p.cpu(), procstat.machine_busy(), time.monotonic()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conc}", f"-d{duration:g}s", "--timeout", "15s", "-s", str(BENCH_DIR / "chat.lua"),
-         p.url, "--", p.bearer, "1" if stream else "0", MODEL, str(MAX_TOKENS)],
-        capture_output=True, text=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{conc}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "15s",
+            "-s",
+            str(BENCH_DIR / "chat.lua"),
+            p.url,
+            "--",
+            p.bearer,
+            "1" if stream else "0",
+            MODEL,
+            str(MAX_TOKENS),
+        ],
+        capture_output=True,
+        text=True,
     )
     time.sleep(TAIL_SECONDS)
     cpu1, busy1, t1 = p.cpu(), procstat.machine_busy(), time.monotonic()
@@ -359,10 +420,17 @@ def run_wrk(p: Proxy, stream: bool, conc: int, duration: float) -> dict:
     errors = sum(v for k, v in r.items() if k.startswith("err_"))
     p.sent += r["requests"] - r["err_status"]
     return {
-        "variant": p.name, "stream": stream, "conc": conc, "requests": r["requests"], "errors": errors,
+        "variant": p.name,
+        "stream": stream,
+        "conc": conc,
+        "requests": r["requests"],
+        "errors": errors,
         "rps": r["requests"] / (r["duration_us"] / 1e6),
-        "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
-        "cpu": (cpu1 - cpu0) * 1000 / n, "db_cpu": db_cpu * 1000 / n, "others": others_pct,
+        "p50": r["p50_us"] / 1000,
+        "p99": r["p99_us"] / 1000,
+        "cpu": (cpu1 - cpu0) * 1000 / n,
+        "db_cpu": db_cpu * 1000 / n,
+        "others": others_pct,
         "wall": time.monotonic() - t0,
     }
 
@@ -391,11 +459,16 @@ def summarize(results: list[dict]) -> list[dict]:
             for v in VARIANTS:
                 runs = [r for r in results if (r["stream"], r["conc"], r["variant"]) == (stream, conc, v)]
                 if runs:
-                    rows.append({
-                        "stream": stream, "conc": conc, "variant": v, "rounds": len(runs),
-                        **{k: _median(runs, k) for k in ("rps", "p50", "p99", "cpu", "db_cpu", "others")},
-                        "errors": sum(r["errors"] for r in runs),
-                    })
+                    rows.append(
+                        {
+                            "stream": stream,
+                            "conc": conc,
+                            "variant": v,
+                            "rounds": len(runs),
+                            **{k: _median(runs, k) for k in ("rps", "p50", "p99", "cpu", "db_cpu", "others")},
+                            "errors": sum(r["errors"] for r in runs),
+                        }
+                    )
     return rows
 
 
@@ -412,7 +485,9 @@ def ratios(rows: list[dict]) -> list[dict]:
                 x = by.get((stream, conc, v))
                 if x is not None:
                     entry[v] = {
-                        "rps": x["rps"] / a["rps"], "dp50": x["p50"] - a["p50"], "dp99": x["p99"] - a["p99"],
+                        "rps": x["rps"] / a["rps"],
+                        "dp50": x["p50"] - a["p50"],
+                        "dp99": x["p99"] - a["p99"],
                         "cpu": (x["cpu"] + x["db_cpu"]) / (a["cpu"] + a["db_cpu"]),
                     }
             out.append(entry)
@@ -425,31 +500,67 @@ def _mode(stream: bool) -> str:
 
 def rich_table(rows: list[dict]) -> Table:
     t = Table(title="medians of alternating rounds", title_justify="left")
-    for col in ("mode", "conc", "variant", "req/s", "p50 ms", "p99 ms", "proxy CPU ms/req", "DB CPU ms/req",
-                "total CPU ms/req", "others' CPU %", "rounds", "errors"):
+    for col in (
+        "mode",
+        "conc",
+        "variant",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "proxy CPU ms/req",
+        "DB CPU ms/req",
+        "total CPU ms/req",
+        "others' CPU %",
+        "rounds",
+        "errors",
+    ):
         t.add_column(col, justify="left" if col in ("mode", "variant") else "right")
     for r in rows:
-        t.add_row(_mode(r["stream"]), str(r["conc"]), r["variant"], f"{r['rps']:.1f}", f"{r['p50']:.2f}",
-                  f"{r['p99']:.2f}", f"{r['cpu']:.2f}", f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
-                  f"{r['cpu'] + r['db_cpu']:.2f}", f"{r['others']:.0f}", str(r["rounds"]), str(r["errors"]))
+        t.add_row(
+            _mode(r["stream"]),
+            str(r["conc"]),
+            r["variant"],
+            f"{r['rps']:.1f}",
+            f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}",
+            f"{r['cpu']:.2f}",
+            f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
+            f"{r['cpu'] + r['db_cpu']:.2f}",
+            f"{r['others']:.0f}",
+            str(r["rounds"]),
+            str(r["errors"]),
+        )
     return t
 
 
 def rich_ratio_table(rat: list[dict]) -> Table:
     t = Table(title="ratios to A (plain LiteLLM)", title_justify="left")
-    for col in ("mode", "conc", "B/A req/s", "B-A p50 ms", "B-A p99 ms", "B/A CPU", "C/A req/s", "C-A p50 ms",
-                "C-A p99 ms", "C/A CPU"):
+    for col in (
+        "mode",
+        "conc",
+        "B/A req/s",
+        "B-A p50 ms",
+        "B-A p99 ms",
+        "B/A CPU",
+        "C/A req/s",
+        "C-A p50 ms",
+        "C-A p99 ms",
+        "C/A CPU",
+    ):
         t.add_column(col, justify="left" if col == "mode" else "right")
     for e in rat:
         cells = [_mode(e["stream"]), str(e["conc"])]
         for v in ("B", "C"):
             x = e.get(v)
-            cells += ([f"{x['rps']:.3f}", f"{x['dp50']:+.2f}", f"{x['dp99']:+.2f}", f"{x['cpu']:.2f}"] if x else ["-"] * 4)
+            cells += (
+                [f"{x['rps']:.3f}", f"{x['dp50']:+.2f}", f"{x['dp99']:+.2f}", f"{x['cpu']:.2f}"] if x else ["-"] * 4
+            )
         t.add_row(*cells)
     return t
 
 
 # ---- billing check -------------------------------------------------------------------------------
+
 
 async def billed(url: str) -> dict:
     import sqlalchemy as sa
@@ -460,17 +571,29 @@ async def billed(url: str) -> dict:
     try:
         async with db.connect() as conn:
             usage = (await conn.execute(sa.text("SELECT count(*) FROM llm_usage"))).scalar_one()
-            pending = (await conn.execute(sa.text("SELECT count(*) FROM credit_holds WHERE status = 'pending'"))).scalar_one()
-            books = (await conn.execute(sa.text(
-                "SELECT a.balance_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_ledger l WHERE l.account_id = a.id) "
-                "AND a.held_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_holds h "
-                "WHERE h.account_id = a.id AND h.status = 'pending') FROM billing_accounts a"))).scalars().all()
+            pending = (
+                await conn.execute(sa.text("SELECT count(*) FROM credit_holds WHERE status = 'pending'"))
+            ).scalar_one()
+            books = (
+                (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT a.balance_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_ledger l WHERE l.account_id = a.id) "
+                            "AND a.held_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_holds h "
+                            "WHERE h.account_id = a.id AND h.status = 'pending') FROM billing_accounts a"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
         return {"usage_rows": usage, "pending_holds": pending, "books_balance": all(books)}
     finally:
         await dispose_all()
 
 
 # ---- report --------------------------------------------------------------------------------------
+
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -480,26 +603,35 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def verdicts(rat: list[dict], rows: list[dict]) -> list[str]:
     out = []
-    worst = min((e["B"]["rps"], _mode(e["stream"]), e["conc"]) for e in rat if "B" in e) if any("B" in e for e in rat) else None
+    worst = (
+        min((e["B"]["rps"], _mode(e["stream"]), e["conc"]) for e in rat if "B" in e)
+        if any("B" in e for e in rat)
+        else None
+    )
     if worst:
         ok = worst[0] >= 0.95
-        out.append(f"- B/A throughput >= 0.95 at every point: **{'met' if ok else 'MISSED'}** "
-                   f"(lowest {worst[0]:.3f}, {worst[1]} at concurrency {worst[2]}).")
+        out.append(
+            f"- B/A throughput >= 0.95 at every point: **{'met' if ok else 'MISSED'}** "
+            f"(lowest {worst[0]:.3f}, {worst[1]} at concurrency {worst[2]})."
+        )
     for e in rat:
         if e["conc"] == 1 and "B" in e:
             d = e["B"]["dp50"]
-            out.append(f"- B p50 at concurrency 1 ({_mode(e['stream'])}) at most 2 ms above A: "
-                       f"**{'met' if d <= 2 else 'MISSED'}** ({d:+.2f} ms).")
+            out.append(
+                f"- B p50 at concurrency 1 ({_mode(e['stream'])}) at most 2 ms above A: "
+                f"**{'met' if d <= 2 else 'MISSED'}** ({d:+.2f} ms)."
+            )
     return out
 
 
-def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, money_md: str | None,
-                  workers: int, started: float) -> Path:
+def write_results(
+    info: dict, rows: list[dict], rat: list[dict], checks: dict, money_md: str | None, workers: int, started: float
+) -> Path:
     md = [
         "# Benchmark results (`make bench`)",
         "",
         f"Generated by `make bench` ({'BENCH_QUICK=1 smoke run' if QUICK else 'full run'}) on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}, in {(time.monotonic() - started) / 60:.1f} min. "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}, in {(time.monotonic() - started) / 60:.1f} min. "
         "Regenerate with `make bench`; do not edit by hand.",
         "",
         "## Machine and versions",
@@ -529,22 +661,65 @@ def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, m
         "## Results",
         "",
         _md_table(
-            ["mode", "conc", "variant", "req/s", "p50 ms", "p99 ms", "proxy CPU ms/req", "DB CPU ms/req",
-             "total CPU ms/req", "others' CPU %", "errors"],
-            [[_mode(r["stream"]), str(r["conc"]), r["variant"], f"{r['rps']:.1f}", f"{r['p50']:.2f}",
-              f"{r['p99']:.2f}", f"{r['cpu']:.2f}", f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
-              f"{r['cpu'] + r['db_cpu']:.2f}", f"{r['others']:.0f}", str(r["errors"])] for r in rows],
+            [
+                "mode",
+                "conc",
+                "variant",
+                "req/s",
+                "p50 ms",
+                "p99 ms",
+                "proxy CPU ms/req",
+                "DB CPU ms/req",
+                "total CPU ms/req",
+                "others' CPU %",
+                "errors",
+            ],
+            [
+                [
+                    _mode(r["stream"]),
+                    str(r["conc"]),
+                    r["variant"],
+                    f"{r['rps']:.1f}",
+                    f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}",
+                    f"{r['cpu']:.2f}",
+                    f"{r['db_cpu']:.2f}" if r["variant"] == "B" else "-",
+                    f"{r['cpu'] + r['db_cpu']:.2f}",
+                    f"{r['others']:.0f}",
+                    str(r["errors"]),
+                ]
+                for r in rows
+            ],
         ),
         "",
         "### Ratios to A",
         "",
         _md_table(
-            ["mode", "conc", "B/A req/s", "B-A p50 ms", "B-A p99 ms", "B/A CPU", "C/A req/s", "C-A p50 ms",
-             "C-A p99 ms", "C/A CPU"],
-            [[_mode(e["stream"]), str(e["conc"])]
-             + sum(([f"{e[v]['rps']:.3f}", f"{e[v]['dp50']:+.2f}", f"{e[v]['dp99']:+.2f}", f"{e[v]['cpu']:.2f}"]
-                    if v in e else ["-"] * 4 for v in ("B", "C")), [])
-             for e in rat],
+            [
+                "mode",
+                "conc",
+                "B/A req/s",
+                "B-A p50 ms",
+                "B-A p99 ms",
+                "B/A CPU",
+                "C/A req/s",
+                "C-A p50 ms",
+                "C-A p99 ms",
+                "C/A CPU",
+            ],
+            [
+                [_mode(e["stream"]), str(e["conc"])]
+                + sum(
+                    (
+                        [f"{e[v]['rps']:.3f}", f"{e[v]['dp50']:+.2f}", f"{e[v]['dp99']:+.2f}", f"{e[v]['cpu']:.2f}"]
+                        if v in e
+                        else ["-"] * 4
+                        for v in ("B", "C")
+                    ),
+                    [],
+                )
+                for e in rat
+            ],
         ),
         "",
         "### Targets",
@@ -558,9 +733,11 @@ def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, m
         if "error" in c:
             md.append(f"- {name}: could not read its database after the runs: {c['error']}.")
             continue
-        md.append(f"- {name}: {c['usage_rows']} `llm_usage` rows for {c['sent']} completed requests "
-                  f"(probes and warm-ups included; calls cut off by wrk's stop may be billed too), "
-                  f"{c['pending_holds']} holds still pending, books balance: {'yes' if c['books_balance'] else 'NO'}.")
+        md.append(
+            f"- {name}: {c['usage_rows']} `llm_usage` rows for {c['sent']} completed requests "
+            f"(probes and warm-ups included; calls cut off by wrk's stop may be billed too), "
+            f"{c['pending_holds']} holds still pending, books balance: {'yes' if c['books_balance'] else 'NO'}."
+        )
     if money_md:
         md += ["", money_md]
     path = BENCH_DIR / "RESULTS.md"
@@ -569,6 +746,7 @@ def write_results(info: dict, rows: list[dict], rat: list[dict], checks: dict, m
 
 
 # ---- main ----------------------------------------------------------------------------------------
+
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
@@ -579,15 +757,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C: proxies stopped, upstream too
     ensure_tools_and_services()
-    from gateway.config import Settings
-    from gateway.cli.supervisor import proxy_workers
     from devtools.fake_upstream import FakeUpstream
+    from gateway.cli.supervisor import proxy_workers
+    from gateway.config import Settings
 
     workers = proxy_workers(Settings(proxy_workers=0))
     info = machine_info()
-    console.print(f"[bold]credit-gateway bench[/bold] ({'quick' if QUICK else 'full'}): {info['CPU']}, "
-                  f"LiteLLM {info['litellm']}, {workers} workers per proxy, variants {','.join(VARIANTS)}, "
-                  f"{ROUNDS} round(s) x {DURATION:g} s per point")
+    console.print(
+        f"[bold]credit-gateway bench[/bold] ({'quick' if QUICK else 'full'}): {info['CPU']}, "
+        f"LiteLLM {info['litellm']}, {workers} workers per proxy, variants {','.join(VARIANTS)}, "
+        f"{ROUNDS} round(s) x {DURATION:g} s per point"
+    )
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))  # proxy logs stay here if anything fails
     with FakeUpstream() as upstream:
         _UPSTREAM_PID[:] = [upstream.proc.pid]
@@ -600,7 +780,9 @@ def main(argv: list[str] | None = None) -> int:
                 probe(p)
             if "--serve" in argv:
                 for p in proxies.values():
-                    console.print(f"{p.name}: {p.url} bearer={p.bearer} pid={p.proc.pid} workers={p.worker_pids()} log={p.log}")
+                    console.print(
+                        f"{p.name}: {p.url} bearer={p.bearer} pid={p.proc.pid} workers={p.worker_pids()} log={p.log}"
+                    )
                 console.print(f"upstream: {upstream.base_url}; Ctrl-C stops")
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
@@ -638,8 +820,10 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in c:
             console.print(f"[red]{name}: could not read its database after the runs: {c['error']}[/red]")
             continue
-        console.print(f"{name}: {c['usage_rows']} calls billed for {c['sent']} completed requests, "
-                      f"{c['pending_holds']} holds pending, books balance: {c['books_balance']}")
+        console.print(
+            f"{name}: {c['usage_rows']} calls billed for {c['sent']} completed requests, "
+            f"{c['pending_holds']} holds pending, books balance: {c['books_balance']}"
+        )
     console.print(f"wrote {path.relative_to(REPO)} in {(time.monotonic() - started) / 60:.1f} min")
     return 0
 
@@ -647,8 +831,14 @@ def main(argv: list[str] | None = None) -> int:
 def load(proxies: dict[str, Proxy]) -> list[dict]:
     points = [(s, c) for s in MODES for c in CONCURRENCY]
     total = len(points) * len(proxies) * ROUNDS
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
     task = progress.add_task("warming up", total=total)
     results: list[dict] = []
     with Live(Group(progress, rich_table([])), console=console, refresh_per_second=2, transient=False) as live:

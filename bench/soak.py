@@ -21,8 +21,17 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.run import (
-    BENCH_DIR, MASTER_KEY, MODEL, REDIS_URL, Proxy, _configs, _free_port, _fund_account, _recreate_bench_db,
-    billed, ensure_tools_and_services,
+    BENCH_DIR,
+    MASTER_KEY,
+    MODEL,
+    REDIS_URL,
+    Proxy,
+    _configs,
+    _free_port,
+    _fund_account,
+    _recreate_bench_db,
+    billed,
+    ensure_tools_and_services,
 )
 
 console = Console()
@@ -42,9 +51,24 @@ def wrk(proxy: Proxy, calls: int, stream: bool) -> int:
     done = 0
     while done < calls:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{CONCURRENCY}", "-d10s", "--timeout", "15s", "-s", str(BENCH_DIR / "chat.lua"),
-             proxy.url, "--", proxy.bearer, "1" if stream else "0", MODEL, "64"],
-            capture_output=True, text=True,
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONCURRENCY}",
+                "-d10s",
+                "--timeout",
+                "15s",
+                "-s",
+                str(BENCH_DIR / "chat.lua"),
+                proxy.url,
+                "--",
+                proxy.bearer,
+                "1" if stream else "0",
+                MODEL,
+                "64",
+            ],
+            capture_output=True,
+            text=True,
         )
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
         if line is None:
@@ -58,17 +82,24 @@ def main(argv: list[str]) -> int:
     calls = int(argv[0]) if argv else 20_000
     streams_only = "--streams" in argv
     ensure_tools_and_services()
-    from gateway.config import Settings
-    from gateway.cli.supervisor import child_env
     from devtools.fake_upstream import FakeUpstream
+    from gateway.cli.supervisor import child_env
+    from gateway.config import Settings
 
     work = Path(tempfile.mkdtemp(prefix="gw-soak-"))
     with FakeUpstream() as upstream:
         gateway_cfg, _ = _configs(work, upstream.base_url)
         db_url = asyncio.run(_recreate_bench_db())
         settings = Settings(gateway_home=work, database_url=db_url, redis_url=REDIS_URL, litellm_master_key=MASTER_KEY)
-        proxy = Proxy("B", _free_port(), asyncio.run(_fund_account(db_url)), child_env(settings, MASTER_KEY),
-                      gateway_cfg, work / "proxy.log", db_url)
+        proxy = Proxy(
+            "B",
+            _free_port(),
+            asyncio.run(_fund_account(db_url)),
+            child_env(settings, MASTER_KEY),
+            gateway_cfg,
+            work / "proxy.log",
+            db_url,
+        )
         proxy.start(workers=1)
         samples: list[tuple[float, int, int]] = []  # (seconds, calls so far, worker RSS KiB)
         sent = 0
@@ -99,10 +130,18 @@ def main(argv: list[str]) -> int:
         finally:
             proxy.stop()
     growth = (end_rss - warm_rss) / warm_rss
-    report = {"calls": sent, "warm_rss_mib": round(warm_rss / 1024, 1), "end_rss_mib": round(end_rss / 1024, 1),
-              "growth_pct": round(growth * 100, 2), "billed": checks, "samples": samples[-10:]}
-    console.print(f"worker RSS after warm-up {warm_rss / 1024:.0f} MiB, after {sent} calls {end_rss / 1024:.0f} MiB: "
-                  f"{growth * 100:+.1f}% ({'OK' if growth < 0.10 else 'OVER 10%'})")
+    report = {
+        "calls": sent,
+        "warm_rss_mib": round(warm_rss / 1024, 1),
+        "end_rss_mib": round(end_rss / 1024, 1),
+        "growth_pct": round(growth * 100, 2),
+        "billed": checks,
+        "samples": samples[-10:],
+    }
+    console.print(
+        f"worker RSS after warm-up {warm_rss / 1024:.0f} MiB, after {sent} calls {end_rss / 1024:.0f} MiB: "
+        f"{growth * 100:+.1f}% ({'OK' if growth < 0.10 else 'OVER 10%'})"
+    )
     console.print(f"billing: {checks}")
     print("SOAK_JSON " + json.dumps(report))
     return 0 if growth < 0.10 else 1

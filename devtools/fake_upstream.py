@@ -121,9 +121,30 @@ except ImportError:  # pragma: no cover - fallback when orjson is missing
 # cl100k_base and o200k_base, and " ".join(...) of any prefix of the cycled
 # sequence tokenizes to exactly one token per word (checked for up to 300).
 WORDS = (
-    "alpha", "delta", "echo", "hotel", "the", "quick", "brown", "fox",
-    "over", "lazy", "dog", "red", "green", "blue", "apple", "river",
-    "stone", "cloud", "light", "one", "two", "three", "four", "five",
+    "alpha",
+    "delta",
+    "echo",
+    "hotel",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "over",
+    "lazy",
+    "dog",
+    "red",
+    "green",
+    "blue",
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "light",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
 )
 
 DEFAULT_MODE: dict[str, Any] = {
@@ -345,9 +366,16 @@ class _State:
 STATE = _State()
 
 _REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-    411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
-    500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
@@ -393,7 +421,7 @@ _SSE_DONE = _http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
 
 
 class _Request:
-    __slots__ = ("method", "path", "headers", "body", "keep_alive")
+    __slots__ = ("body", "headers", "keep_alive", "method", "path")
 
     def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool):
         self.method = method
@@ -407,7 +435,7 @@ class _Plan:
     """What to send for one request: ``parts`` written in order, each after
     ``delays[i]`` seconds; ``abort`` aborts the connection after the parts."""
 
-    __slots__ = ("parts", "delays", "abort", "close")
+    __slots__ = ("abort", "close", "delays", "parts")
 
     def __init__(self, parts: list[bytes], delays: list[float] | None = None, abort: bool = False, close: bool = False):
         self.parts = parts
@@ -551,7 +579,13 @@ def _chat(req: _Request, data: dict, mode: dict, latency: float) -> _Plan:
 
     so = data.get("stream_options")
     include_usage = isinstance(so, dict) and so.get("include_usage") is True
-    base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_fake"}
+    base = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
 
     def chunk(index: int, delta: dict, fin: str | None) -> bytes:
         obj = dict(base)
@@ -669,7 +703,7 @@ def _control(req: _Request, path: str) -> bytes:
 
 
 class _HTTPProtocol(asyncio.Protocol):
-    __slots__ = ("transport", "buf", "queue", "busy", "closed")
+    __slots__ = ("buf", "busy", "closed", "queue", "transport")
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -832,7 +866,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.setblocking(False)
     _preload_encodings()
     try:
-        import uvloop  # noqa: F401
+        import uvloop
 
         runner = uvloop.run
     except ImportError:
@@ -879,7 +913,7 @@ class FakeUpstream:
         """OpenAI base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"{self.url}/v1"
 
-    def start(self) -> "FakeUpstream":
+    def start(self) -> FakeUpstream:
         if self.proc is not None and self.proc.poll() is None:
             return self
         # Bind in the parent and hand the listening socket to the child: no port race,
@@ -927,7 +961,7 @@ class FakeUpstream:
         if proc.stderr:
             proc.stderr.close()
 
-    def __enter__(self) -> "FakeUpstream":
+    def __enter__(self) -> FakeUpstream:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

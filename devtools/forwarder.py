@@ -124,7 +124,9 @@ class TcpForwarder:
             for writer in writers:
                 writer.close()
 
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, src_writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, src_writer: asyncio.StreamWriter
+    ) -> None:
         """Relay one direction until EOF (passed on as a half-close); on an error, reset both sides."""
         try:
             while data := await src.read(_CHUNK):

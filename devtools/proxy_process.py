@@ -10,10 +10,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from gateway.config import Settings
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.supervisor import child_env, proxy_argv
-from gateway.config import REPO_ROOT
+from gateway.config import REPO_ROOT, Settings
 
 
 def free_port() -> int:
@@ -48,18 +47,24 @@ class ProxyProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.proxy_port}/v1"
 
-    def start(self, timeout: float = 90) -> "ProxyProcess":
+    def start(self, timeout: float = 90) -> ProxyProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            proxy_argv(self.settings, self.config), env=child_env(self.settings, self.master_key),
-            cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT,
+            proxy_argv(self.settings, self.config),
+            env=child_env(self.settings, self.master_key),
+            cwd=str(REPO_ROOT),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.settings.proxy_port}/health/liveliness", timeout=1).status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{self.settings.proxy_port}/health/liveliness", timeout=1).status_code
+                    == 200
+                ):
                     return self
             except httpx.HTTPError:
                 pass

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     gateway_home: Path = Field(default=Path(".gateway"))
     # GATEWAY_DATABASE_URL wins: `gateway up` hands the URL to LiteLLM under that name, because LiteLLM
     # itself treats DATABASE_URL as its own (Prisma) database.
-    database_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL"))
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL")
+    )
     # GATEWAY_REDIS_URL wins, for the same reason: LiteLLM takes REDIS_URL as its own "coordination" Redis
     # and then makes Redis calls on every request (bench/RESULTS.md: ~4 ms of CPU per call at concurrency 16).
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"))
@@ -88,7 +90,9 @@ class Settings(BaseSettings):
         except ArgumentError:
             raise ValueError("is not a database URL like 'postgresql+asyncpg://user@host/db'") from None
         if driver not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
-            raise ValueError(f"{driver}:// is not supported: use postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path")
+            raise ValueError(
+                f"{driver}:// is not supported: use postgresql+asyncpg://user@host/db or sqlite+aiosqlite:///path"
+            )
         return value
 
     @field_validator("redis_url")

@@ -5,9 +5,9 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.config import get_settings
+import gateway.db.auth_schema
 import gateway.db.payments_schema  # noqa: F401  (registers its tables on the shared metadata)
-import gateway.db.auth_schema  # noqa: F401  (registers the sidecar's tables on `metadata`)
+from gateway.config import get_settings
 from gateway.db.schema import metadata
 
 config = context.config
@@ -17,7 +17,7 @@ def _url() -> str:
     return config.attributes.get("url") or get_settings().effective_database_url
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -12,12 +12,12 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.accounts.wallets import get_or_create_account  # noqa: E402
-from gateway.db.engine import dispose_all, get_engine  # noqa: E402
-from devtools.forwarder import TcpForwarder  # noqa: E402
-from devtools.pg import PG_ADMIN_DSN, migrated_database  # noqa: E402
+from devtools.forwarder import TcpForwarder
+from devtools.pg import PG_ADMIN_DSN, migrated_database
+from gateway.accounts.wallets import get_or_create_account
+from gateway.db.engine import dispose_all, get_engine
 
 pytest_plugins = ["tests.fixtures.chain"]
 
@@ -58,4 +58,4 @@ def new_request_id() -> str:
     return f"test-{uuid.uuid4()}"
 
 
-__all__ = ["PG_ADMIN_DSN", "random_wallet", "new_request_id"]
+__all__ = ["PG_ADMIN_DSN", "new_request_id", "random_wallet"]

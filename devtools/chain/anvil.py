@@ -25,9 +25,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -64,7 +64,7 @@ def find_anvil_binary() -> str:
     raise AnvilError(f"anvil binary not found (looked at {native} and PATH): run `npm ci` in {REPO_ROOT}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def dev_account(index: int) -> LocalAccount:
     """Anvil's funded dev account ``index`` (10 000 ETH each by default)."""
     Account.enable_unaudited_hdwallet_features()
@@ -123,7 +123,7 @@ class Anvil:
     def accounts(self) -> list[LocalAccount]:
         return [dev_account(i) for i in range(self.n_accounts)]
 
-    def start(self) -> "Anvil":
+    def start(self) -> Anvil:
         if self.proc is not None:
             raise AnvilError("already started")
         binary = find_anvil_binary()
@@ -131,10 +131,22 @@ class Anvil:
         for _ in range(3):  # a free port can be taken between probe and bind
             self.port = _free_port()
             self._log = tempfile.TemporaryFile()
-            cmd = [binary, "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
-                   "--accounts", str(self.n_accounts), "--silent", *self.extra_args]
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            cmd = [
+                binary,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--chain-id",
+                str(self.chain_id),
+                "--accounts",
+                str(self.n_accounts),
+                "--silent",
+                *self.extra_args,
+            ]
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
             atexit.register(self.stop)
             try:
                 self._wait_ready()
@@ -180,7 +192,7 @@ class Anvil:
             self._log = None
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -279,13 +291,21 @@ class Anvil:
         """Mint ``amount`` base units (6 decimals) to ``to``; returns the tx hash."""
         return self.transact(self._token(token).functions.mint(to, amount), wait=wait)
 
-    def usdc_transfer(self, from_key: Sender, to: str, amount: int, token: Contract | None = None,
-                      wait: bool | None = None) -> bytes:
+    def usdc_transfer(
+        self, from_key: Sender, to: str, amount: int, token: Contract | None = None, wait: bool | None = None
+    ) -> bytes:
         """ERC-20 transfer of ``amount`` base units from ``from_key``'s account; returns the tx hash."""
         return self.transact(self._token(token).functions.transfer(to, amount), sender=from_key, wait=wait)
 
-    def usdc_transfer_reverting(self, from_key: Sender, to: str, amount: int, token: Contract | None = None,
-                                gas: int = 200_000, wait: bool | None = None) -> bytes:
+    def usdc_transfer_reverting(
+        self,
+        from_key: Sender,
+        to: str,
+        amount: int,
+        token: Contract | None = None,
+        gas: int = 200_000,
+        wait: bool | None = None,
+    ) -> bytes:
         """Send ``transferThenRevert`` with a fixed gas limit: it is mined with receipt status 0
         (the Transfer it emitted is rolled back, so no log). Returns the tx hash."""
         fn = self._token(token).functions.transferThenRevert(to, amount)

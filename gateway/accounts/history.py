@@ -8,7 +8,7 @@ correct while new rows are appended. Date filters are whole UTC days: `since` fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Generic, TypeVar
 
 import sqlalchemy as sa
@@ -81,7 +81,7 @@ class Window:
 
 
 def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def _page(db: AsyncEngine, query: sa.Select, table: sa.Table, window: Window, make: type[T]) -> Page[T]:
@@ -114,4 +114,6 @@ async def usage_page(
     ]  # fmt: skip
     if with_provider_cost:
         columns.append(t.c.provider_cost_micros)
-    return await _page(db, sa.select(*columns).where(*where), t, window, UsageCostRow if with_provider_cost else UsageRow)
+    return await _page(
+        db, sa.select(*columns).where(*where), t, window, UsageCostRow if with_provider_cost else UsageRow
+    )

@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -85,7 +85,9 @@ async def list_keys(db: AsyncEngine, account_id: int) -> list[KeyInfo]:
     return [_info(r) for r in rows]
 
 
-async def revoke_key(db: AsyncEngine, key_id: int, cache: TTLCache | None, *, account_id: int | None = None) -> KeyInfo | None:
+async def revoke_key(
+    db: AsyncEngine, key_id: int, cache: TTLCache | None, *, account_id: int | None = None
+) -> KeyInfo | None:
     """Revoke a key (only the owner's, when `account_id` is given). None if there is no such key."""
     where = [vk.c.id == key_id]
     if account_id is not None:
@@ -97,7 +99,7 @@ async def revoke_key(db: AsyncEngine, key_id: int, cache: TTLCache | None, *, ac
         if row.revoked_at is None:
             row = (
                 await conn.execute(
-                    sa.update(vk).where(vk.c.id == key_id).values(revoked_at=datetime.now(timezone.utc)).returning(vk)
+                    sa.update(vk).where(vk.c.id == key_id).values(revoked_at=datetime.now(UTC)).returning(vk)
                 )
             ).one()
     if cache is not None:

@@ -59,9 +59,7 @@ async def get_or_create_account(db: AsyncEngine, wallet: str) -> Account:
                 await conn.execute(sa.insert(users).values(wallet_address=wallet).returning(users.c.id))
             ).scalar_one()
             account_id = (
-                await conn.execute(
-                    sa.insert(billing_accounts).values(user_id=user_id).returning(billing_accounts.c.id)
-                )
+                await conn.execute(sa.insert(billing_accounts).values(user_id=user_id).returning(billing_accounts.c.id))
             ).scalar_one()
         return Account(account_id, user_id, wallet, created=True)
     except IntegrityError:

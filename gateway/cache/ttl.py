@@ -16,8 +16,8 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 
-from gateway.config import Settings
 from gateway.cache.redis_link import RedisLink, RedisUnavailable, redis_link_for
+from gateway.config import Settings
 
 T = TypeVar("T")
 

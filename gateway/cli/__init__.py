@@ -22,8 +22,15 @@ app = typer.Typer(
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(keys.app, name="keys")
 app.add_typer(credits.credits_app, name="credits")
-for command in (payments.watch, payments.reconcile, serve.migrate, credits.balance, credits.usage, serve.sidecar,
-                serve.up):
+for command in (
+    payments.watch,
+    payments.reconcile,
+    serve.migrate,
+    credits.balance,
+    credits.usage,
+    serve.sidecar,
+    serve.up,
+):
     app.command()(command)
 
 

@@ -16,5 +16,8 @@ def accounts_create(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
     """Create the billing account for a wallet (idempotent)."""
     acct = run(get_or_create_account, wallet)
     doc = {"account_id": acct.id, "wallet": acct.wallet_address, "created": acct.created}
-    emit(as_json, doc, lambda: out.print(
-        f"account {acct.id} for {acct.wallet_address}" + (" created" if acct.created else " exists")))
+    emit(
+        as_json,
+        doc,
+        lambda: out.print(f"account {acct.id} for {acct.wallet_address}" + (" created" if acct.created else " exists")),
+    )

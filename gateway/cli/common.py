@@ -48,9 +48,7 @@ def emit(as_json: bool, document: Any, render: Callable[[], None]) -> None:
 async def _existing_account(db: AsyncEngine, wallet: str) -> Account:
     acct = await find_account(db, wallet)
     if acct is None:
-        raise LookupError(
-            f"no account for wallet {normalize_wallet(wallet)}; create it with `gateway accounts create`"
-        )
+        raise LookupError(f"no account for wallet {normalize_wallet(wallet)}; create it with `gateway accounts create`")
     return acct
 
 

@@ -47,16 +47,25 @@ def credits_grant(
 
     entry = run(grant, wallet)
     if entry.amount_micros != micros:
-        fail(f"reference {reference!r} was already used for a grant of "
-             f"{micros_to_credits(entry.amount_micros)} credits")
+        fail(
+            f"reference {reference!r} was already used for a grant of {micros_to_credits(entry.amount_micros)} credits"
+        )
     doc = {
-        "account_id": entry.account_id, "amount_micros": entry.amount_micros,
-        "balance_after_micros": entry.balance_after_micros, "credits": micros_to_credits(entry.amount_micros),
-        "reference": entry.reference, "replayed": entry.replayed,
+        "account_id": entry.account_id,
+        "amount_micros": entry.amount_micros,
+        "balance_after_micros": entry.balance_after_micros,
+        "credits": micros_to_credits(entry.amount_micros),
+        "reference": entry.reference,
+        "replayed": entry.replayed,
     }
-    emit(as_json, doc, lambda: out.print(
-        f"{'already granted' if entry.replayed else 'granted'} {micros_to_credits(entry.amount_micros)} credits; "
-        f"balance {micros_to_credits(entry.balance_after_micros)} credits"))
+    emit(
+        as_json,
+        doc,
+        lambda: out.print(
+            f"{'already granted' if entry.replayed else 'granted'} {micros_to_credits(entry.amount_micros)} credits; "
+            f"balance {micros_to_credits(entry.balance_after_micros)} credits"
+        ),
+    )
 
 
 def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
@@ -64,12 +73,20 @@ def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
     bal: ledger.Balance = run_for_account(lambda db, acct: ledger.get_balance(db, acct.id), wallet)
     doc = {
         "account_id": bal.account_id,
-        "balance_micros": bal.balance_micros, "held_micros": bal.held_micros, "available_micros": bal.available_micros,
-        "balance_credits": micros_to_credits(bal.balance_micros), "held_credits": micros_to_credits(bal.held_micros),
+        "balance_micros": bal.balance_micros,
+        "held_micros": bal.held_micros,
+        "available_micros": bal.available_micros,
+        "balance_credits": micros_to_credits(bal.balance_micros),
+        "held_credits": micros_to_credits(bal.held_micros),
         "available_credits": micros_to_credits(bal.available_micros),
     }
-    emit(as_json, doc, lambda: out.print(
-        f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, available {doc['available_credits']}"))
+    emit(
+        as_json,
+        doc,
+        lambda: out.print(
+            f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, available {doc['available_credits']}"
+        ),
+    )
 
 
 def usage(
@@ -82,13 +99,26 @@ def usage(
     rows = [dataclasses.asdict(r) for r in page.items]
 
     def render() -> None:
-        table = Table("when", "request", "model", "prompt", "completion", "provider cost (credits)",
-                      "user price (credits)", "charged (credits)")
+        table = Table(
+            "when",
+            "request",
+            "model",
+            "prompt",
+            "completion",
+            "provider cost (credits)",
+            "user price (credits)",
+            "charged (credits)",
+        )
         for r in rows:
             table.add_row(
-                r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["request_id"][:12], r["model"],
-                str(r["prompt_tokens"]), str(r["completion_tokens"]), micros_to_credits(r["provider_cost_micros"]),
-                micros_to_credits(r["user_price_micros"]), micros_to_credits(r["charged_micros"]),
+                r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                r["request_id"][:12],
+                r["model"],
+                str(r["prompt_tokens"]),
+                str(r["completion_tokens"]),
+                micros_to_credits(r["provider_cost_micros"]),
+                micros_to_credits(r["user_price_micros"]),
+                micros_to_credits(r["charged_micros"]),
             )
         out.print(table)
 

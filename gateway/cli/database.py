@@ -32,7 +32,9 @@ def shown(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def run_with_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]] | None = None, *, code: int = 1) -> T | None:
+def run_with_database(
+    url: str, work: Callable[[AsyncEngine], Awaitable[T]] | None = None, *, code: int = 1
+) -> T | None:
     """`work(engine)` in a new event loop, once the database at `url` is known to be reachable and migrated
     (with no `work`, only that check: servers run it before they start). Otherwise print one line and exit
     with status `code`."""
@@ -88,7 +90,9 @@ async def _check_migrated(url: str) -> None:
         raise DatabaseNotReady(f"database {shown(url)} is not migrated: {MIGRATE} first")
     at, needed = ", ".join(sorted(current)), ", ".join(sorted(heads))
     if current <= {rev.revision for rev in script.walk_revisions()}:
-        raise DatabaseNotReady(f"database {shown(url)} is at schema revision {at}, this gateway needs {needed}: {MIGRATE}")
+        raise DatabaseNotReady(
+            f"database {shown(url)} is at schema revision {at}, this gateway needs {needed}: {MIGRATE}"
+        )
     raise DatabaseNotReady(
         f"database {shown(url)} is at schema revision {at}, which this gateway does not know (it needs {needed}); "
         "was it migrated by a newer gateway?"

@@ -34,17 +34,30 @@ def keys_create(
 
     new = run(create, wallet)
     doc = {
-        "id": new.info.id, "key": new.raw_key, "account_id": new.info.account_id, "label": new.info.label,
+        "id": new.info.id,
+        "key": new.raw_key,
+        "account_id": new.info.account_id,
+        "label": new.info.label,
         "prefix": new.info.prefix,
     }
-    emit(as_json, doc, lambda: out.print(
-        f"key {new.info.id} created. Copy it now, it is not shown again:\n{new.raw_key}", highlight=False))
+    emit(
+        as_json,
+        doc,
+        lambda: out.print(
+            f"key {new.info.id} created. Copy it now, it is not shown again:\n{new.raw_key}", highlight=False
+        ),
+    )
 
 
 def _key_doc(info: KeyInfo) -> dict[str, Any]:
     return {
-        "id": info.id, "account_id": info.account_id, "prefix": info.prefix, "label": info.label,
-        "created_at": info.created_at, "revoked_at": info.revoked_at, "active": info.active,
+        "id": info.id,
+        "account_id": info.account_id,
+        "prefix": info.prefix,
+        "label": info.label,
+        "created_at": info.created_at,
+        "revoked_at": info.revoked_at,
+        "active": info.active,
     }
 
 

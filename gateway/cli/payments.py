@@ -22,17 +22,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.payments import watcher
 from gateway.accounts.wallets import InvalidWallet, normalize_wallet
-from gateway.payments.chain import ChainRPC
-from gateway.failures import ChainUnavailable
 from gateway.cli.database import run_with_database
 from gateway.cli.output import fail, out
 from gateway.config import Settings, get_settings
-from gateway.payments.service import NotConfigured
+from gateway.failures import ChainUnavailable
+from gateway.payments import watcher
+from gateway.payments.chain import ChainRPC
 from gateway.payments.reconcile import ReconcileReport
 from gateway.payments.reconcile import reconcile as reconcile_books
-
+from gateway.payments.service import NotConfigured
 
 
 def watch(once: bool = typer.Option(False, "--once", help="Scan up to the confirmed head once, then exit.")) -> None:
@@ -117,7 +116,9 @@ def _render_uncollected(report: ReconcileReport) -> None:
     for a in report.uncollected_by_account():
         accounts.add_row(str(a.account_id), str(a.calls), str(a.uncollected_micros))
     out.print(accounts)
-    calls = Table("request", "account", "model", "price micros", "uncollected micros", "settled", title="uncollected calls")
+    calls = Table(
+        "request", "account", "model", "price micros", "uncollected micros", "settled", title="uncollected calls"
+    )
     for c in report.uncollected:
         calls.add_row(
             c.request_id, str(c.account_id), c.model, str(c.user_price_micros), str(c.uncollected_micros), c.settled_at

@@ -19,10 +19,10 @@ from rich.console import Console
 
 from gateway import ledger
 from gateway.cli.database import migrate_database
+from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
 from gateway.config import REPO_ROOT, Settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.cli.master_key import ensure_master_key
 
 SWEEP_INTERVAL_SECONDS = 30
 console = Console(stderr=True, soft_wrap=True)
@@ -58,11 +58,19 @@ def child_env(settings: Settings, master_key: str) -> dict[str, str]:
 def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.yaml") -> list[str]:
     litellm = Path(sys.executable).with_name("litellm")
     return [
-        str(litellm), "--config", str(config),
-        "--host", settings.host, "--port", str(settings.proxy_port), "--num_workers", str(proxy_workers(settings)),
+        str(litellm),
+        "--config",
+        str(config),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.proxy_port),
+        "--num_workers",
+        str(proxy_workers(settings)),
         # uvicorn kills a worker that does not answer its health ping within 5 s, and a new LiteLLM worker
         # spends ~10 s of CPU importing before it can: on a busy 2-core machine, a kill-and-respawn loop.
-        "--timeout_worker_healthcheck", "120",
+        "--timeout_worker_healthcheck",
+        "120",
     ]
 
 
@@ -76,12 +84,18 @@ def children(settings: Settings, payments_configured: bool) -> list[Child]:
 
 def _next_steps(settings: Settings, master_key_source: str, payments_note: str | None) -> None:
     base = f"http://{settings.host}:{settings.proxy_port}/v1"
-    console.print(f"[bold]credit-gateway[/bold] starting: proxy on {base} ({proxy_workers(settings)} workers), "
-                  f"sidecar on http://{settings.host}:{settings.sidecar_port}/api/v1")
-    console.print(f"  database: {'embedded SQLite in ' + str(settings.gateway_home) if settings.is_embedded else 'PostgreSQL'}"
-                  f"; key cache: {'Redis' if settings.redis_url else 'in-process'}; admin key: {master_key_source}")
+    console.print(
+        f"[bold]credit-gateway[/bold] starting: proxy on {base} ({proxy_workers(settings)} workers), "
+        f"sidecar on http://{settings.host}:{settings.sidecar_port}/api/v1"
+    )
+    console.print(
+        f"  database: {'embedded SQLite in ' + str(settings.gateway_home) if settings.is_embedded else 'PostgreSQL'}"
+        f"; key cache: {'Redis' if settings.redis_url else 'in-process'}; admin key: {master_key_source}"
+    )
     console.print("  next steps (in another terminal):")
-    console.print("    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111 --credits 1000 --reference first-grant")
+    console.print(
+        "    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111 --credits 1000 --reference first-grant"
+    )
     console.print("    .venv/bin/gateway keys create --wallet 0x1111111111111111111111111111111111111111")
     console.print(f"    OpenAI SDK: base_url='{base}', api_key='<the sk-cg-... key>', model='demo'")
     console.print(f"  payments: {payments_note or 'watching USDC transfers to ' + str(settings.dao_wallet_address)}")
@@ -117,7 +131,7 @@ async def _supervise(procs: list[Child], settings: Settings) -> int:
                     return code or 1
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         console.print("stopping…")
     finally:

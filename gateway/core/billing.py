@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gateway.core.posting import InsufficientCredit
 from gateway.core.money import (
     MICROS_PER_CREDIT,
     MICROS_PER_USD,
@@ -19,9 +18,12 @@ from gateway.core.money import (
     user_price_micros,
     worst_case_price_micros,
 )
+from gateway.core.posting import InsufficientCredit
 
 DEFAULT_OUTPUT_CAP = 4096
-COST_QUANTUM = Decimal("1e-12")  # USD; a millionth of a micro  # output-token cap for a model whose limit LiteLLM does not know
+COST_QUANTUM = Decimal(
+    "1e-12"
+)  # USD; a millionth of a micro  # output-token cap for a model whose limit LiteLLM does not know
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,13 @@ class HoldPlan:
 
 
 def plan_hold(
-    prices: TokenPrices, prompt_tokens: int, requested_max: int | None, markup: Decimal, *, choices: int = 1, embedding: bool = False
+    prices: TokenPrices,
+    prompt_tokens: int,
+    requested_max: int | None,
+    markup: Decimal,
+    *,
+    choices: int = 1,
+    embedding: bool = False,
 ) -> HoldPlan:
     if choices < 1:
         raise ValueError("a call has at least one choice")
@@ -65,7 +73,9 @@ def max_tokens_for_hold(prices: TokenPrices, plan: HoldPlan, held_micros: int, m
     return min(plan.max_output_tokens, max(affordable, 0) // plan.choices)
 
 
-def insufficient_message(model: str, plan: HoldPlan, err: InsufficientCredit, prices: TokenPrices, markup: Decimal) -> str:
+def insufficient_message(
+    model: str, plan: HoldPlan, err: InsufficientCredit, prices: TokenPrices, markup: Decimal
+) -> str:
     available = err.balance_micros - err.held_micros
     credits = micros_to_credits
     needed = err.requested_micros
@@ -101,7 +111,9 @@ class Charge:
     cost_source: str  # "litellm" or "price_table" (LiteLLM reported nothing for a call that used tokens)
 
 
-def price_call(reported_cost_usd: object, prices: TokenPrices, prompt_tokens: int, completion_tokens: int, markup: Decimal) -> Charge:
+def price_call(
+    reported_cost_usd: object, prices: TokenPrices, prompt_tokens: int, completion_tokens: int, markup: Decimal
+) -> Charge:
     """Price a finished call: LiteLLM's cost when it has one, else the model's price table. Never $0 for tokens.
 
     LiteLLM's cost is a float sum of per-token products, whose binary noise (0.0135 arrives as

@@ -71,7 +71,9 @@ def _make_sqlite_serializable(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-async def read_once_more_after_disconnect(db: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[sa.CursorResult]]) -> sa.Row | None:
+async def read_once_more_after_disconnect(
+    db: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[sa.CursorResult]]
+) -> sa.Row | None:
     """The first row of a read, sent once more on a fresh connection if the pooled one was dead (the server
     restarted, or the network dropped it): SQLAlchemy invalidates the pool on the first such error, so the
     second try connects anew instead of failing a call for a connection nobody could have used."""

@@ -12,7 +12,6 @@ from gateway.config import REPO_ROOT
 from gateway.db.engine import ensure_sqlite_folder
 
 
-
 def alembic_config(url: str) -> Config:
     cfg = Config(str(REPO_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))

@@ -15,9 +15,8 @@ credited?" survives a reorg. Addresses and hashes are stored as lower-case 0x he
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
-
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -25,7 +24,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db.schema import Id, Micros, metadata
-
 
 
 class PaymentStatus(StrEnum):

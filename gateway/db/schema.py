@@ -7,7 +7,7 @@ Migrations in `migrations/` create exactly these tables; `tests/integration/db/t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -28,7 +28,7 @@ Micros = sa.BigInteger()
 
 def as_utc(value: datetime) -> datetime:
     """A timestamp read back from the database, zone-aware: SQLite returns them naive, and all are UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _now() -> sa.sql.elements.TextClause:
@@ -122,6 +122,8 @@ llm_usage = sa.Table(
     sa.Column("uncollected_micros", Micros, nullable=False, server_default="0"),
     _created_at(),
     sa.CheckConstraint("user_price_micros >= provider_cost_micros", name="price_covers_cost"),
-    sa.CheckConstraint("uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"),
+    sa.CheckConstraint(
+        "uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"
+    ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
 )

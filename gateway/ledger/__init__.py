@@ -29,7 +29,22 @@ from gateway.ledger.types import (
 )
 
 __all__ = [
-    "MAX_ENTRY_MICROS", "REASONS", "Balance", "Hold", "HoldStatus", "InsufficientCredit", "LedgerEntry", "Settlement",
-    "UnknownAccount", "Usage", "expire_stale_holds", "get_balance", "get_hold", "hold", "post_entry", "post_entry_in",
-    "release", "settle",
+    "MAX_ENTRY_MICROS",
+    "REASONS",
+    "Balance",
+    "Hold",
+    "HoldStatus",
+    "InsufficientCredit",
+    "LedgerEntry",
+    "Settlement",
+    "UnknownAccount",
+    "Usage",
+    "expire_stale_holds",
+    "get_balance",
+    "get_hold",
+    "hold",
+    "post_entry",
+    "post_entry_in",
+    "release",
+    "settle",
 ]

@@ -34,9 +34,7 @@ from gateway.ledger.types import (
 
 
 async def read_balance(conn: AsyncConnection, account_id: int) -> Balance:
-    row = (
-        await conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))
-    ).first()
+    row = (await conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))).first()
     if row is None:
         raise UnknownAccount(account_id)
     return Balance(account_id, row.balance_micros, row.held_micros)
@@ -103,8 +101,14 @@ async def post_entry_in(
 
 
 async def hold(
-    db: AsyncEngine, account_id: int, request_id: str, amount: int, floor: int | None, expires_at: datetime,
-    key_id: int | None, model: str,
+    db: AsyncEngine,
+    account_id: int,
+    request_id: str,
+    amount: int,
+    floor: int | None,
+    expires_at: datetime,
+    key_id: int | None,
+    model: str,
 ) -> Hold:
     """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) in one
     transaction with the hold's row. A request id held before raises IntegrityError."""
@@ -112,8 +116,12 @@ async def hold(
         reserved, row = await _reserve(conn, account_id, amount, floor)
         await conn.execute(
             sa.insert(holds).values(
-                account_id=account_id, request_id=request_id, key_id=key_id, model=model[:MAX_MODEL_CHARS],
-                amount_micros=reserved, expires_at=expires_at,
+                account_id=account_id,
+                request_id=request_id,
+                key_id=key_id,
+                model=model[:MAX_MODEL_CHARS],
+                amount_micros=reserved,
+                expires_at=expires_at,
             )
         )
         return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
@@ -234,7 +242,5 @@ async def release(db: AsyncEngine, request_id: str, status: HoldStatus, now: dat
 async def stale_holds(db: AsyncEngine, cutoff: datetime) -> list[str]:
     """Request ids of pending holds that expired before `cutoff`."""
     async with db.connect() as conn:
-        query = sa.select(holds.c.request_id).where(
-            holds.c.status == HoldStatus.PENDING, holds.c.expires_at < cutoff
-        )
+        query = sa.select(holds.c.request_id).where(holds.c.status == HoldStatus.PENDING, holds.c.expires_at < cutoff)
         return list((await conn.execute(query)).scalars().all())

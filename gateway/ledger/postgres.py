@@ -47,9 +47,12 @@ HOLD = sa.text(
     SELECT balance_micros, held_micros FROM reserved
     """
 ).bindparams(
-    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
-    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
-    sa.bindparam("amount", type_=sa.BigInteger), sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("account_id", type_=sa.BigInteger),
+    sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("key_id", type_=sa.BigInteger),
+    sa.bindparam("model", type_=sa.String),
+    sa.bindparam("amount", type_=sa.BigInteger),
+    sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
 )
 
 # `acct` locks the account row first (FOR UPDATE returns its newest committed version, so the charge is
@@ -103,12 +106,18 @@ SETTLE = sa.text(
     LEFT JOIN credit_ledger AS entry ON entry.reason = 'llm_usage' AND entry.reference = :request_id
     """
 ).bindparams(
-    sa.bindparam("account_id", type_=sa.BigInteger), sa.bindparam("request_id", type_=sa.String),
-    sa.bindparam("now", type_=sa.DateTime(timezone=True)), sa.bindparam("user_price_micros", type_=sa.BigInteger),
-    sa.bindparam("key_id", type_=sa.BigInteger), sa.bindparam("model", type_=sa.String),
-    sa.bindparam("prompt_tokens", type_=sa.Integer), sa.bindparam("completion_tokens", type_=sa.Integer),
-    sa.bindparam("total_tokens", type_=sa.Integer), sa.bindparam("provider_cost_micros", type_=sa.BigInteger),
-    sa.bindparam("markup", type_=sa.String), sa.bindparam("streamed", type_=sa.Boolean),
+    sa.bindparam("account_id", type_=sa.BigInteger),
+    sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("now", type_=sa.DateTime(timezone=True)),
+    sa.bindparam("user_price_micros", type_=sa.BigInteger),
+    sa.bindparam("key_id", type_=sa.BigInteger),
+    sa.bindparam("model", type_=sa.String),
+    sa.bindparam("prompt_tokens", type_=sa.Integer),
+    sa.bindparam("completion_tokens", type_=sa.Integer),
+    sa.bindparam("total_tokens", type_=sa.Integer),
+    sa.bindparam("provider_cost_micros", type_=sa.BigInteger),
+    sa.bindparam("markup", type_=sa.String),
+    sa.bindparam("streamed", type_=sa.Boolean),
     sa.bindparam("cost_source", type_=sa.String),
 )
 
@@ -124,7 +133,8 @@ RELEASE = sa.text(
     RETURNING billing_accounts.id
     """
 ).bindparams(
-    sa.bindparam("request_id", type_=sa.String), sa.bindparam("status", type_=sa.String),
+    sa.bindparam("request_id", type_=sa.String),
+    sa.bindparam("status", type_=sa.String),
     sa.bindparam("now", type_=sa.DateTime(timezone=True)),
 )
 
@@ -135,12 +145,23 @@ def serves(db: AsyncEngine) -> bool:
 
 
 async def hold(
-    db: AsyncEngine, account_id: int, request_id: str, amount: int, expires_at: datetime, key_id: int | None,
+    db: AsyncEngine,
+    account_id: int,
+    request_id: str,
+    amount: int,
+    expires_at: datetime,
+    key_id: int | None,
     model: str,
 ) -> asyncpg.Record | None:
     """Reserve exactly `amount`: the account's (balance, held) after it, or None if it does not fit."""
-    params = {"account_id": account_id, "request_id": request_id, "key_id": key_id,
-              "model": model[:MAX_MODEL_CHARS], "amount": amount, "expires_at": expires_at}
+    params = {
+        "account_id": account_id,
+        "request_id": request_id,
+        "key_id": key_id,
+        "model": model[:MAX_MODEL_CHARS],
+        "amount": amount,
+        "expires_at": expires_at,
+    }
     return await _execute(db, HOLD, params, account_id)
 
 
@@ -205,7 +226,7 @@ async def _fetchrow_once(db: AsyncEngine, sql: str, args: list[Any]) -> asyncpg.
             return await driver.fetchrow(sql, *args)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(sql, args, exc) from exc
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
             await _discard(conn)
             raise _DeadConnection from exc
         except asyncpg.PostgresError as exc:

@@ -8,7 +8,7 @@ Balance changes append exactly one `credit_ledger` row in the same transaction; 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,7 +21,7 @@ log = logging.getLogger("gateway.ledger")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def get_balance(db: AsyncEngine, account_id: int) -> Balance:
@@ -29,9 +29,7 @@ async def get_balance(db: AsyncEngine, account_id: int) -> Balance:
         return await portable.read_balance(conn, account_id)
 
 
-async def post_entry(
-    db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str
-) -> LedgerEntry:
+async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
     """Credit (or, negative, debit) an account once per `(reason, reference)`; a replay returns the first entry.
 
     Debits made here (reversals, adjustments) may take the balance below zero: they record facts
@@ -119,8 +117,13 @@ def _settled(usage: Usage, row: postgres.asyncpg.Record) -> Settlement:
             raise UnknownAccount(usage.account_id)
         if row["first_price_micros"] is None:
             raise LookupError(f"no settlement for request {usage.request_id}")
-        return Settlement(usage.request_id, row["first_price_micros"], row["first_balance_after_micros"], True,
-                          row["first_uncollected_micros"])
+        return Settlement(
+            usage.request_id,
+            row["first_price_micros"],
+            row["first_balance_after_micros"],
+            True,
+            row["first_uncollected_micros"],
+        )
     uncollected = usage.user_price_micros - row["charged_micros"]
     _report(usage, row["held_micros"], uncollected)
     return Settlement(usage.request_id, usage.user_price_micros, row["balance_after_micros"], False, uncollected)
@@ -130,7 +133,11 @@ def _report(usage: Usage, held: int | None, uncollected: int) -> None:
     if uncollected:
         log.warning(
             "uncollected: request %s account %d price %d held %s: %d micros not charged (operator loss)",
-            usage.request_id, usage.account_id, usage.user_price_micros, held, uncollected,
+            usage.request_id,
+            usage.account_id,
+            usage.user_price_micros,
+            held,
+            uncollected,
         )
     if held is None:
         log.warning("settled without a pending hold: request %s", usage.request_id)

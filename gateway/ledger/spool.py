@@ -102,7 +102,6 @@ class Spool:
             else:
                 conn.execute("UPDATE spooled SET failed = 1, error = ? WHERE request_id = ?", (error, request_id))
 
-
     async def replay(self, db: AsyncEngine) -> int:
         """Apply spooled entries until the spool is empty or the database fails again; how many were applied."""
         applied = 0
@@ -115,8 +114,10 @@ class Spool:
                         await ledger.release(db, request_id)
                 except INFRASTRUCTURE_ERRORS:
                     return applied  # still down: try again later
-                except Exception as exc:  # noqa: BLE001 - kept for an operator, never retried in a loop
-                    log.exception("spooled %s of request %s refused by the ledger; kept in %s", kind, request_id, self.path)
+                except Exception as exc:
+                    log.exception(
+                        "spooled %s of request %s refused by the ledger; kept in %s", kind, request_id, self.path
+                    )
                     self._done(request_id, f"{type(exc).__name__}: {exc}")
                     continue
                 self._done(request_id, None)
@@ -129,6 +130,6 @@ class Spool:
         while True:
             try:
                 await self.replay(db)
-            except Exception:  # noqa: BLE001 - the spool file itself failed; keep trying
+            except Exception:
                 log.exception("settle spool replay failed")
             await asyncio.sleep(interval_seconds)

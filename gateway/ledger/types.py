@@ -80,11 +80,18 @@ class Usage:
     def row(self, uncollected_micros: int) -> dict[str, Any]:
         """The `llm_usage` row that records this call (both ledger implementations insert exactly this)."""
         return {
-            "request_id": self.request_id, "account_id": self.account_id, "key_id": self.key_id,
-            "model": self.model[:MAX_MODEL_CHARS], "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "provider_cost_micros": self.provider_cost_micros, "user_price_micros": self.user_price_micros,
-            "uncollected_micros": uncollected_micros, "markup": self.markup, "streamed": self.streamed,
+            "request_id": self.request_id,
+            "account_id": self.account_id,
+            "key_id": self.key_id,
+            "model": self.model[:MAX_MODEL_CHARS],
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "provider_cost_micros": self.provider_cost_micros,
+            "user_price_micros": self.user_price_micros,
+            "uncollected_micros": uncollected_micros,
+            "markup": self.markup,
+            "streamed": self.streamed,
             "cost_source": self.cost_source,
         }
 

@@ -15,7 +15,6 @@ import httpx
 
 from gateway.failures import ChainUnavailable
 
-
 # keccak256("Transfer(address,address,uint256)"): topic 0 of every ERC-20 Transfer log (checked in the tests).
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 

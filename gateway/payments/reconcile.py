@@ -21,20 +21,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.payments.chain import ChainRPC
 from gateway.config import Settings
 from gateway.db.payments_schema import PaymentStatus, payments
-from gateway.ledger.types import HoldStatus
 from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
 from gateway.db.schema import llm_usage as usage
+from gateway.ledger.types import HoldStatus
+from gateway.payments.chain import ChainRPC
 from gateway.payments.service import REFERENCE_SQL, check_chain_id, live_transfer, payment_reference
 
 
@@ -113,7 +113,7 @@ async def reconcile(
             *await _payment_credits(conn),
             *await _credits_without_payment(conn),
             *await _usage_debits(conn),
-            *await _lost_settles(conn, now or datetime.now(timezone.utc)),
+            *await _lost_settles(conn, now or datetime.now(UTC)),
         ]
         uncollected = await _uncollected(conn)
     if rpc is not None:
@@ -134,7 +134,9 @@ async def _balances(conn: AsyncConnection) -> list[Mismatch]:
     )
     rows = (
         await conn.execute(
-            sa.select(acc.c.id, acc.c.balance_micros, acc.c.held_micros, ledger_sum.label("ledger"), held_sum.label("held"))
+            sa.select(
+                acc.c.id, acc.c.balance_micros, acc.c.held_micros, ledger_sum.label("ledger"), held_sum.label("held")
+            )
             .where(sa.or_(acc.c.balance_micros != ledger_sum, acc.c.held_micros != held_sum, acc.c.balance_micros < 0))
             .order_by(acc.c.id)
         )
@@ -165,9 +167,11 @@ async def _payment_credits(conn: AsyncConnection) -> list[Mismatch]:
                 reversal.c.amount_micros.label("reversal"),
             )
             .select_from(
-                payments.outerjoin(credit, sa.and_(credit.c.reason == "onchain_payment", credit.c.reference == REFERENCE_SQL))
-                .outerjoin(
-                    reversal, sa.and_(reversal.c.reason == "adjustment", reversal.c.reference == "reorg:" + REFERENCE_SQL)
+                payments.outerjoin(
+                    credit, sa.and_(credit.c.reason == "onchain_payment", credit.c.reference == REFERENCE_SQL)
+                ).outerjoin(
+                    reversal,
+                    sa.and_(reversal.c.reason == "adjustment", reversal.c.reference == "reorg:" + REFERENCE_SQL),
                 )
             )
             .where(sa.or_(payments.c.status == PaymentStatus.CREDITED, payments.c.micros_credited.is_not(None)))
@@ -202,13 +206,15 @@ async def _credits_without_payment(conn: AsyncConnection) -> list[Mismatch]:
     orphans = (
         await conn.execute(
             sa.select(ledger.c.account_id, ledger.c.reference, ledger.c.amount_micros)
-            .select_from(ledger.outerjoin(payments, REFERENCE_SQL == ledger.c.reference))
+            .select_from(ledger.outerjoin(payments, ledger.c.reference == REFERENCE_SQL))
             .where(ledger.c.reason == "onchain_payment", payments.c.micros_credited.is_(None))
             .order_by(ledger.c.id)
         )
     ).all()
     found = [
-        Mismatch("payment", r.account_id, f"ledger credit {r.reference} ({r.amount_micros} micros) has no credited payment")
+        Mismatch(
+            "payment", r.account_id, f"ledger credit {r.reference} ({r.amount_micros} micros) has no credited payment"
+        )
         for r in orphans
     ]
     reference = sa.func.lower(ledger.c.reference)
@@ -246,7 +252,11 @@ async def _usage_debits(conn: AsyncConnection) -> list[Mismatch]:
             .select_from(
                 usage.outerjoin(debit, sa.and_(debit.c.reason == "llm_usage", debit.c.reference == usage.c.request_id))
             )
-            .where(sa.or_(-sa.func.coalesce(debit.c.amount_micros, 0) != expected, debit.c.account_id != usage.c.account_id))
+            .where(
+                sa.or_(
+                    -sa.func.coalesce(debit.c.amount_micros, 0) != expected, debit.c.account_id != usage.c.account_id
+                )
+            )
             .order_by(usage.c.id)
         )
     ).all()
@@ -255,7 +265,11 @@ async def _usage_debits(conn: AsyncConnection) -> list[Mismatch]:
             "usage",
             r.account_id,
             f"call {r.request_id} (price {r.user_price_micros}, uncollected {r.uncollected_micros} micros) "
-            + ("has no ledger debit" if r.debit is None else f"is debited {-r.debit} micros to account {r.debit_account}"),
+            + (
+                "has no ledger debit"
+                if r.debit is None
+                else f"is debited {-r.debit} micros to account {r.debit_account}"
+            ),
         )
         for r in rows
     ]
@@ -297,7 +311,11 @@ async def _lost_settles(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
         )
     ).all()
     return [
-        Mismatch("hold", r.account_id, f"hold {r.request_id} ({r.amount_micros} micros) open past its TTL ({_when(r.expires_at)})")
+        Mismatch(
+            "hold",
+            r.account_id,
+            f"hold {r.request_id} ({r.amount_micros} micros) open past its TTL ({_when(r.expires_at)})",
+        )
         if r.status == HoldStatus.PENDING
         else Mismatch(
             "expired_hold",
@@ -325,7 +343,9 @@ async def _uncollected(conn: AsyncConnection) -> tuple[UncollectedCall, ...]:
         )
     ).all()
     return tuple(
-        UncollectedCall(r.request_id, r.account_id, r.model, r.user_price_micros, r.uncollected_micros, _when(r.created_at))
+        UncollectedCall(
+            r.request_id, r.account_id, r.model, r.user_price_micros, r.uncollected_micros, _when(r.created_at)
+        )
         for r in rows
     )
 

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import ledger
 from gateway.accounts.wallets import find_account, normalize_wallet
-from gateway.payments.chain import ChainRPC, Transfer
-from gateway.failures import ChainUnavailable
 from gateway.config import Settings
+from gateway.core.money import MICROS_PER_USD, usd_to_micros_ceil
 from gateway.db.payments_schema import PaymentStatus, insert_for, payments
 from gateway.db.schema import billing_accounts, users
-from gateway.core.money import MICROS_PER_USD, usd_to_micros_ceil
+from gateway.failures import ChainUnavailable
+from gateway.payments.chain import ChainRPC, Transfer
 
 log = logging.getLogger("gateway.payments")
 
@@ -167,7 +167,9 @@ async def confirm_payment(
         raise Rejected(recorded[0].reason or f"the payment is {recorded[0].status}")
     return PaymentResult(
         tx_hash=tx_hash,
-        status=PaymentStatus.PENDING if any(p.status == PaymentStatus.PENDING for p in accepted) else PaymentStatus.CREDITED,
+        status=PaymentStatus.PENDING
+        if any(p.status == PaymentStatus.PENDING for p in accepted)
+        else PaymentStatus.CREDITED,
         confirmations=head - receipt.block_number + 1,
         required_confirmations=settings.min_confirmations,
         payments=recorded,
@@ -208,13 +210,20 @@ def _open_to(t: Transfer) -> sa.ColumnElement[bool]:
     return sa.or_(
         payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED)),
         sa.and_(
-            payments.c.status == PaymentStatus.REORGED, payments.c.micros_credited.is_(None), payments.c.block_hash != t.block_hash
+            payments.c.status == PaymentStatus.REORGED,
+            payments.c.micros_credited.is_(None),
+            payments.c.block_hash != t.block_hash,
         ),
     )
 
 
 async def _record(
-    db: AsyncEngine, chain_id: int, t: Transfer, status: str, account_id: int | None, head: int | None,
+    db: AsyncEngine,
+    chain_id: int,
+    t: Transfer,
+    status: str,
+    account_id: int | None,
+    head: int | None,
     reason: str | None = None,
 ) -> Payment:
     """Insert the payment if new, move it to `status` if it is still open, and credit it in the same
@@ -307,7 +316,10 @@ async def list_payments(db: AsyncEngine, account_id: int, head: int | None, limi
     async with db.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(payments).where(payments.c.account_id == account_id).order_by(payments.c.id.desc()).limit(limit)
+                sa.select(payments)
+                .where(payments.c.account_id == account_id)
+                .order_by(payments.c.id.desc())
+                .limit(limit)
             )
         ).all()
     return [_payment(row, head) for row in rows]
@@ -347,7 +359,10 @@ async def mark_reorged(db: AsyncEngine, payment_id: int, reason: str) -> Payment
         row = (
             await conn.execute(
                 sa.update(payments)
-                .where(payments.c.id == payment_id, payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED, PaymentStatus.CREDITED)))
+                .where(
+                    payments.c.id == payment_id,
+                    payments.c.status.in_((PaymentStatus.PENDING, PaymentStatus.UNCLAIMED, PaymentStatus.CREDITED)),
+                )
                 .values(status=PaymentStatus.REORGED, reason=reason[:200], updated_at=sa.func.current_timestamp())
                 .returning(*payments.c)
             )
@@ -364,7 +379,12 @@ async def mark_reorged(db: AsyncEngine, payment_id: int, reason: str) -> Payment
         log.error(
             "REORG REVERSAL: credited payment %s (%d micros, account %d) left the chain: %s; reversed by "
             "ledger entry %d, balance now %d micros",
-            reference, row.micros_credited, row.account_id, reason, reversal.id, reversal.balance_after_micros,
+            reference,
+            row.micros_credited,
+            row.account_id,
+            reason,
+            reversal.id,
+            reversal.balance_after_micros,
         )
     else:
         log.warning("payment %s dropped before it was credited: %s", reference, reason)

@@ -24,18 +24,18 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.accounts.wallets import find_account
-from gateway.payments.chain import ChainRPC, Transfer
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
 from gateway.db.payments_schema import PaymentStatus, chain_cursor, insert_for, payments
+from gateway.payments.chain import ChainRPC, Transfer
 from gateway.payments.service import (
     Payment,
     accept_transfer,
@@ -94,7 +94,7 @@ class Watcher:
         while True:
             try:
                 await self.run_once()
-            except Exception:  # noqa: BLE001 - a daemon outlives an outage; the next run starts from the cursor
+            except Exception:
                 log.exception("watcher run failed; retrying in %.1fs", poll_interval)
             await asyncio.sleep(poll_interval)
 
@@ -172,7 +172,11 @@ class Watcher:
             rows = (
                 await conn.execute(
                     sa.select(payments)
-                    .where(self._ours(), payments.c.status != PaymentStatus.REORGED, payments.c.block_number <= cursor_block)
+                    .where(
+                        self._ours(),
+                        payments.c.status != PaymentStatus.REORGED,
+                        payments.c.block_number <= cursor_block,
+                    )
                     .order_by(payments.c.block_number.desc())
                 )
             ).all()
@@ -189,7 +193,9 @@ class Watcher:
                 break
         start = self.settings.watcher_start_block or 0
         target = intact if intact is not None else start - 1
-        log.error("REORG below the watcher cursor (block %d changed): rescanning from block %d", cursor_block, target + 1)
+        log.error(
+            "REORG below the watcher cursor (block %d changed): rescanning from block %d", cursor_block, target + 1
+        )
         await self._save_cursor(target, await self._hash(target))
         return target
 
@@ -224,4 +230,3 @@ async def watch(settings: Settings, *, once: bool = False, progress: ProgressBar
             return None
     finally:
         await dispose_all()
-

@@ -41,10 +41,30 @@ MAX_OUTPUT_TOKENS = 10_000_000
 
 CHAT_PARAMS = frozenset(
     {
-        "model", "messages", "max_tokens", "max_completion_tokens", "n", "stream", "stream_options",
-        "temperature", "top_p", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
-        "top_logprobs", "user", "seed", "response_format", "tools", "tool_choice", "parallel_tool_calls",
-        "functions", "function_call", "reasoning_effort",
+        "model",
+        "messages",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "seed",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "reasoning_effort",
     }
 )
 EMBEDDING_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
@@ -73,9 +93,14 @@ def _bad(code: str, message: str, param: str | None = None) -> Refusal:
 def check_headers(header_names: Iterable[str], query_string: bytes) -> None:
     for name in header_names:
         if name.startswith(RESERVED_HEADER_PREFIXES):
-            raise _bad("unsupported_header", f"Header '{name}' is not accepted: LiteLLM request controls are the operator's.")
+            raise _bad(
+                "unsupported_header", f"Header '{name}' is not accepted: LiteLLM request controls are the operator's."
+            )
     if query_string:
-        raise _bad("unsupported_parameter", "Query parameters are not accepted on this route; send parameters in the JSON body.")
+        raise _bad(
+            "unsupported_parameter",
+            "Query parameters are not accepted on this route; send parameters in the JSON body.",
+        )
 
 
 def _positive_int(body: dict[str, Any], name: str, limit: int) -> None:
@@ -92,15 +117,23 @@ def _check_messages(messages: Any) -> None:
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise _bad("invalid_parameter", f"{where} must be an object with a role ({', '.join(sorted(ROLES))}).", where)
+            raise _bad(
+                "invalid_parameter", f"{where} must be an object with a role ({', '.join(sorted(ROLES))}).", where
+            )
         extra = sorted(set(message) - MESSAGE_KEYS)
         if extra:
-            raise _bad("unsupported_parameter", f"{where}.{extra[0]} is not accepted by this gateway.", f"{where}.{extra[0]}")
+            raise _bad(
+                "unsupported_parameter", f"{where}.{extra[0]} is not accepted by this gateway.", f"{where}.{extra[0]}"
+            )
         content = message.get("content")
         if content is None or isinstance(content, str):
             continue
         if not isinstance(content, list):
-            raise _bad("invalid_parameter", f"{where}.content must be a string or an array of content parts.", f"{where}.content")
+            raise _bad(
+                "invalid_parameter",
+                f"{where}.content must be a string or an array of content parts.",
+                f"{where}.content",
+            )
         for j, part in enumerate(content):
             part_where = f"{where}.content[{j}]"
             kind = part.get("type") if isinstance(part, dict) else None
@@ -113,7 +146,9 @@ def _check_messages(messages: Any) -> None:
                 )
             extra = sorted(set(part) - PART_KEYS)
             if extra:
-                raise _bad("unsupported_parameter", f"{part_where}.{extra[0]} is not accepted by this gateway.", part_where)
+                raise _bad(
+                    "unsupported_parameter", f"{part_where}.{extra[0]} is not accepted by this gateway.", part_where
+                )
 
 
 def _check_tools(body: dict[str, Any]) -> None:
@@ -139,8 +174,14 @@ def _check_stream(body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is None:
         return
-    if not isinstance(options, dict) or set(options) - {"include_usage"} or not isinstance(options.get("include_usage", False), bool):
-        raise _bad("invalid_parameter", "'stream_options' accepts only {\"include_usage\": true|false}.", "stream_options")
+    if (
+        not isinstance(options, dict)
+        or set(options) - {"include_usage"}
+        or not isinstance(options.get("include_usage", False), bool)
+    ):
+        raise _bad(
+            "invalid_parameter", "'stream_options' accepts only {\"include_usage\": true|false}.", "stream_options"
+        )
 
 
 def check_body(kind: str, body: Any) -> None:

@@ -18,9 +18,16 @@ from litellm.proxy import proxy_server
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 from gateway.accounts.keys import KeyOwner, resolve_key
-from gateway.proxy import admission, guard
-from gateway.proxy.errors import GatewayError, admin_key_refused, billing_unavailable, internal_error, invalid_key, not_admitted
 from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.proxy import admission, guard
+from gateway.proxy.errors import (
+    GatewayError,
+    admin_key_refused,
+    billing_unavailable,
+    internal_error,
+    invalid_key,
+    not_admitted,
+)
 from gateway.proxy.runtime import runtime
 
 log = logging.getLogger("gateway.proxy.auth")
@@ -52,7 +59,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         owner = await authenticate(api_key)
     except GatewayError:
         raise
-    except Exception:  # noqa: BLE001 - LiteLLM would answer anything else with 500 and its own text
+    except Exception:
         request_id = uuid.uuid4().hex
         log.exception("key check failed for %s", request_id)
         raise internal_error(request_id) from None

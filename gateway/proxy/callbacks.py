@@ -94,7 +94,7 @@ class BillingCallbacks(CustomLogger):
             return await self._hold(user_api_key_dict, data, str(call_type), request_id)
         except errors.GatewayError:
             raise
-        except Exception:  # noqa: BLE001 - a bug of ours: the client gets our code, never Python's text
+        except Exception:
             log.exception("pre-call hook failed for %s", request_id)
             raise errors.internal_error(request_id) from None
 
@@ -120,10 +120,18 @@ class BillingCallbacks(CustomLogger):
         plan = plan_hold(prices, prompt_tokens, requested, markup, choices=choices, embedding=embedding)
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
         try:
-            held = await asyncio.shield(ledger.hold(  # a client leaving cannot cut a money write in half
-                rt.db, account_id, request_id, plan.amount_micros, min_micros=plan.min_micros,
-                ttl_seconds=rt.settings.hold_ttl_seconds, key_id=key_id, model=model,
-            ))
+            held = await asyncio.shield(
+                ledger.hold(  # a client leaving cannot cut a money write in half
+                    rt.db,
+                    account_id,
+                    request_id,
+                    plan.amount_micros,
+                    min_micros=plan.min_micros,
+                    ttl_seconds=rt.settings.hold_ttl_seconds,
+                    key_id=key_id,
+                    model=model,
+                )
+            )
         except ledger.InsufficientCredit as exc:
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
         except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
@@ -162,9 +170,7 @@ class BillingCallbacks(CustomLogger):
                 return None
             return await self._settle_open(call, prompt_tokens, completion_tokens, reported_cost)
 
-    async def _settle_open(
-        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: object
-    ) -> int:
+    async def _settle_open(self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> int:
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         prices = prices_for(call.model) or TokenPrices(Decimal(0), Decimal(0))
@@ -187,7 +193,7 @@ class BillingCallbacks(CustomLogger):
         try:
             settlement = await asyncio.shield(ledger.settle(rt.db, usage))  # completes even if the client leaves
             charged = settlement.charged_micros
-        except Exception as exc:  # noqa: BLE001 - the provider served the call: it is billed, now or from the spool
+        except Exception as exc:
             if not isinstance(exc, INFRASTRUCTURE_ERRORS):
                 log.exception("settle of %s refused by the ledger; spooled for an operator", call.request_id)
             await asyncio.shield(rt.spool.put_settle(usage))  # on disk before the response completes
@@ -229,7 +235,9 @@ class BillingCallbacks(CustomLogger):
                 if usage is not None and getattr(usage, "completion_tokens", None) is not None and not settled:
                     reported = getattr(usage, "cost", None)  # LiteLLM's own cost of the stream
                     charged = await self._settle_stream(
-                        call, int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0),
+                        call,
+                        int(usage.prompt_tokens or 0),
+                        int(usage.completion_tokens or 0),
                         reported if reported else self._stream_cost(chunks + [chunk], request_data),
                     )
                     settled = True
@@ -255,8 +263,10 @@ class BillingCallbacks(CustomLogger):
         """`_settle` for a stream whose content is out already: a failure is logged, never sent as a chunk."""
         try:
             return await self._settle(call, prompt_tokens, completion_tokens, reported_cost)
-        except Exception:  # noqa: BLE001 - no internal error text may reach the client
-            log.critical("settle of streamed %s lost: database and spool both unavailable", call.request_id, exc_info=True)
+        except Exception:
+            log.critical(
+                "settle of streamed %s lost: database and spool both unavailable", call.request_id, exc_info=True
+            )
             return None
 
     @staticmethod
@@ -284,7 +294,7 @@ class BillingCallbacks(CustomLogger):
                 await self._settle_from_chunks(call, chunks, request_data)
             else:
                 await self._release(call)
-        except Exception:  # noqa: BLE001 - the background backstop or hold expiry will report it
+        except Exception:
             log.exception("could not close interrupted stream %s", call.request_id)
 
     # ---- RELEASE ----------------------------------------------------------------------------------
@@ -355,7 +365,7 @@ class BillingCallbacks(CustomLogger):
                 return
             if await self._settle(call, prompt, completion, slo.get("response_cost")) is not None:
                 log.warning("settled %s from the background backstop", call.request_id)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("backstop settle failed for %s", call.request_id)
 
     async def async_log_failure_event(
@@ -366,7 +376,7 @@ class BillingCallbacks(CustomLogger):
             return
         try:
             await self._release(call)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("backstop release failed for %s", call.request_id)
 
 

@@ -10,7 +10,9 @@ from litellm.proxy._types import ProxyException
 
 
 class GatewayError(ProxyException):
-    def __init__(self, status: int, code: str, message: str, type_: str = "invalid_request_error", param: str | None = None):
+    def __init__(
+        self, status: int, code: str, message: str, type_: str = "invalid_request_error", param: str | None = None
+    ):
         super().__init__(message=message, type=type_, param=param, code=status, openai_code=code)
         self.status_code = status
 
@@ -20,30 +22,45 @@ class GatewayError(ProxyException):
 
 def route_not_allowed(path: str) -> GatewayError:
     return GatewayError(
-        403, "route_not_allowed",
+        403,
+        "route_not_allowed",
         f"'{path}' is not available to virtual keys: they reach chat completions, embeddings and the model list only.",
         "permission_error",
     )
 
 
 def not_admitted() -> GatewayError:
-    return GatewayError(503, "gateway_misconfigured", "The gateway's request guard is not installed; the call was refused (nothing was charged).", "service_unavailable")
+    return GatewayError(
+        503,
+        "gateway_misconfigured",
+        "The gateway's request guard is not installed; the call was refused (nothing was charged).",
+        "service_unavailable",
+    )
 
 
 def invalid_key() -> GatewayError:
-    return GatewayError(401, "invalid_api_key", "Invalid API key: unknown, revoked or malformed. Create one with `gateway keys create`.", "authentication_error")
+    return GatewayError(
+        401,
+        "invalid_api_key",
+        "Invalid API key: unknown, revoked or malformed. Create one with `gateway keys create`.",
+        "authentication_error",
+    )
 
 
 def admin_key_refused() -> GatewayError:
     return GatewayError(
-        401, "admin_key_not_billable", "The admin (master) key cannot make billed calls; use a virtual key (sk-cg-...).", "authentication_error"
+        401,
+        "admin_key_not_billable",
+        "The admin (master) key cannot make billed calls; use a virtual key (sk-cg-...).",
+        "authentication_error",
     )
 
 
 def billing_unavailable(request_id: str | None = None) -> GatewayError:
     quote = f" (request id {request_id})" if request_id else ""
     return GatewayError(
-        503, "billing_unavailable",
+        503,
+        "billing_unavailable",
         f"The billing database is unreachable, so the call was refused (nothing was charged){quote}. Retry shortly.",
         "service_unavailable",
     )
@@ -51,7 +68,8 @@ def billing_unavailable(request_id: str | None = None) -> GatewayError:
 
 def internal_error(request_id: str) -> GatewayError:
     return GatewayError(
-        500, "internal_error",
+        500,
+        "internal_error",
         f"The gateway failed on this call (nothing was charged; request id {request_id}). Retry, or report it with the request id.",
         "server_error",
     )
@@ -63,10 +81,14 @@ def insufficient_credits(message: str) -> GatewayError:
 
 def unpriced_model(model: str) -> GatewayError:
     return GatewayError(
-        400, "model_not_priced", f"Model '{model}' has no known price, so the gateway refuses to call it. "
+        400,
+        "model_not_priced",
+        f"Model '{model}' has no known price, so the gateway refuses to call it. "
         "Ask the operator to set input_cost_per_token/output_cost_per_token for it in litellm_config.yaml.",
     )
 
 
 def unsupported_call(call_type: str) -> GatewayError:
-    return GatewayError(400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'.")
+    return GatewayError(
+        400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'."
+    )

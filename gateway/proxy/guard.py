@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -74,13 +75,17 @@ class Guard:
                 raise admission.Refusal(400, "invalid_json", "The request body is not valid JSON.") from None
             admission.check_body(kind, parsed)
         except admission.Refusal as refusal:
-            return await _respond(send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param))
+            return await _respond(
+                send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param)
+            )
         scope[ADMITTED] = True
         scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
         await self.app(scope, _replay(body, receive), send)
 
     def _is_master(self, authorization: bytes | None) -> bool:
-        return bool(self._master and authorization and secrets.compare_digest(authorization.lower(), self._master.lower()))
+        return bool(
+            self._master and authorization and secrets.compare_digest(authorization.lower(), self._master.lower())
+        )
 
     async def _read_body(self, headers: dict[str, bytes], receive: Receive) -> bytes:
         declared = headers.get("content-length")
@@ -102,7 +107,9 @@ class Guard:
         return b"".join(chunks)
 
     def _too_large(self) -> admission.Refusal:
-        return admission.Refusal(413, "request_too_large", f"The request body is larger than {self.max_body_bytes} bytes.")
+        return admission.Refusal(
+            413, "request_too_large", f"The request body is larger than {self.max_body_bytes} bytes."
+        )
 
     async def _models(self, headers: dict[str, bytes], send: Send) -> None:
         from gateway.proxy.auth import authenticate  # the same key check as custom_auth
@@ -125,8 +132,15 @@ def price_list() -> list[dict[str, Any]]:
     for name in model_names():
         rates = list_rates(name)
         if rates is not None:
-            entries.append({"id": name, "object": "model", "created": created, "owned_by": "credit-gateway",
-                            "pricing": user_rates(*rates, markup)})
+            entries.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "credit-gateway",
+                    "pricing": user_rates(*rates, markup),
+                }
+            )
     return entries
 
 
@@ -150,8 +164,13 @@ async def _respond(send: Send, error: GatewayError) -> None:
 
 async def _send_json(send: Send, status: int, payload: Any) -> None:
     body = orjson.dumps(payload)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

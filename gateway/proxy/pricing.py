@@ -72,7 +72,10 @@ def prices_for(model: str) -> TokenPrices | None:
     prices = None
     if group is not None and (group.input_cost_per_token or group.output_cost_per_token):
         infos = [
-            {"input_cost_per_token": group.input_cost_per_token or 0, "output_cost_per_token": group.output_cost_per_token or 0},
+            {
+                "input_cost_per_token": group.input_cost_per_token or 0,
+                "output_cost_per_token": group.output_cost_per_token or 0,
+            },
             *_deployment_infos(router, model),
         ]
         prices = TokenPrices(

@@ -29,6 +29,8 @@ class Runtime:
 def runtime() -> Runtime:
     settings = get_settings()
     return Runtime(
-        settings=settings, db=get_engine(settings.effective_database_url), key_cache=key_cache_for(settings),
+        settings=settings,
+        db=get_engine(settings.effective_database_url),
+        key_cache=key_cache_for(settings),
         spool=Spool(settings.effective_spool_dir),
     )

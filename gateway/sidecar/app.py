@@ -16,9 +16,9 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
 from gateway.sidecar import errors
-from gateway.sidecar.routes import auth, credits, health, keys, payments
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
+from gateway.sidecar.routes import auth, credits, health, keys, payments
 
 API_PREFIX = "/api/v1"
 
@@ -62,9 +62,7 @@ async def _no_store(request: Request, call_next: RequestResponseEndpoint) -> Res
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.sidecar_port, proxy_headers=True
-    )
+    return uvicorn.Config(create_app(settings), host=settings.host, port=settings.sidecar_port, proxy_headers=True)
 
 
 def serve(settings: Settings) -> None:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Awaitable, Callable
+from typing import Annotated
 
 import limits
 from fastapi import Depends, Request, Security
@@ -26,14 +27,14 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.cache.ttl import TTLCache, key_cache_for
-from gateway.config import Settings
-from gateway.db.engine import get_engine
-from gateway.cache.redis_link import RedisLink, RedisUnavailable, redis_link_for
-from gateway.sidecar.errors import ApiError, unauthenticated
 from gateway.auth.nonces import DbNonceStore, NonceStore, RedisNonceStore
 from gateway.auth.sessions import Session, get_session
 from gateway.auth.siwe import SiwePolicy
+from gateway.cache.redis_link import RedisLink, RedisUnavailable, redis_link_for
+from gateway.cache.ttl import TTLCache, key_cache_for
+from gateway.config import Settings
+from gateway.db.engine import get_engine
+from gateway.sidecar.errors import ApiError, unauthenticated
 
 SESSION_COOKIE = "gw_session"
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

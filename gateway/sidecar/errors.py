@@ -21,10 +21,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from gateway.auth.nonces import NonceStoreUnavailable
+from gateway.auth.siwe import LoginRejected
 from gateway.db.engine import DatabaseUnavailable
 from gateway.failures import ChainUnavailable
-from gateway.auth.siwe import LoginRejected
-from gateway.auth.nonces import NonceStoreUnavailable
 
 log = logging.getLogger("gateway.sidecar")
 

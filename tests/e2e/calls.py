@@ -5,14 +5,14 @@ from __future__ import annotations
 import openai
 import sqlalchemy as sa
 
+from devtools.proxy_process import ProxyProcess
 from gateway import ledger
+from gateway.accounts.keys import create_key
 from gateway.accounts.wallets import get_or_create_account
 from gateway.config import Settings
 from gateway.db.schema import credit_holds, llm_usage
-from gateway.accounts.keys import create_key
 from gateway.payments.reconcile import reconcile
 from tests.conftest import random_wallet
-from devtools.proxy_process import ProxyProcess
 from tests.ledger_checks import assert_books_balance
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -31,7 +31,9 @@ async def call(client, streamed: bool) -> str:
     """One call; 'ok', or the HTTP status of a refusal (its body checked for internal text)."""
     try:
         if streamed:
-            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=20, stream=True)
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=CHAT, max_tokens=20, stream=True
+            )
             text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
             assert text, "a stream that ended without content"
         else:
@@ -45,13 +47,21 @@ async def call(client, streamed: bool) -> str:
 
 async def usage_count(db, account_id: int) -> int:
     async with db.connect() as conn:
-        return (await conn.execute(sa.select(sa.func.count()).select_from(llm_usage).where(llm_usage.c.account_id == account_id))).scalar_one()
+        return (
+            await conn.execute(
+                sa.select(sa.func.count()).select_from(llm_usage).where(llm_usage.c.account_id == account_id)
+            )
+        ).scalar_one()
 
 
 async def assert_every_served_call_billed_once(db, account_id: int, upstream) -> None:
     assert await usage_count(db, account_id) == upstream.calls("/v1/chat/completions")
     async with db.connect() as conn:
-        statuses = (await conn.execute(sa.select(credit_holds.c.status).where(credit_holds.c.account_id == account_id))).scalars().all()
+        statuses = (
+            (await conn.execute(sa.select(credit_holds.c.status).where(credit_holds.c.account_id == account_id)))
+            .scalars()
+            .all()
+        )
     assert "expired" not in statuses and "pending" not in statuses
     bal = await ledger.get_balance(db, account_id)
     assert bal.held_micros == 0 and bal.balance_micros >= 0

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-
 import openai
 import pytest
 
+from devtools.fake_upstream import FakeUpstream
+from devtools.proxy_process import ProxyProcess, free_port, write_test_config
 from gateway import ledger
+from gateway.accounts.keys import create_key
 from gateway.accounts.wallets import get_or_create_account
 from gateway.config import Settings
-from gateway.accounts.keys import create_key
 from tests.conftest import random_wallet
-from devtools.proxy_process import ProxyProcess, free_port, write_test_config
-from devtools.fake_upstream import FakeUpstream
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -34,7 +33,11 @@ def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess
     """The real proxy, 2 workers (revocation and concurrency must hold across processes), PostgreSQL, Redis."""
     home = tmp_path_factory.mktemp("gateway-home")
     settings = Settings(
-        gateway_home=home, database_url=pg_url, redis_url=REDIS_URL, proxy_port=free_port(), proxy_workers=2,
+        gateway_home=home,
+        database_url=pg_url,
+        redis_url=REDIS_URL,
+        proxy_port=free_port(),
+        proxy_workers=2,
         litellm_master_key="sk-admin-e2e-test",
     )
     proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
@@ -45,7 +48,7 @@ def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess
 class Customer:
     """A funded account with a key, and an OpenAI client using it."""
 
-    def __init__(self, proxy: ProxyProcess, account, key):  # noqa: ANN001
+    def __init__(self, proxy: ProxyProcess, account, key):
         self.account = account
         self.key = key
         self.client = openai.OpenAI(base_url=proxy.base_url, api_key=key.raw_key, max_retries=0, timeout=60)

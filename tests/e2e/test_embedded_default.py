@@ -12,8 +12,8 @@ import sys
 import openai
 import pytest
 
-from gateway.config import Settings
 from devtools.proxy_process import ProxyProcess, free_port, write_test_config
+from gateway.config import Settings
 
 pytestmark = pytest.mark.timeout(240)
 WALLET = "0x1111111111111111111111111111111111111111"
@@ -22,7 +22,9 @@ WALLET = "0x1111111111111111111111111111111111111111"
 def gateway(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL"}}
     env["GATEWAY_HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -56,7 +58,9 @@ def test_cli_and_proxy_on_sqlite(embedded):
     assert "credit-gateway demo" in reply.choices[0].message.content
     streamed = "".join(
         c.choices[0].delta.content or ""
-        for c in client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+        for c in client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
         if c.choices
     )
     assert len(streamed.split()) == 8
@@ -100,7 +104,9 @@ async def test_concurrent_calls_on_a_small_balance_never_overspend_on_sqlite(emb
 
     async def call():
         try:
-            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=2000)
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=2000
+            )
             return "ok"
         except openai.APIStatusError as exc:
             return exc.status_code
@@ -115,7 +121,9 @@ async def test_concurrent_calls_on_a_small_balance_never_overspend_on_sqlite(emb
     assert balance["held_micros"] == 0
 
 
-async def test_a_provider_billing_n_choices_and_more_prompt_never_takes_the_balance_below_zero_on_sqlite(embedded, upstream):
+async def test_a_provider_billing_n_choices_and_more_prompt_never_takes_the_balance_below_zero_on_sqlite(
+    embedded, upstream
+):
     home, proxy = embedded
     wallet = "0x4444444444444444444444444444444444444444"
     gateway_json(home, "credits", "grant", "--wallet", wallet, "--credits", "2", "--reference", "n-choices")
@@ -124,12 +132,18 @@ async def test_a_provider_billing_n_choices_and_more_prompt_never_takes_the_bala
     upstream.set_mode(fill=True)
     try:
         with pytest.raises(openai.APIStatusError) as err:  # the reported case: 20 x 200 output tokens on 2 credits
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=20, max_tokens=200)
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=20, max_tokens=200
+            )
         assert err.value.status_code == 402 and upstream.stats()["total"] == 0
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=20)
         assert len(reply.choices) == 20
         upstream.set_mode(prompt_extra_tokens=100_000)  # then a provider that counts far more prompt than held
-        list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=4, stream=True))
+        list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], n=4, stream=True
+            )
+        )
     finally:
         upstream.set_mode(fill=False, prompt_extra_tokens=0)
     balance = gateway_json(home, "balance", "--wallet", wallet)

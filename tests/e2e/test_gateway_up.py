@@ -31,9 +31,17 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def test_up_serves_proxy_and_sidecar_and_ctrl_c_stops_both(tmp_path):
     proxy_port, sidecar_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL"}}
-    env.update(GATEWAY_HOME=str(tmp_path), PROXY_PORT=str(proxy_port), SIDECAR_PORT=str(sidecar_port), PROXY_WORKERS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL"}
+    }
+    env.update(
+        GATEWAY_HOME=str(tmp_path), PROXY_PORT=str(proxy_port), SIDECAR_PORT=str(sidecar_port), PROXY_WORKERS="1"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         _wait_for(f"http://127.0.0.1:{proxy_port}/health/liveliness", proc)
         _wait_for(f"http://127.0.0.1:{sidecar_port}/readyz", proc)

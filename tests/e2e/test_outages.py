@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from devtools.forwarder import TcpForwarder
+from devtools.proxy_process import ProxyProcess, free_port, write_test_config
 from gateway import ledger
 from gateway.config import Settings
 from tests.e2e.calls import assert_every_served_call_billed_once, call, funded_client, usage_count
-from devtools.proxy_process import ProxyProcess, free_port, write_test_config
-from devtools.forwarder import TcpForwarder
 from tests.ledger_checks import assert_books_balance
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,9 +47,17 @@ def faulty_proxy(links, upstream, tmp_path_factory):
 
 
 def start_proxy(home: Path, db_url: str, redis_url: str, upstream, port: int | None = None) -> ProxyProcess:
-    settings = Settings(gateway_home=home, database_url=db_url, redis_url=redis_url, proxy_port=port or free_port(),
-                        proxy_workers=2, litellm_master_key="sk-admin-outage-test")
-    return ProxyProcess(settings, write_test_config(home, upstream.base_url), home / f"proxy-{time.time_ns()}.log").start()
+    settings = Settings(
+        gateway_home=home,
+        database_url=db_url,
+        redis_url=redis_url,
+        proxy_port=port or free_port(),
+        proxy_workers=2,
+        litellm_master_key="sk-admin-outage-test",
+    )
+    return ProxyProcess(
+        settings, write_test_config(home, upstream.base_url), home / f"proxy-{time.time_ns()}.log"
+    ).start()
 
 
 def spooled(home: Path) -> int:
@@ -141,6 +149,7 @@ async def test_a_proxy_killed_with_spooled_settles_has_them_applied_by_its_succe
         proxy.stop()
     successor = start_proxy(tmp_path, db_url, f"redis://{redis.netloc}/0", upstream)
     try:
+
         async def drained() -> bool:
             return spooled(tmp_path) == 0
 

@@ -67,11 +67,15 @@ async def test_a_flexible_hold_gives_each_of_n_choices_a_budget_that_fits(db, ma
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_provider_that_counts_more_prompt_than_held_is_charged_the_hold_and_the_rest_recorded(db, make_customer, upstream, stream):
+async def test_a_provider_that_counts_more_prompt_than_held_is_charged_the_hold_and_the_rest_recorded(
+    db, make_customer, upstream, stream
+):
     upstream.set_mode(fill=True, prompt_extra_tokens=50_000)  # the provider's tokenizer counts far more
     c = await make_customer(1_000_000)
     kwargs = {"stream": True} if stream else {}
-    result = c.client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=CHAT, n=2, max_tokens=10, **kwargs)
+    result = c.client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=CHAT, n=2, max_tokens=10, **kwargs
+    )
     if stream:
         list(result.parse())
     [row] = await rows_of(db, llm_usage, c.account.id)
@@ -84,7 +88,9 @@ async def test_a_provider_that_counts_more_prompt_than_held_is_charged_the_hold_
     if not stream:
         assert result.headers["x-gateway-credits-charged"] == str(hold.amount_micros / 1000).rstrip("0").rstrip(".")
     report = await reconcile(db, Settings())
-    assert [u for u in report.uncollected if u.request_id == row.request_id][0].uncollected_micros == row.uncollected_micros
+    assert [u for u in report.uncollected if u.request_id == row.request_id][
+        0
+    ].uncollected_micros == row.uncollected_micros
     assert not [m for m in report.mismatches if m.account_id == c.account.id]
     await assert_books_balance(db)
 
@@ -117,13 +123,25 @@ async def test_cached_and_reasoning_tokens_are_priced_as_the_model_map_says(db, 
 async def test_tools_images_and_schemas_are_inside_the_hold(db, make_customer, upstream):
     upstream.set_mode(fill=True)
     c = await make_customer()
-    tools = [{"type": "function", "function": {"name": f"tool_{i}", "description": "look things up " * 40,
-                                                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
-             for i in range(3)]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{i}",
+                "description": "look things up " * 40,
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            },
+        }
+        for i in range(3)
+    ]
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     messages = [{"role": "user", "content": [{"type": "text", "text": "describe"}, image, image]}]
     c.client.chat.completions.create(
-        model="gpt-4o-mini", messages=messages, tools=tools, max_tokens=30, n=2,
+        model="gpt-4o-mini",
+        messages=messages,
+        tools=tools,
+        max_tokens=30,
+        n=2,
         response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}},
     )
     [row] = await rows_of(db, llm_usage, c.account.id)

@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
-from gateway.cache.ttl import key_cache_for
-from gateway.db.schema import credit_holds, credit_ledger, llm_usage
 from gateway.accounts.keys import revoke_key
+from gateway.cache.ttl import key_cache_for
 from gateway.core.money import micros_to_credits
+from gateway.db.schema import credit_holds, credit_ledger, llm_usage
 from tests.e2e.conftest import REDIS_URL
 from tests.ledger_checks import assert_books_balance
 
@@ -24,7 +24,11 @@ CHAT = [{"role": "user", "content": "Say something short."}]
 
 async def usage_rows(db, account_id: int) -> list:
     async with db.connect() as conn:
-        return (await conn.execute(sa.select(llm_usage).where(llm_usage.c.account_id == account_id).order_by(llm_usage.c.id))).all()
+        return (
+            await conn.execute(
+                sa.select(llm_usage).where(llm_usage.c.account_id == account_id).order_by(llm_usage.c.id)
+            )
+        ).all()
 
 
 async def holds_of(db, account_id: int) -> list:
@@ -49,8 +53,13 @@ async def test_chat_is_held_priced_settled_and_headers_show_only_the_user_price(
     assert (bal.balance_micros, bal.held_micros) == (1_000_000 - row.user_price_micros, 0)
     h = raw.headers
     assert h["x-gateway-credits-charged"] == micros_to_credits(row.user_price_micros)
-    for leak in ("x-litellm-model-api-base", "x-litellm-key-spend", "x-litellm-response-cost-original",
-                 "x-litellm-response-cost-input", "x-litellm-response-cost-output"):
+    for leak in (
+        "x-litellm-model-api-base",
+        "x-litellm-key-spend",
+        "x-litellm-response-cost-original",
+        "x-litellm-response-cost-input",
+        "x-litellm-response-cost-output",
+    ):
         assert h.get(leak, "") == "", leak
     assert "127.0.0.1" not in str(dict(h)) and upstream.base_url not in str(dict(h))
     await assert_books_balance(db)
@@ -67,8 +76,11 @@ async def test_response_cost_header_is_the_user_price(db, make_customer):
 
 async def test_stream_with_usage_settles_before_the_stream_ends_and_reports_the_user_price(db, make_customer):
     c = await make_customer()
-    chunks = list(c.client.chat.completions.create(
-        model="gpt-4o-mini", messages=CHAT, max_tokens=30, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        c.client.chat.completions.create(
+            model="gpt-4o-mini", messages=CHAT, max_tokens=30, stream=True, stream_options={"include_usage": True}
+        )
+    )
     rows = await usage_rows(db, c.account.id)  # read right after [DONE]: the settle was awaited before it
     assert len(rows) == 1 and rows[0].streamed is True
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
@@ -173,8 +185,12 @@ async def test_client_leaving_mid_stream_pays_for_what_was_produced(db, make_cus
     c = await make_customer()
     upstream.set_mode(words=40, chunk_delay=0.05)
     async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", f"{proxy.base_url}/chat/completions", headers={"Authorization": f"Bearer {c.key.raw_key}"},
-                               json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 100, "stream": True}) as resp:
+        async with http.stream(
+            "POST",
+            f"{proxy.base_url}/chat/completions",
+            headers={"Authorization": f"Bearer {c.key.raw_key}"},
+            json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 100, "stream": True},
+        ) as resp:
             seen = 0
             async for line in resp.aiter_lines():
                 seen += line.startswith("data:")
@@ -224,7 +240,13 @@ async def test_50_concurrent_calls_on_an_account_that_affords_10_never_overspend
 
 async def test_every_usage_row_prices_at_or_above_provider_cost(db):
     async with db.connect() as conn:
-        bad = (await conn.execute(sa.select(sa.func.count()).where(llm_usage.c.user_price_micros < llm_usage.c.provider_cost_micros))).scalar_one()
+        bad = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(llm_usage.c.user_price_micros < llm_usage.c.provider_cost_micros)
+            )
+        ).scalar_one()
         total = (await conn.execute(sa.select(sa.func.count()).select_from(llm_usage))).scalar_one()
-        ledger_rows = (await conn.execute(sa.select(sa.func.count()).where(credit_ledger.c.reason == "llm_usage"))).scalar_one()
+        ledger_rows = (
+            await conn.execute(sa.select(sa.func.count()).where(credit_ledger.c.reason == "llm_usage"))
+        ).scalar_one()
     assert bad == 0 and total == ledger_rows

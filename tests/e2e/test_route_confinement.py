@@ -22,9 +22,13 @@ def registered_http_routes(proxy) -> list[tuple[str, str]]:
     from fastapi.routing import iter_route_contexts
     from litellm.proxy.proxy_server import app
 
-    found = [(route.path, route.methods) for route in iter_route_contexts(app.routes) if getattr(route, "methods", None)]
+    found = [
+        (route.path, route.methods) for route in iter_route_contexts(app.routes) if getattr(route, "methods", None)
+    ]
     base = f"http://127.0.0.1:{proxy.settings.proxy_port}"
-    listed = httpx.get(f"{base}/routes", headers={"Authorization": f"Bearer {proxy.master_key}"}, timeout=30).json()["routes"]
+    listed = httpx.get(f"{base}/routes", headers={"Authorization": f"Bearer {proxy.master_key}"}, timeout=30).json()[
+        "routes"
+    ]
     found += [(route["path"], route.get("methods") or ["GET"]) for route in listed]
     routes = set()
     for path, methods in found:
@@ -72,14 +76,18 @@ async def test_only_the_liveness_probe_is_open_without_a_key(proxy):
 async def test_the_model_list_shows_user_prices_and_nothing_of_the_deployment(proxy, make_customer, upstream):
     customer = await make_customer()
     for path in ("/models", "/v1/models"):
-        resp = httpx.get(f"http://127.0.0.1:{proxy.settings.proxy_port}{path}",
-                         headers={"Authorization": f"Bearer {customer.key.raw_key}"})
+        resp = httpx.get(
+            f"http://127.0.0.1:{proxy.settings.proxy_port}{path}",
+            headers={"Authorization": f"Bearer {customer.key.raw_key}"},
+        )
         assert resp.status_code == 200
         models = {m["id"]: m for m in resp.json()["data"]}
         # gpt-4o-mini: $0.15 / $0.60 per 1M tokens from LiteLLM's map, x markup 2.0
         assert models["gpt-4o-mini"]["pricing"] == {
-            "prompt_usd_per_token": "0.0000003", "prompt_credits_per_1m_tokens": "300",
-            "completion_usd_per_token": "0.0000012", "completion_credits_per_1m_tokens": "1200",
+            "prompt_usd_per_token": "0.0000003",
+            "prompt_credits_per_1m_tokens": "300",
+            "completion_usd_per_token": "0.0000012",
+            "completion_credits_per_1m_tokens": "1200",
         }
         assert models["demo"]["pricing"]["prompt_usd_per_token"] == "0.000001"  # 0.0000005 x 2
         assert "unpriced" not in models  # it cannot be called, so it is not offered
@@ -113,37 +121,50 @@ async def test_the_model_list_shows_user_prices_and_nothing_of_the_deployment(pr
         ({"stream": True, "stream_options": {"include_usage": True, "x": 1}}, "stream_options"),
     ],
 )
-async def test_request_knobs_a_key_may_not_set_are_refused_before_anything_runs(proxy, make_customer, upstream, extra, param):
+async def test_request_knobs_a_key_may_not_set_are_refused_before_anything_runs(
+    proxy, make_customer, upstream, extra, param
+):
     customer = await make_customer()
-    resp = httpx.post(f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
-                      headers={"Authorization": f"Bearer {customer.key.raw_key}"},
-                      json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 5, **extra})
+    resp = httpx.post(
+        f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {customer.key.raw_key}"},
+        json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 5, **extra},
+    )
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == param
     assert upstream.stats()["total"] == 0
 
 
-@pytest.mark.parametrize("part", [
-    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
-    {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}},
-])
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}},
+    ],
+)
 async def test_content_parts_whose_cost_cannot_be_bounded_are_refused(proxy, make_customer, upstream, part):
     customer = await make_customer()
     messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}, part]}]
-    resp = httpx.post(f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
-                      headers={"Authorization": f"Bearer {customer.key.raw_key}"},
-                      json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 5})
+    resp = httpx.post(
+        f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {customer.key.raw_key}"},
+        json={"model": "gpt-4o-mini", "messages": messages, "max_tokens": 5},
+    )
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_content"
     assert resp.json()["error"]["param"] == "messages[0].content[1]"
     assert upstream.stats()["total"] == 0
 
 
-@pytest.mark.parametrize("header", ["x-litellm-num-retries", "x-litellm-timeout", "x-litellm-call-id", "litellm-disable-logging"])
+@pytest.mark.parametrize(
+    "header", ["x-litellm-num-retries", "x-litellm-timeout", "x-litellm-call-id", "litellm-disable-logging"]
+)
 async def test_litellm_control_headers_are_refused(proxy, make_customer, upstream, header):
     customer = await make_customer()
-    resp = httpx.post(f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
-                      headers={"Authorization": f"Bearer {customer.key.raw_key}", header: "1"},
-                      json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 5})
+    resp = httpx.post(
+        f"http://127.0.0.1:{proxy.settings.proxy_port}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {customer.key.raw_key}", header: "1"},
+        json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 5},
+    )
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_header"
     assert upstream.stats()["total"] == 0
 

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.auth.sessions import Session, revoke_session
+from gateway.onboarding import sign_in
 from gateway.sidecar.deps import SESSION_COOKIE, ServicesDep, SessionDep, SessionIdDep, limit_per_ip
 from gateway.sidecar.errors import documented
 from gateway.sidecar.schemas import NewKeyOut
-from gateway.auth.sessions import Session, revoke_session
-from gateway.onboarding import sign_in
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from gateway.accounts.history import MAX_PAGE_SIZE, LedgerRow, UsageRow, Window, ledger_page, usage_page
-from gateway.ledger import REASONS, get_balance
 from gateway.core.money import micros_to_credits
+from gateway.ledger import REASONS, get_balance
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import documented
 from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText

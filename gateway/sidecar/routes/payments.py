@@ -9,11 +9,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.payments.chain import ChainRPC
-from gateway.failures import ChainUnavailable
 from gateway.core.money import micros_to_credits
 from gateway.db.payments_schema import PaymentStatus
-from gateway.payments.service import Forbidden, NotConfigured, NotFound, Payment, Rejected, confirm_payment, list_payments, require_configured
+from gateway.failures import ChainUnavailable
+from gateway.payments.chain import ChainRPC
+from gateway.payments.service import (
+    Forbidden,
+    NotConfigured,
+    NotFound,
+    Payment,
+    Rejected,
+    confirm_payment,
+    list_payments,
+    require_configured,
+)
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import ApiError, documented
 
@@ -82,11 +91,15 @@ async def confirm(body: ConfirmIn, response: Response, svc: ServicesDep, session
     """Verify your USDC transfer to the DAO wallet on chain and credit it once (1 USDC = 1,000 credits)."""
     try:
         async with _rpc(svc) as rpc:
-            result = await confirm_payment(svc.db, rpc, svc.settings, session.account_id, session.wallet_address, body.tx_hash)
+            result = await confirm_payment(
+                svc.db, rpc, svc.settings, session.account_id, session.wallet_address, body.tx_hash
+            )
     except NotConfigured as exc:
         raise ApiError(503, "payments_not_configured", str(exc)) from None
     except ChainUnavailable:
-        raise ApiError(503, "chain_unavailable", "the chain RPC is unreachable; nothing was recorded, retry shortly") from None
+        raise ApiError(
+            503, "chain_unavailable", "the chain RPC is unreachable; nothing was recorded, retry shortly"
+        ) from None
     except NotFound as exc:
         raise ApiError(404, "transaction_not_found", f"{exc} (if you just sent it, retry once it is mined)") from None
     except Forbidden as exc:

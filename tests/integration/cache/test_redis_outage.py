@@ -16,11 +16,11 @@ import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devtools.forwarder import TcpForwarder
+from gateway.accounts.keys import KEY_PREFIX, KeyOwner, NewKey, create_key, hash_key, resolve_key, revoke_key
 from gateway.cache import redis_link
 from gateway.cache.ttl import TTLCache, key_cache_for
 from gateway.config import Settings
-from gateway.accounts.keys import KEY_PREFIX, KeyOwner, NewKey, create_key, hash_key, resolve_key, revoke_key
-from devtools.forwarder import TcpForwarder
 
 BACKOFF = 0.5  # REDIS_BACKOFF_SECONDS in these tests
 
@@ -94,7 +94,9 @@ async def test_with_redis_cut_the_database_answers_and_redis_is_used_again_after
     assert outage_log() == ["Redis is unavailable", "Redis answers again"]
 
 
-async def test_a_long_outage_is_recalled_now_and_then_never_per_call(db, settings, redis_forwarder, outage_log, monkeypatch):
+async def test_a_long_outage_is_recalled_now_and_then_never_per_call(
+    db, settings, redis_forwarder, outage_log, monkeypatch
+):
     monkeypatch.setattr(redis_link, "STILL_DOWN_LOG_SECONDS", 0.4)
     cache = key_cache_for(settings.model_copy(update={"redis_backoff_seconds": 0.05}))  # a trial every 50 ms
     redis_forwarder.cut()

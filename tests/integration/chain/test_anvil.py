@@ -48,12 +48,14 @@ def test_usdc_transfer_receipt_and_get_logs(chain: Anvil, usdc):
     assert _topic_address(log["topics"][2]) == merchant.address
     assert int.from_bytes(log["data"], "big") == 12_340_000
 
-    logs = chain.w3.eth.get_logs({
-        "address": usdc.address,
-        "fromBlock": receipt["blockNumber"],
-        "toBlock": receipt["blockNumber"],
-        "topics": [TRANSFER_TOPIC, None, "0x" + "00" * 12 + merchant.address[2:].lower()],
-    })
+    logs = chain.w3.eth.get_logs(
+        {
+            "address": usdc.address,
+            "fromBlock": receipt["blockNumber"],
+            "toBlock": receipt["blockNumber"],
+            "topics": [TRANSFER_TOPIC, None, "0x" + "00" * 12 + merchant.address[2:].lower()],
+        }
+    )
     assert [(lg["transactionHash"], lg["logIndex"]) for lg in logs] == [(tx_hash, log["logIndex"])]
     assert logs[0]["blockHash"] == receipt["blockHash"]
 
@@ -72,8 +74,12 @@ def test_reverted_transfer_is_mined_with_status_zero(chain: Anvil, usdc):
     assert receipt["logs"] == []
     assert receipt["gasUsed"] > 21_000
     assert tx_hash in chain.w3.eth.get_block(receipt["blockNumber"])["transactions"]
-    assert chain.w3.eth.get_logs({"address": usdc.address, "fromBlock": receipt["blockNumber"],
-                                  "toBlock": receipt["blockNumber"]}) == []
+    assert (
+        chain.w3.eth.get_logs(
+            {"address": usdc.address, "fromBlock": receipt["blockNumber"], "toBlock": receipt["blockNumber"]}
+        )
+        == []
+    )
     assert usdc.functions.balanceOf(payer.address).call() == 5_000_000
     assert usdc.functions.balanceOf(merchant.address).call() == 0
 
@@ -132,11 +138,17 @@ def test_anvil_reorg_drops_and_reincludes_tx(chain: Anvil, usdc):
     assert usdc.functions.balanceOf(merchant.address).call() == 0
 
     # Same signed transfer re-included one block later by a second reorg.
-    signed = payer.sign_transaction({
-        "to": usdc.address, "data": usdc.functions.transfer(merchant.address, 2_000_000)._encode_transaction_data(),
-        "gas": 100_000, "nonce": chain.w3.eth.get_transaction_count(payer.address), "chainId": 8453,
-        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
-    })
+    signed = payer.sign_transaction(
+        {
+            "to": usdc.address,
+            "data": usdc.functions.transfer(merchant.address, 2_000_000)._encode_transaction_data(),
+            "gas": 100_000,
+            "nonce": chain.w3.eth.get_transaction_count(payer.address),
+            "chainId": 8453,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
     chain.reorg(2, [("0x" + signed.raw_transaction.hex(), 1)])
     again = chain.w3.eth.get_transaction_receipt(signed.hash)
     assert again["status"] == 1 and again["blockNumber"] == height
@@ -162,11 +174,10 @@ def test_erc1271_smart_wallet_checks_owner_signature(chain: Anvil, smart_wallet_
 
 
 def test_stop_reaps_process_even_when_body_raises():
-    with pytest.raises(ZeroDivisionError):
-        with Anvil(chain_id=31337) as node:
-            pid = node.proc.pid
-            assert node.w3.eth.chain_id == 31337
-            1 / 0
+    with pytest.raises(ZeroDivisionError), Anvil(chain_id=31337) as node:
+        pid = node.proc.pid
+        assert node.w3.eth.chain_id == 31337
+        1 / 0
     assert node.proc is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -19,11 +19,11 @@ import tempfile
 
 import pytest
 
+from devtools.pg import create_database, drop_database
 from gateway.accounts.keys import create_key
 from gateway.accounts.wallets import get_or_create_account
 from gateway.db.engine import dispose_all, get_engine
 from gateway.db.migrate import upgrade
-from devtools.pg import create_database, drop_database
 
 WALLET = "0x1111111111111111111111111111111111111111"
 DAO = "0x2222222222222222222222222222222222222222"
@@ -33,12 +33,27 @@ CLOSED = "127.0.0.1:1"  # nothing listens on port 1
 def gateway(home, *args: str, **env: str) -> subprocess.CompletedProcess:
     """`python -m gateway ARGS` with GATEWAY_HOME=home, run in tmp (away from the repo's .env), with only
     `env` set of the settings that name a service."""
-    base = {k: v for k, v in os.environ.items() if k not in {
-        "DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "GATEWAY_REDIS_URL", "CHAIN_RPC_URL", "DAO_WALLET_ADDRESS",
-    }}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DATABASE_URL",
+            "GATEWAY_DATABASE_URL",
+            "REDIS_URL",
+            "GATEWAY_REDIS_URL",
+            "CHAIN_RPC_URL",
+            "DAO_WALLET_ADDRESS",
+        }
+    }
     base |= {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "GATEWAY_HOME": str(home), **env}
     return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], cwd=tempfile.gettempdir(), env=base, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gateway", *args],
+        cwd=tempfile.gettempdir(),
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -87,10 +102,13 @@ def test_missing_embedded_database_is_one_line_and_is_not_created(tmp_path):
     assert not home.exists()  # a read command creates neither the folder nor the file
 
 
-@pytest.mark.parametrize("args, status", [
-    (("credits", "grant", "--wallet", WALLET, "--credits", "5", "--reference", "r", "--json"), 1),
-    (("reconcile", "--json"), 2),  # reconcile's 2: it could not check (1 would say the books disagree)
-])
+@pytest.mark.parametrize(
+    "args, status",
+    [
+        (("credits", "grant", "--wallet", WALLET, "--credits", "5", "--reference", "r", "--json"), 1),
+        (("reconcile", "--json"), 2),  # reconcile's 2: it could not check (1 would say the books disagree)
+    ],
+)
 def test_unmigrated_embedded_database(tmp_path, args, status):
     (tmp_path / "gateway.db").touch()  # an empty SQLite file: no tables at all
     line = one_line_error(gateway(tmp_path, *args), status)
@@ -105,10 +123,17 @@ def test_unmigrated_postgres_database(tmp_path, empty_pg):
     assert line == f"error: database {empty_pg} is not migrated: run `gateway migrate` (or `gateway up`) first"
 
 
-@pytest.mark.parametrize("url, args, says", [
-    (f"postgresql+asyncpg://postgres:s3cret@{CLOSED}/gw", ("migrate", "--json"), "(ConnectionRefusedError: "),
-    ("postgresql+asyncpg://postgres@127.0.0.1:5432/gw_cli_no_such_db", ("balance", "--wallet", WALLET), 'database "gw_cli_no_such_db" does not exist'),
-])
+@pytest.mark.parametrize(
+    "url, args, says",
+    [
+        (f"postgresql+asyncpg://postgres:s3cret@{CLOSED}/gw", ("migrate", "--json"), "(ConnectionRefusedError: "),
+        (
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/gw_cli_no_such_db",
+            ("balance", "--wallet", WALLET),
+            'database "gw_cli_no_such_db" does not exist',
+        ),
+    ],
+)
 def test_unreachable_postgres_database(tmp_path, url, args, says):
     line = one_line_error(gateway(tmp_path, *args, DATABASE_URL=url), 1)
     shown = url.replace(":s3cret@", ":***@")
@@ -116,12 +141,15 @@ def test_unreachable_postgres_database(tmp_path, url, args, says):
     assert says in line and "`gateway migrate`" in line
 
 
-@pytest.mark.parametrize("args", [
-    ("keys", "revoke", "99999999999999999999"),  # was an OverflowError from the driver
-    ("credits", "grant", "--wallet", WALLET, "--credits", "1e999999", "--reference", "r"),  # was decimal.Overflow
-    ("usage", "--wallet", WALLET, "--limit", "0"),  # was a typer traceback (its click is not `click`)
-    ("balance", "--wallet", "0xnope"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("keys", "revoke", "99999999999999999999"),  # was an OverflowError from the driver
+        ("credits", "grant", "--wallet", WALLET, "--credits", "1e999999", "--reference", "r"),  # was decimal.Overflow
+        ("usage", "--wallet", WALLET, "--limit", "0"),  # was a typer traceback (its click is not `click`)
+        ("balance", "--wallet", "0xnope"),
+    ],
+)
 def test_bad_arguments_are_status_2_before_the_database_is_touched(tmp_path, args):
     line = one_line_error(gateway(tmp_path, *args), 2)  # no database here: the argument is refused first
     assert "database" not in line

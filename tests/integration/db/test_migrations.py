@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import gateway.db.auth_schema  # noqa: F401  (registers its tables)
+import gateway.db.auth_schema
 import gateway.db.payments_schema  # noqa: F401
 from gateway.db.migrate import upgrade
 from gateway.db.schema import metadata

@@ -4,6 +4,7 @@ holds, settles, releases, replays, races, and the rule that a settle never takes
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 import pytest
 import sqlalchemy as sa
@@ -122,9 +123,9 @@ async def test_a_settle_never_takes_the_balance_below_zero_even_without_a_hold(d
     await ledger.hold(db, account.id, other, 700)  # another call in flight keeps 700 for itself
     rid = new_request_id()
     await ledger.hold(db, account.id, rid, 300, ttl_seconds=1)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    assert rid in await ledger.expire_stale_holds(db, now=datetime.now(timezone.utc) + timedelta(seconds=5))
+    assert rid in await ledger.expire_stale_holds(db, now=datetime.now(UTC) + timedelta(seconds=5))
     done = await ledger.settle(db, usage_for(account, rid, 5_000, cost=10))  # late, and far above its hold
     assert (done.charged_micros, done.uncollected_micros) == (300, 4_700)  # what the other hold leaves
     await ledger.settle(db, usage_for(account, other, 900, cost=10))  # its own price above its hold
@@ -223,9 +224,9 @@ async def test_expired_holds_are_released(db, account):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rid = new_request_id()
     await ledger.hold(db, account.id, rid, 600, ttl_seconds=1)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    expired = await ledger.expire_stale_holds(db, now=datetime.now(timezone.utc) + timedelta(seconds=5))
+    expired = await ledger.expire_stale_holds(db, now=datetime.now(UTC) + timedelta(seconds=5))
     assert rid in expired
     assert (await ledger.get_balance(db, account.id)).held_micros == 0
     # a late settle (the call did happen) still charges, exactly once
@@ -238,7 +239,9 @@ async def test_ledger_is_append_only(db, account):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     with pytest.raises(sa.exc.DBAPIError):
         async with db.begin() as conn:
-            await conn.execute(sa.update(credit_ledger).values(amount_micros=1).where(credit_ledger.c.account_id == account.id))
+            await conn.execute(
+                sa.update(credit_ledger).values(amount_micros=1).where(credit_ledger.c.account_id == account.id)
+            )
     with pytest.raises(sa.exc.DBAPIError):
         async with db.begin() as conn:
             await conn.execute(sa.delete(credit_ledger).where(credit_ledger.c.account_id == account.id))

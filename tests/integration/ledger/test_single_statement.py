@@ -13,8 +13,8 @@ from gateway import ledger
 from gateway.accounts.wallets import Account
 from gateway.db.schema import credit_holds
 from tests.conftest import new_request_id
-from tests.ledger_checks import assert_books_balance
 from tests.integration.ledger.test_ledger import usage_for
+from tests.ledger_checks import assert_books_balance
 
 
 @contextlib.contextmanager
@@ -22,13 +22,13 @@ def statements(db):
     """The first word of every statement sent to PostgreSQL meanwhile (BEGIN and COMMIT included)."""
     seen: list[str] = []
 
-    def log(query) -> None:  # noqa: ANN001 - asyncpg's LoggedQuery
+    def log(query) -> None:
         seen.append(query.query.split()[0].upper())
 
-    def on_checkout(dbapi_conn, record, proxy) -> None:  # noqa: ANN001
+    def on_checkout(dbapi_conn, record, proxy) -> None:
         record.driver_connection.add_query_logger(log)
 
-    def on_checkin(dbapi_conn, record) -> None:  # noqa: ANN001
+    def on_checkin(dbapi_conn, record) -> None:
         record.driver_connection.remove_query_logger(log)
 
     sa.event.listen(db.sync_engine.pool, "checkout", on_checkout)
@@ -66,7 +66,9 @@ async def test_settle_for_an_unknown_account_writes_nothing(db, account):
     with pytest.raises(ledger.UnknownAccount):
         await ledger.settle(db, usage_for(stranger, rid, 1_000))
     async with db.connect() as conn:
-        status = (await conn.execute(sa.select(credit_holds.c.status).where(credit_holds.c.request_id == rid))).scalar_one()
+        status = (
+            await conn.execute(sa.select(credit_holds.c.status).where(credit_holds.c.request_id == rid))
+        ).scalar_one()
     assert status == "pending"  # the hold was not closed by the refused settle
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (10_000, 3_000)
@@ -79,7 +81,10 @@ async def test_a_replayed_settle_returns_the_first_charge_whatever_it_says(db, a
     await ledger.hold(db, account.id, rid, 2_000)
     first = await ledger.settle(db, usage_for(account, rid, 1_500))
     again = await ledger.settle(db, usage_for(account, rid, 9_000))
-    assert again.replayed and (again.user_price_micros, again.balance_after_micros) == (1_500, first.balance_after_micros)
+    assert again.replayed and (again.user_price_micros, again.balance_after_micros) == (
+        1_500,
+        first.balance_after_micros,
+    )
     assert (await ledger.get_balance(db, account.id)).balance_micros == 8_500
     await assert_books_balance(db)
 

@@ -14,12 +14,12 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import create_async_engine
 from web3 import Web3
 
-from gateway.accounts.wallets import get_or_create_account
-from gateway.payments.chain import ChainRPC
-from gateway.config import Settings
-from gateway.db.schema import credit_ledger
 from devtools.chain.anvil import Anvil
 from devtools.pg import migrated_database
+from gateway.accounts.wallets import get_or_create_account
+from gateway.config import Settings
+from gateway.db.schema import credit_ledger
+from gateway.payments.chain import ChainRPC
 
 USDC = 1_000_000  # base units (= micros) per USDC
 MIN_CONFIRMATIONS = 3

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from eth_utils import keccak
 
-from gateway.payments.chain import TRANSFER_TOPIC, address_topic, decode_transfer
 from gateway.cli.payments import ChainConfigCheck, check_chain_config
+from gateway.payments.chain import TRANSFER_TOPIC, address_topic, decode_transfer
 from tests.integration.payments.conftest import USDC, make_settings, pay, random_address
 
 
 def test_transfer_topic_is_the_erc20_event_signature():
-    assert TRANSFER_TOPIC == "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+    assert "0x" + keccak(text="Transfer(address,address,uint256)").hex() == TRANSFER_TOPIC
 
 
 def test_decode_transfer_ignores_other_events():
@@ -19,10 +19,18 @@ def test_decode_transfer_ignores_other_events():
         "address": "0x00000000000000000000000000000000000000AA",
         "topics": [TRANSFER_TOPIC.upper().replace("0X", "0x"), address_topic(sender), address_topic(receiver)],
         "data": "0x" + (2**255).to_bytes(32, "big").hex(),
-        "transactionHash": "0x" + "Ab" * 32, "logIndex": "0x1f", "blockNumber": "0x10", "blockHash": "0x" + "cd" * 32,
+        "transactionHash": "0x" + "Ab" * 32,
+        "logIndex": "0x1f",
+        "blockNumber": "0x10",
+        "blockHash": "0x" + "cd" * 32,
     }
     t = decode_transfer(log)
-    assert (t.token, t.from_address, t.to_address, t.value) == ("0x" + "00" * 19 + "aa", sender.lower(), receiver.lower(), 2**255)
+    assert (t.token, t.from_address, t.to_address, t.value) == (
+        "0x" + "00" * 19 + "aa",
+        sender.lower(),
+        receiver.lower(),
+        2**255,
+    )
     assert (t.tx_hash, t.log_index, t.block_number) == ("0x" + "ab" * 32, 31, 16)
     assert decode_transfer(log | {"topics": log["topics"] + ["0x" + "00" * 32]}) is None  # ERC-721: tokenId indexed
     assert decode_transfer(log | {"topics": ["0x" + "11" * 32, *log["topics"][1:]]}) is None
@@ -33,7 +41,11 @@ async def test_receipt_and_logs_from_anvil(rpc, chain, dao, payer):
     receipt = await rpc.receipt(tx)
     (t,) = receipt.transfers
     assert (receipt.status, t.from_address, t.to_address, t.value, t.token) == (
-        1, payer.address.lower(), dao.lower(), 2 * USDC, chain.usdc.address.lower()
+        1,
+        payer.address.lower(),
+        dao.lower(),
+        2 * USDC,
+        chain.usdc.address.lower(),
     )
     assert await rpc.transfers_to(chain.usdc.address, dao, receipt.block_number, receipt.block_number) == [t]
     assert await rpc.block_hash(receipt.block_number) == receipt.block_hash

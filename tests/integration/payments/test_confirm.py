@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from gateway import ledger
 from gateway.accounts.wallets import get_or_create_account
-from gateway.payments.chain import ChainRPC
 from gateway.db.payments_schema import payments
 from gateway.failures import ChainUnavailable
+from gateway.payments.chain import ChainRPC
 from gateway.payments.service import (
     Forbidden,
     NotConfigured,
@@ -23,8 +23,17 @@ from gateway.payments.service import (
     list_payments,
 )
 from gateway.payments.watcher import Watcher
+from tests.integration.payments.conftest import (
+    MIN_CONFIRMATIONS,
+    USDC,
+    ledger_count,
+    ledger_rows,
+    make_settings,
+    new_funded_wallet,
+    pay,
+    random_address,
+)
 from tests.ledger_checks import assert_books_balance
-from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, ledger_count, ledger_rows, make_settings, new_funded_wallet, pay, random_address
 
 
 async def payment_rows(db, tx_hash: str) -> list[sa.Row]:
@@ -39,18 +48,33 @@ async def test_pending_until_confirmed_then_credited_exactly_once(db, rpc, chain
     assert (first.status, first.confirmations, first.required_confirmations) == ("pending", 1, MIN_CONFIRMATIONS)
     assert first.credited_micros == 0
     (row,) = await payment_rows(db, tx)
-    assert (row.status, row.account_id, row.raw_amount, row.micros_credited) == ("pending", payer_account.id, 12_345_678, None)
+    assert (row.status, row.account_id, row.raw_amount, row.micros_credited) == (
+        "pending",
+        payer_account.id,
+        12_345_678,
+        None,
+    )
     assert await ledger_rows(db, payer_account.id) == []
 
     chain.mine(MIN_CONFIRMATIONS - 1)
     credited = await confirm_payment(db, rpc, settings, payer_account.id, payer.address, tx.upper().replace("0X", "0x"))
     again = await confirm_payment(db, rpc, settings, payer_account.id, payer.address, tx)
 
-    assert (credited.status, credited.confirmations, credited.credited_micros) == ("credited", MIN_CONFIRMATIONS, 12_345_678)
-    assert (again.status, again.credited_micros, again.payments) == (credited.status, credited.credited_micros, credited.payments)
+    assert (credited.status, credited.confirmations, credited.credited_micros) == (
+        "credited",
+        MIN_CONFIRMATIONS,
+        12_345_678,
+    )
+    assert (again.status, again.credited_micros, again.payments) == (
+        credited.status,
+        credited.credited_micros,
+        credited.payments,
+    )
     (entry,) = await ledger_rows(db, payer_account.id)
     assert (entry.amount_micros, entry.reason, entry.reference) == (
-        12_345_678, "onchain_payment", f"8453:{tx}:{row.log_index}"
+        12_345_678,
+        "onchain_payment",
+        f"8453:{tx}:{row.log_index}",
     )
     assert (await ledger.get_balance(db, payer_account.id)).balance_micros == 12_345_678
     (listed,) = await list_payments(db, payer_account.id, head=chain.w3.eth.block_number)
@@ -127,7 +151,9 @@ def _beyond_64_bits(chain, payer, dao):
         (_beyond_64_bits, "amount 1180591620717411.303424 USDC is outside the top-up bounds [1, 100] USDC", True),
     ],
 )
-async def test_unacceptable_transfers_are_rejected(db, rpc, chain, settings, dao, payer, payer_account, send, reason, recorded):
+async def test_unacceptable_transfers_are_rejected(
+    db, rpc, chain, settings, dao, payer, payer_account, send, reason, recorded
+):
     tx = send(chain, payer, dao)
     chain.mine(MIN_CONFIRMATIONS)
     before = await ledger_count(db)

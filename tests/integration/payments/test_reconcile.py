@@ -9,17 +9,17 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from gateway import ledger
 from gateway.accounts.wallets import get_or_create_account
-from gateway.db.schema import llm_usage
-from gateway.payments.service import confirm_payment
-from gateway.payments.reconcile import reconcile
-from gateway.payments.watcher import Watcher
 from gateway.config import REPO_ROOT
+from gateway.db.schema import llm_usage
+from gateway.payments.reconcile import reconcile
+from gateway.payments.service import confirm_payment
+from gateway.payments.watcher import Watcher
 from tests.conftest import new_request_id, random_wallet
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, new_funded_wallet, pay
 
@@ -46,9 +46,16 @@ async def settled_call(db, account_id: int, price: int, uncollected: int = 0, re
         await ledger.post_entry_in(conn, account_id, -(price - uncollected), "llm_usage", request_id)
         await conn.execute(
             sa.insert(llm_usage).values(
-                request_id=request_id, account_id=account_id, model="test-model", prompt_tokens=10,
-                completion_tokens=20, total_tokens=30, provider_cost_micros=price // 2, user_price_micros=price,
-                markup="2.0", uncollected_micros=uncollected,
+                request_id=request_id,
+                account_id=account_id,
+                model="test-model",
+                prompt_tokens=10,
+                completion_tokens=20,
+                total_tokens=30,
+                provider_cost_micros=price // 2,
+                user_price_micros=price,
+                markup="2.0",
+                uncollected_micros=uncollected,
             )
         )
     return request_id
@@ -66,11 +73,18 @@ def reconcile_cli(pg_url: str, settings, json_out: bool = True) -> subprocess.Co
     env |= {"COLUMNS": "250"}  # rich: one table row per line
     args = ["--json"] if json_out else []
     return subprocess.run(
-        [sys.executable, "-m", "gateway", "reconcile", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "gateway", "reconcile", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-async def test_clean_books_pass_and_a_tampered_ledger_row_names_its_account(own_db, own_pg_url, rpc, chain, settings, dao):
+async def test_clean_books_pass_and_a_tampered_ledger_row_names_its_account(
+    own_db, own_pg_url, rpc, chain, settings, dao
+):
     a, b = await books_with_two_payments(own_db, rpc, chain, settings, dao)
 
     clean = await reconcile(own_db, settings, rpc)
@@ -96,7 +110,7 @@ async def test_expired_hold_and_payment_gone_from_chain_are_reported(own_db, rpc
     before_payments = chain.snapshot()
     a, b = await books_with_two_payments(own_db, rpc, chain, settings, dao)
 
-    later = await reconcile(own_db, settings, now=datetime.now(timezone.utc) + timedelta(minutes=5))
+    later = await reconcile(own_db, settings, now=datetime.now(UTC) + timedelta(minutes=5))
     assert [(m.check, m.account_id) for m in later.mismatches] == [("hold", a.id)]
     assert not later.chain_checked
 
@@ -113,7 +127,7 @@ async def test_negative_balance_and_holds_expired_without_a_settle_fail(own_db, 
     await ledger.hold(own_db, lost.id, "req-lost", 400, ttl_seconds=60)
     await ledger.hold(own_db, lost.id, "req-late", 300, ttl_seconds=60)
     await ledger.hold(own_db, lost.id, "req-open", 200, ttl_seconds=3600)  # pending, within its TTL: fine
-    swept = await ledger.expire_stale_holds(own_db, now=datetime.now(timezone.utc) + timedelta(minutes=5))
+    swept = await ledger.expire_stale_holds(own_db, now=datetime.now(UTC) + timedelta(minutes=5))
     assert sorted(swept) == ["req-late", "req-lost"]
     await settled_call(own_db, lost.id, 300, request_id="req-late")  # its settle came after the sweep: not lost
 
@@ -152,7 +166,10 @@ async def test_uncollected_calls_are_operator_loss_and_do_not_fail(own_db, own_p
         {"account_id": b.id, "calls": 1, "uncollected_micros": 700},
         {"account_id": a.id, "calls": 2, "uncollected_micros": 350},
     ]
-    assert [(c["request_id"], c["account_id"], c["user_price_micros"], c["uncollected_micros"]) for c in uncollected["calls"]] == [
+    assert [
+        (c["request_id"], c["account_id"], c["user_price_micros"], c["uncollected_micros"])
+        for c in uncollected["calls"]
+    ] == [
         (a_big, a.id, 1_000, 300),
         (b_all, b.id, 700, 700),
         (a_small, a.id, 200, 50),
@@ -172,7 +189,9 @@ async def test_a_call_must_be_debited_its_price_minus_what_went_uncollected(own_
     await ledger.post_entry(own_db, b.id, -80, "llm_usage", "no-such-call")
 
     async with own_db.begin() as conn:  # tamper: the row now says less went uncollected than was debited
-        await conn.execute(sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(uncollected_micros=200))
+        await conn.execute(
+            sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(uncollected_micros=200)
+        )
 
     report = await reconcile(own_db, settings)
     assert [(m.check, m.account_id) for m in report.mismatches] == [("usage", a.id), ("usage", b.id)]

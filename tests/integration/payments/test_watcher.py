@@ -15,29 +15,34 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
-
-from gateway.cli.payments import progress_bar
-from gateway.payments import watcher as watcher_module
 from gateway.accounts.wallets import get_or_create_account
-from gateway.payments.chain import ChainRPC
-from gateway.failures import ChainUnavailable
+from gateway.cli.payments import progress_bar
+from gateway.config import REPO_ROOT
 from gateway.db.payments_schema import chain_cursor, payments
+from gateway.failures import ChainUnavailable
+from gateway.payments import watcher as watcher_module
+from gateway.payments.chain import ChainRPC
 from gateway.payments.service import claim_unclaimed, confirm_payment, list_payments
 from gateway.payments.watcher import Watcher
-from gateway.config import REPO_ROOT
-from tests.ledger_checks import assert_books_balance
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, ledger_rows, new_funded_wallet, pay
+from tests.ledger_checks import assert_books_balance
 
 
 async def payment_statuses(db, dao: str) -> dict[str, str]:
     async with db.connect() as conn:
-        rows = (await conn.execute(sa.select(payments.c.tx_hash, payments.c.status).where(payments.c.to_address == dao.lower()))).all()
+        rows = (
+            await conn.execute(
+                sa.select(payments.c.tx_hash, payments.c.status).where(payments.c.to_address == dao.lower())
+            )
+        ).all()
     return {r.tx_hash: r.status for r in rows}
 
 
 async def cursor_block(db, watcher: Watcher) -> int | None:
     async with db.connect() as conn:
-        return (await conn.execute(sa.select(chain_cursor.c.last_block).where(chain_cursor.c.name == watcher.name))).scalar()
+        return (
+            await conn.execute(sa.select(chain_cursor.c.last_block).where(chain_cursor.c.name == watcher.name))
+        ).scalar()
 
 
 async def funded_accounts(db, chain, n: int):
@@ -119,8 +124,11 @@ async def test_watcher_process_killed_mid_scan_then_restarted(db, pg_url, rpc, c
     }
     probe = Watcher(db, rpc, settings, progress=progress_bar)  # its catch-up run below draws the progress bar
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "watch", "--once"], cwd=REPO_ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "gateway", "watch", "--once"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 30
@@ -200,7 +208,9 @@ async def test_credited_payment_reorged_out_is_reversed(db, rpc, chain, settings
     report = await watcher.run_once()
 
     assert report.payments == {"reorged": 1} and report.rewound_to is not None
-    assert [(e.amount_micros, e.reason, e.reference.split(":")[0]) for e in await ledger_rows(db, payer_account.id)] == [
+    assert [
+        (e.amount_micros, e.reason, e.reference.split(":")[0]) for e in await ledger_rows(db, payer_account.id)
+    ] == [
         (8 * USDC, "onchain_payment", "8453"),
         (-8 * USDC, "adjustment", "reorg"),
     ]
@@ -215,11 +225,17 @@ async def test_credited_payment_reorged_out_is_reversed(db, rpc, chain, settings
 async def test_transfer_reincluded_after_a_reorg_is_credited_once(db, rpc, chain, settings, dao, payer, payer_account):
     watcher = Watcher(db, rpc, settings)
     usdc = chain.usdc
-    signed = payer.sign_transaction({
-        "to": usdc.address, "data": usdc.functions.transfer(dao, 6 * USDC)._encode_transaction_data(),
-        "gas": 100_000, "nonce": chain.w3.eth.get_transaction_count(payer.address), "chainId": chain.chain_id,
-        "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9,
-    })
+    signed = payer.sign_transaction(
+        {
+            "to": usdc.address,
+            "data": usdc.functions.transfer(dao, 6 * USDC)._encode_transaction_data(),
+            "gas": 100_000,
+            "nonce": chain.w3.eth.get_transaction_count(payer.address),
+            "chainId": chain.chain_id,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
     chain.w3.eth.send_raw_transaction(signed.raw_transaction)
     tx = "0x" + signed.hash.hex()
     assert (await confirm_payment(db, rpc, settings, payer_account.id, payer.address, tx)).status == "pending"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -96,7 +96,7 @@ def wallet() -> LocalAccount:
 
 def siwe_text(address: str, nonce: str, **fields: object) -> str:
     """An EIP-4361 message for our domain; any field can be overridden (datetimes are formatted)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values: dict[str, object] = {
         "domain": DOMAIN,
         "address": address,

@@ -25,8 +25,16 @@ async def test_summary_shows_integer_micros_and_exact_credits(client, wallet, db
     await _grant(db, me["account_id"], 1_500_000)
     await ledger.hold(db, me["account_id"], f"req-{uuid.uuid4()}", 2_500)
     summary = (await client.get("/api/v1/credits/summary")).json()
-    assert (summary["balance_micros"], summary["held_micros"], summary["available_micros"]) == (1_500_000, 2_500, 1_497_500)
-    assert (summary["balance_credits"], summary["held_credits"], summary["available_credits"]) == ("1500", "2.5", "1497.5")
+    assert (summary["balance_micros"], summary["held_micros"], summary["available_micros"]) == (
+        1_500_000,
+        2_500,
+        1_497_500,
+    )
+    assert (summary["balance_credits"], summary["held_credits"], summary["available_credits"]) == (
+        "1500",
+        "2.5",
+        "1497.5",
+    )
     assert [e["amount_credits"] for e in summary["recent"]] == ["1500"]
 
 
@@ -57,7 +65,14 @@ async def test_ledger_pages_and_filters(client, wallet, db):
     usage_only = (await client.get("/api/v1/credits/ledger", params={"reason": "llm_usage"})).json()["data"]
     assert [e["reason"] for e in usage_only] == ["llm_usage"]
     assert (await client.get("/api/v1/credits/ledger", params={"until": "2000-01-01"})).json()["data"] == []
-    assert len((await client.get("/api/v1/credits/ledger", params={"since": "2000-01-01", "until": "9999-12-31"})).json()["data"]) == 6
+    assert (
+        len(
+            (await client.get("/api/v1/credits/ledger", params={"since": "2000-01-01", "until": "9999-12-31"})).json()[
+                "data"
+            ]
+        )
+        == 6
+    )
 
 
 async def test_usage_pages_and_filters(client, wallet, db):
@@ -97,7 +112,10 @@ async def test_accounts_are_isolated(app, db):
         revoke = await alice.delete(f"/api/v1/keys/{bobs_key['id']}")
         missing = await alice.delete("/api/v1/keys/999999999")  # the same answer as for a key that does not exist
         assert revoke.status_code == missing.status_code == 404
-        assert revoke.json()["error"] == {"code": "key_not_found", "message": f"no key {bobs_key['id']} on this account"}
+        assert revoke.json()["error"] == {
+            "code": "key_not_found",
+            "message": f"no key {bobs_key['id']} on this account",
+        }
         assert missing.json()["error"] == {"code": "key_not_found", "message": "no key 999999999 on this account"}
         assert await row_counts(db) == before
         assert await resolve_key(db, app.state.services.key_cache, bobs_key["key"]) is not None
@@ -134,7 +152,14 @@ async def test_writes_from_a_foreign_origin_are_refused_and_change_nothing(clien
 async def test_bad_key_requests_are_422_and_change_nothing(client, wallet, db):
     await sign_in(client, wallet)
     before = await row_counts(db)
-    for body in ({"label": "x" * 101}, {"label": "tab\there"}, {"label": 5}, {"label": "ok", "account_id": 1}, [], None):
+    for body in (
+        {"label": "x" * 101},
+        {"label": "tab\there"},
+        {"label": 5},
+        {"label": "ok", "account_id": 1},
+        [],
+        None,
+    ):
         response = await client.post("/api/v1/keys", json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["error"]["code"] == "invalid_request"

@@ -110,7 +110,10 @@ async def test_bodies_at_the_limit_are_served_and_over_it_change_nothing(make_se
             assert refused.status_code == 413 and refused.json() == TOO_LARGE
         assert (await row_counts(db), (await client.get("/api/v1/keys")).json()["data"]) == before
 
-        at_limit = {"declared": padded({"label": "declared"}, LIMIT), "chunked": streamed(padded({"label": "chunked"}, LIMIT))}
+        at_limit = {
+            "declared": padded({"label": "declared"}, LIMIT),
+            "chunked": streamed(padded({"label": "chunked"}, LIMIT)),
+        }
         for label, body in at_limit.items():
             created = await client.post("/api/v1/keys", content=body, headers=json_type)
             assert created.status_code == 201, created.text

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from gateway.accounts.keys import resolve_key
+from gateway.auth.nonces import DbNonceStore
 from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
-from gateway.accounts.keys import resolve_key
 from gateway.sidecar.app import create_app
-from gateway.auth.nonces import DbNonceStore
 from tests.integration.sidecar.conftest import client_for, new_nonce, row_counts, running, sign, sign_in, siwe_text
 
 

@@ -20,8 +20,8 @@ from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from gateway.sidecar.app import uvicorn_config
 from devtools.pg import migrated_database
+from gateway.sidecar.app import uvicorn_config
 from tests.integration.sidecar.conftest import sign, siwe_text
 
 MAX_EXAMPLES = 25
@@ -41,14 +41,21 @@ def fuzz_server(make_settings, anvil) -> Iterator[str]:
         yield from _serve(make_settings, anvil, url)
 
 
-def _serve(make_settings, anvil, url: str) -> Iterator[str]:  # noqa: ANN001
+def _serve(make_settings, anvil, url: str) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn_config(make_settings(
-            database_url=url, host="127.0.0.1", sidecar_port=port, siwe_domain=f"127.0.0.1:{port}",
-            chain_rpc_url=anvil.url, usdc_address=anvil.usdc.address, dao_wallet_address=anvil.accounts[9].address,
-            rate_limit_payment_confirm="100000/minute",
-        ))  # fmt: skip
+        uvicorn_config(
+            make_settings(
+                database_url=url,
+                host="127.0.0.1",
+                sidecar_port=port,
+                siwe_domain=f"127.0.0.1:{port}",
+                chain_rpc_url=anvil.url,
+                usdc_address=anvil.usdc.address,
+                dao_wallet_address=anvil.accounts[9].address,
+                rate_limit_payment_confirm="100000/minute",
+            )
+        )  # fmt: skip
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -64,7 +64,9 @@ async def test_errors_share_one_shape(client, wallet, method, path, status, code
 
 
 async def test_malformed_json_is_422(client):
-    response = await client.post("/api/v1/auth/verify", content=b"{not json", headers={"Content-Type": "application/json"})
+    response = await client.post(
+        "/api/v1/auth/verify", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
 
 
@@ -81,7 +83,10 @@ async def test_health_and_readiness(client):
 async def test_not_ready_when_redis_is_unreachable(make_settings):
     async with running(create_app(make_settings(redis_url="redis://127.0.0.1:1/0"))) as app, client_for(app) as client:
         response = await client.get("/readyz")
-        assert response.status_code == 503 and response.json()["error"] == {"code": "not_ready", "message": "redis is unreachable"}
+        assert response.status_code == 503 and response.json()["error"] == {
+            "code": "not_ready",
+            "message": "redis is unreachable",
+        }
         assert (await client.get("/healthz")).status_code == 200
 
 

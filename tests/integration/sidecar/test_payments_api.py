@@ -8,11 +8,11 @@ import secrets
 import pytest
 
 from gateway.payments.chain import ChainRPC
-from gateway.sidecar.app import create_app
 from gateway.payments.watcher import Watcher
-from tests.ledger_checks import assert_books_balance
+from gateway.sidecar.app import create_app
 from tests.integration.payments.conftest import USDC, ledger_count, new_funded_wallet, pay, random_address
 from tests.integration.sidecar.conftest import client_for, running, sign_in
+from tests.ledger_checks import assert_books_balance
 
 CONFIRMATIONS = 3
 
@@ -78,7 +78,10 @@ async def test_refusals_change_nothing(db, chain, chain_settings):
             response = await confirm(client, tx)
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), response.text
         assert await ledger_count(db) == before
-    async with running(create_app(chain_settings(chain_rpc_url="http://127.0.0.1:1"))) as app, client_for(app) as client:
+    async with (
+        running(create_app(chain_settings(chain_rpc_url="http://127.0.0.1:1"))) as app,
+        client_for(app) as client,
+    ):
         await sign_in(client, payer)
         response = await confirm(client, others)
         assert (response.status_code, response.json()["error"]["code"]) == (503, "chain_unavailable")

@@ -30,7 +30,9 @@ def outage_settings(make_settings, redis_forwarder):
     """Settings for apps whose Redis is behind the test's forwarder."""
 
     def make(**overrides: object):
-        return make_settings(redis_url=f"redis://{redis_forwarder.netloc}/0", redis_backoff_seconds=BACKOFF, **overrides)
+        return make_settings(
+            redis_url=f"redis://{redis_forwarder.netloc}/0", redis_backoff_seconds=BACKOFF, **overrides
+        )
 
     return make
 

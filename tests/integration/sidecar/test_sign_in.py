@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from eth_account import Account
 
 from gateway.accounts.keys import resolve_key
 from gateway.auth.nonces import NONCE_TTL
-from tests.integration.sidecar.conftest import DOMAIN, ORIGIN, client_for, new_nonce, row_counts, sign, sign_in, siwe_text
+from tests.integration.sidecar.conftest import (
+    DOMAIN,
+    ORIGIN,
+    client_for,
+    new_nonce,
+    row_counts,
+    sign,
+    sign_in,
+    siwe_text,
+)
 
 
 async def test_first_sign_in_creates_account_default_key_and_session(client, app, db, wallet):
@@ -60,20 +69,32 @@ async def test_session_cookie_is_secure_over_https(app, wallet):
 REFUSALS = {
     "nonce never issued": ("nonce_invalid", lambda w, n: _signed(w, siwe_text(w.address, secrets.token_hex(16)))),
     "wrong domain": ("domain_mismatch", lambda w, n: _signed(w, siwe_text(w.address, n, domain="evil.example"))),
-    "wrong URI origin": ("uri_mismatch", lambda w, n: _signed(w, siwe_text(w.address, n, uri="https://evil.example/a"))),
-    "our host as URI userinfo": ("uri_mismatch", lambda w, n: _signed(w, siwe_text(w.address, n, uri=f"{ORIGIN}@evil.example/"))),
+    "wrong URI origin": (
+        "uri_mismatch",
+        lambda w, n: _signed(w, siwe_text(w.address, n, uri="https://evil.example/a")),
+    ),
+    "our host as URI userinfo": (
+        "uri_mismatch",
+        lambda w, n: _signed(w, siwe_text(w.address, n, uri=f"{ORIGIN}@evil.example/")),
+    ),
     "wrong chain id": ("chain_mismatch", lambda w, n: _signed(w, siwe_text(w.address, n, chain_id=1))),
     "expired message": ("message_expired", lambda w, n: _signed(w, siwe_text(w.address, n, expiration_time=_ago(1)))),
     "not yet valid": ("message_not_yet_valid", lambda w, n: _signed(w, siwe_text(w.address, n, not_before=_ago(-300)))),
     "future issued-at": ("issued_in_future", lambda w, n: _signed(w, siwe_text(w.address, n, issued_at=_ago(-300)))),
-    "signature from another key": ("invalid_signature", lambda w, n: _signed(Account.create(), siwe_text(w.address, n))),
+    "signature from another key": (
+        "invalid_signature",
+        lambda w, n: _signed(Account.create(), siwe_text(w.address, n)),
+    ),
     "message edited after signing": ("invalid_signature", lambda w, n: _edited(w, n)),
-    "not a SIWE message": ("malformed_message", lambda w, n: (f"{DOMAIN} wants you to sign in with your Ethereum account:\n{n}", "0x00")),
+    "not a SIWE message": (
+        "malformed_message",
+        lambda w, n: (f"{DOMAIN} wants you to sign in with your Ethereum account:\n{n}", "0x00"),
+    ),
 }
 
 
 def _ago(seconds: float) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
 def _signed(signer, text: str) -> tuple[str, str]:
@@ -120,14 +141,16 @@ async def test_expired_nonce_is_refused(client, app, db, wallet):
 async def test_a_refused_signature_leaves_the_nonce_usable(client, wallet):
     nonce = await new_nonce(client)
     text = siwe_text(wallet.address, nonce)
-    refused = await client.post("/api/v1/auth/verify", json={"message": text, "signature": sign(Account.create(), text)})
+    refused = await client.post(
+        "/api/v1/auth/verify", json={"message": text, "signature": sign(Account.create(), text)}
+    )
     assert refused.status_code == 401
     ok = await client.post("/api/v1/auth/verify", json={"message": text, "signature": sign(wallet, text)})
     assert ok.status_code == 200
 
 
 def test_nonce_lifetime_is_ten_minutes():
-    assert NONCE_TTL == timedelta(minutes=10)
+    assert timedelta(minutes=10) == NONCE_TTL
 
 
 async def test_nonces_are_fresh_and_long(client):
@@ -148,7 +171,13 @@ async def test_logout_revokes_the_session_server_side(client, wallet):
 
 async def test_without_a_session_account_routes_are_401(client):
     client.cookies.set("gw_session", "made-up")
-    for path in ("/api/v1/auth/session", "/api/v1/keys", "/api/v1/credits/summary", "/api/v1/credits/ledger", "/api/v1/usage"):
+    for path in (
+        "/api/v1/auth/session",
+        "/api/v1/keys",
+        "/api/v1/credits/summary",
+        "/api/v1/credits/ledger",
+        "/api/v1/usage",
+    ):
         response = await client.get(path)
         assert response.status_code == 401 and response.json()["error"]["code"] == "unauthenticated", path
 
@@ -157,7 +186,9 @@ async def test_verify_from_a_foreign_origin_is_403(client, wallet, db):
     text = siwe_text(wallet.address, await new_nonce(client))
     before = await row_counts(db)
     response = await client.post(
-        "/api/v1/auth/verify", json={"message": text, "signature": sign(wallet, text)}, headers={"Origin": "https://evil.example"}
+        "/api/v1/auth/verify",
+        json={"message": text, "signature": sign(wallet, text)},
+        headers={"Origin": "https://evil.example"},
     )
     assert response.status_code == 403 and await row_counts(db) == before
 

@@ -10,11 +10,11 @@ import litellm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.fake_upstream import DEFAULT_MODE, prompt_tokens_for_chat
 from gateway.core.billing import max_tokens_for_hold, plan_hold
 from gateway.core.money import TokenPrices, user_price_micros, worst_case_price_micros
 from gateway.proxy import admission
 from gateway.proxy.pricing import count_prompt_tokens
-from devtools.fake_upstream import DEFAULT_MODE, prompt_tokens_for_chat
 
 MODEL = "gpt-4o-mini"
 _map = litellm.model_cost[MODEL]
@@ -24,14 +24,18 @@ TOKENS_PER_IMAGE = 50_000  # the default HOLD_TOKENS_PER_IMAGE
 FAKE = {**DEFAULT_MODE, "image_tokens": 765}
 
 words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400)
-tool = st.fixed_dictionaries({
-    "type": st.just("function"),
-    "function": st.fixed_dictionaries({
-        "name": st.from_regex(r"[a-z_]{1,20}", fullmatch=True),
-        "description": words,
-        "parameters": st.just({"type": "object", "properties": {"q": {"type": "string"}}}),
-    }),
-})
+tool = st.fixed_dictionaries(
+    {
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {
+                "name": st.from_regex(r"[a-z_]{1,20}", fullmatch=True),
+                "description": words,
+                "parameters": st.just({"type": "object", "properties": {"q": {"type": "string"}}}),
+            }
+        ),
+    }
+)
 part = st.one_of(
     st.builds(lambda t: {"type": "text", "text": t}, words),
     st.just({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}),
@@ -63,7 +67,13 @@ def provider_price(data: dict, completion_per_choice: int) -> int:
 def test_the_hold_covers_what_the_provider_bills(data, balance):
     admission.check_body(admission.CHAT, data)  # only requests the gateway would forward
     choices = data.get("n") or 1
-    plan = plan_hold(PRICES, count_prompt_tokens(MODEL, data, False, TOKENS_PER_IMAGE), data.get("max_tokens"), MARKUP, choices=choices)
+    plan = plan_hold(
+        PRICES,
+        count_prompt_tokens(MODEL, data, False, TOKENS_PER_IMAGE),
+        data.get("max_tokens"),
+        MARKUP,
+        choices=choices,
+    )
     if plan.min_micros is None:  # the client chose max_tokens: the hold is all or nothing
         assert provider_price(data, data["max_tokens"]) <= plan.amount_micros
         return
@@ -84,6 +94,9 @@ def test_twenty_choices_are_held_as_twenty():
 
 def test_each_image_is_held_at_the_configured_bound_not_its_data_url_length():
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 200_000}}
-    data = {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, image, image]}]}
+    data = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, image, image]}],
+    }
     tokens = count_prompt_tokens(MODEL, data, False, TOKENS_PER_IMAGE)
     assert 2 * TOKENS_PER_IMAGE < tokens < 2 * TOKENS_PER_IMAGE + 100

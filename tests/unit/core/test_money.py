@@ -12,8 +12,8 @@ from gateway.core.money import (
     credits_to_micros,
     micros_to_credits,
     to_decimal,
-    user_price_micros,
     usd_to_micros_ceil,
+    user_price_micros,
     worst_case_price_micros,
 )
 

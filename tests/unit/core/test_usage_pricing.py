@@ -35,35 +35,57 @@ def by_hand(cost_usd: Decimal) -> int:
 
 def test_cached_prompt_tokens():
     m = "gpt-4o-mini"
-    usage = litellm.Usage(prompt_tokens=10_000, completion_tokens=500,
-                          prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=8_000))
-    expected = 2_000 * rate(m, "input_cost_per_token") + 8_000 * rate(m, "cache_read_input_token_cost") + 500 * rate(m, "output_cost_per_token")
+    usage = litellm.Usage(
+        prompt_tokens=10_000,
+        completion_tokens=500,
+        prompt_tokens_details=PromptTokensDetailsWrapper(cached_tokens=8_000),
+    )
+    expected = (
+        2_000 * rate(m, "input_cost_per_token")
+        + 8_000 * rate(m, "cache_read_input_token_cost")
+        + 500 * rate(m, "output_cost_per_token")
+    )
     assert charged(m, usage) == by_hand(expected)
 
 
 def test_cache_creation_tokens():
     m = "claude-sonnet-4-5"
-    usage = litellm.Usage(prompt_tokens=3_000, completion_tokens=200, cache_creation_input_tokens=2_000, cache_read_input_tokens=0)
-    expected = (1_000 * rate(m, "input_cost_per_token") + 2_000 * rate(m, "cache_creation_input_token_cost")
-                + 200 * rate(m, "output_cost_per_token"))
+    usage = litellm.Usage(
+        prompt_tokens=3_000, completion_tokens=200, cache_creation_input_tokens=2_000, cache_read_input_tokens=0
+    )
+    expected = (
+        1_000 * rate(m, "input_cost_per_token")
+        + 2_000 * rate(m, "cache_creation_input_token_cost")
+        + 200 * rate(m, "output_cost_per_token")
+    )
     assert charged(m, usage) == by_hand(expected)
 
 
 def test_reasoning_tokens_are_billed_as_output():
     m = "o3-mini"
-    usage = litellm.Usage(prompt_tokens=1_000, completion_tokens=3_000,
-                          completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=2_500))
+    usage = litellm.Usage(
+        prompt_tokens=1_000,
+        completion_tokens=3_000,
+        completion_tokens_details=CompletionTokensDetailsWrapper(reasoning_tokens=2_500),
+    )
     expected = 1_000 * rate(m, "input_cost_per_token") + 3_000 * rate(m, "output_cost_per_token")
     assert charged(m, usage) == by_hand(expected)
 
 
 def test_audio_tokens():
     m = "gpt-4o-audio-preview-2024-12-17"
-    usage = litellm.Usage(prompt_tokens=1_000, completion_tokens=400,
-                          prompt_tokens_details=PromptTokensDetailsWrapper(audio_tokens=600, text_tokens=400),
-                          completion_tokens_details=CompletionTokensDetailsWrapper(audio_tokens=300, text_tokens=100))
-    expected = (400 * rate(m, "input_cost_per_token") + 600 * rate(m, "input_cost_per_audio_token")
-                + 100 * rate(m, "output_cost_per_token") + 300 * rate(m, "output_cost_per_audio_token"))
+    usage = litellm.Usage(
+        prompt_tokens=1_000,
+        completion_tokens=400,
+        prompt_tokens_details=PromptTokensDetailsWrapper(audio_tokens=600, text_tokens=400),
+        completion_tokens_details=CompletionTokensDetailsWrapper(audio_tokens=300, text_tokens=100),
+    )
+    expected = (
+        400 * rate(m, "input_cost_per_token")
+        + 600 * rate(m, "input_cost_per_audio_token")
+        + 100 * rate(m, "output_cost_per_token")
+        + 300 * rate(m, "output_cost_per_audio_token")
+    )
     assert charged(m, usage) == by_hand(expected)
 
 

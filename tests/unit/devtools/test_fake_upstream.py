@@ -180,7 +180,6 @@ def test_counters_and_reset(client: OpenAI, up: FakeUpstream) -> None:
     assert up.calls() == {} and up.stats()["mode"]["words"] == 8
 
 
-
 # -- billing like a provider: n, fill, reasoning, usage details, prompt counting --
 
 HI = [{"role": "user", "content": "hi"}]
@@ -212,7 +211,10 @@ def _text(deltas: list) -> str:
 def test_defaults_unchanged(client: OpenAI, up: FakeUpstream) -> None:
     mode = up.stats()["mode"]
     assert {k: mode[k] for k in ("fill", "reasoning_tokens", "cached_tokens", "details")} == {
-        "fill": False, "reasoning_tokens": 0, "cached_tokens": 0, "details": False
+        "fill": False,
+        "reasoning_tokens": 0,
+        "cached_tokens": 0,
+        "details": False,
     }
     assert (mode["image_tokens"], mode["prompt_extra_tokens"]) == (765, 0)
     body = _raw(client, model="gpt-4o-mini", messages=MESSAGES)
@@ -305,7 +307,10 @@ def test_reasoning_tokens_count_inside_the_budget(client: OpenAI, up: FakeUpstre
 
 def test_usage_details(client: OpenAI, up: FakeUpstream) -> None:
     zero_completion = {
-        "reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
     }
     up.set_mode(cached_tokens=5)
     usage = _raw(client, model="gpt-4o-mini", messages=MESSAGES)["usage"]

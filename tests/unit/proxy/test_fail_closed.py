@@ -10,13 +10,13 @@ from starlette.requests import Request
 
 from gateway.cache.ttl import TTLCache
 from gateway.config import Settings
-from gateway.db.engine import get_engine
 from gateway.core.money import TokenPrices
+from gateway.db.engine import get_engine
+from gateway.ledger.spool import Spool
 from gateway.proxy import auth, callbacks
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.guard import ADMITTED
 from gateway.proxy.runtime import Runtime
-from gateway.ledger.spool import Spool
 
 DEAD_DB = "postgresql+asyncpg://postgres@127.0.0.1:1/unreachable"
 
@@ -51,7 +51,9 @@ async def test_hold_with_database_down_is_503_and_the_call_is_not_made(dead_runt
 
 
 async def test_a_billed_call_the_guard_did_not_admit_is_refused(dead_runtime):
-    request = Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [], "query_string": b""})
+    request = Request(
+        {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [], "query_string": b""}
+    )
     with pytest.raises(GatewayError) as err:
         await auth.user_api_key_auth(request, "sk-cg-" + "a" * 43)
     assert err.value.code == "503" and err.value.openai_code == "gateway_misconfigured"
