@@ -1,4 +1,5 @@
-# credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs every test.
+# credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test,
+# `make test-unit` the unit tests alone (no services), `make lint` ruff + mypy.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
