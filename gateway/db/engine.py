@@ -15,10 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 _engines: dict[str, AsyncEngine] = {}
 
 
-class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached; money operations must fail closed."""
-
-
 def get_engine(url: str) -> AsyncEngine:
     """The shared engine for `url` in this process (created on first use)."""
     engine = _engines.get(url)

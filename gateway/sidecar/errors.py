@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException
 
 from gateway.auth.nonces import NonceStoreUnavailable
 from gateway.auth.siwe import LoginRejected
-from gateway.db.engine import DatabaseUnavailable
 from gateway.failures import ChainUnavailable
 
 log = logging.getLogger("gateway.sidecar")
@@ -36,7 +35,6 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     InterfaceError,
     PoolTimeout,
     RedisError,
-    DatabaseUnavailable,
 )
 
 
