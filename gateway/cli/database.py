@@ -77,9 +77,11 @@ async def _check_migrated(url: str) -> None:
     from gateway.db.migrate import alembic_config
 
     database = sa.engine.make_url(url).database
-    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():
+    # one stat of a local file by a CLI command before it starts any concurrent work
+    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():  # noqa: ASYNC240
         raise DatabaseNotReady(
-            f"database {shown(url)} does not exist: {MIGRATE} to create it, or set GATEWAY_HOME to the gateway's data folder"
+            f"database {shown(url)} does not exist: {MIGRATE} to create it, "
+            "or set GATEWAY_HOME to the gateway's data folder"
         )
     current = await _revisions(url)
     script = ScriptDirectory.from_config(alembic_config(url))

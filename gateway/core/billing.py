@@ -94,7 +94,8 @@ def insufficient_message(
                 "each choice) costs more. Top up credits."
             )
         return head + (
-            f" It can never fit in the current balance as asked; with max_tokens <= {fits_balance // plan.choices}{per_choice} it would. "
+            " It can never fit in the current balance as asked;"
+            f" with max_tokens <= {fits_balance // plan.choices}{per_choice} it would. "
             "Lower max_tokens (or n) or top up credits."
         )
     affordable = affordable_output_tokens(prices, plan.prompt_tokens, available, markup)

@@ -76,7 +76,8 @@ def worst_case_price_micros(prices: TokenPrices, prompt_tokens: int, max_output_
 
 
 def affordable_output_tokens(prices: TokenPrices, prompt_tokens: int, available_micros: int, markup: Decimal) -> int:
-    """The most output tokens whose worst-case price fits in `available_micros` (0 if none; -1 if not even the prompt)."""
+    """The most output tokens whose worst-case price fits in `available_micros` (0 if none; -1 if not even the
+    prompt)."""
     if worst_case_price_micros(prices, prompt_tokens, 0, markup) > available_micros:
         return -1
     if prices.output_usd <= 0:

@@ -52,7 +52,7 @@ class Forbidden(PaymentError):
 class Rejected(PaymentError):
     """The transaction is not an acceptable top-up; `reason` says why."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 

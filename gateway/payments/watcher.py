@@ -61,7 +61,9 @@ class ScanReport:
 
 
 class Watcher:
-    def __init__(self, db: AsyncEngine, rpc: ChainRPC, settings: Settings, *, progress: ProgressBar | None = None):
+    def __init__(
+        self, db: AsyncEngine, rpc: ChainRPC, settings: Settings, *, progress: ProgressBar | None = None
+    ) -> None:
         require_configured(settings)
         self.db, self.rpc, self.settings = db, rpc, settings
         self.usdc = settings.usdc_address.lower()

@@ -38,7 +38,7 @@ from gateway.proxy.pricing import count_prompt_tokens, prices_for
 from gateway.proxy.runtime import runtime
 
 if TYPE_CHECKING:
-    from litellm.caching.caching import DualCache
+    from litellm.caching.dual_cache import DualCache
 
 log = logging.getLogger("gateway.proxy.billing")
 
@@ -238,7 +238,7 @@ class BillingCallbacks(CustomLogger):
                         call,
                         int(usage.prompt_tokens or 0),
                         int(usage.completion_tokens or 0),
-                        reported if reported else self._stream_cost(chunks + [chunk], request_data),
+                        reported if reported else self._stream_cost([*chunks, chunk], request_data),
                     )
                     settled = True
                     if call.client_wants_usage:

@@ -47,7 +47,7 @@ class RateLimiter:
     its own memory (the limits still hold, per process), and goes back to Redis when its link is up again.
     """
 
-    def __init__(self, settings: Settings, redis: RedisLink | None):
+    def __init__(self, settings: Settings, redis: RedisLink | None) -> None:
         self._shared: tuple[RedisLink, MovingWindowRateLimiter] | None = None
         if redis is not None:
             storage = RedisStorage(
@@ -74,9 +74,11 @@ class RateLimiter:
             return
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(
-            429, "rate_limited", f"too many {name} requests (limit {item}); retry in {retry_after} s",
+            429,
+            "rate_limited",
+            f"too many {name} requests (limit {item}); retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
-        )  # fmt: skip
+        )
 
     async def _count(self, item: limits.RateLimitItem, keys: tuple[str, ...]) -> tuple[bool, float]:
         if self._shared is not None:
@@ -114,9 +116,14 @@ class Services:
         redis = redis_link_for(settings)
         nonces = RedisNonceStore(redis, settings.sidecar_redis_prefix) if redis is not None else DbNonceStore(db)
         return cls(
-            settings, db, redis, nonces, SiwePolicy.from_settings(settings), key_cache_for(settings, redis),
+            settings,
+            db,
+            redis,
+            nonces,
+            SiwePolicy.from_settings(settings),
+            key_cache_for(settings, redis),
             RateLimiter(settings, redis),
-        )  # fmt: skip
+        )
 
     async def aclose(self) -> None:
         if self.redis is not None:
