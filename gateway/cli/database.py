@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +32,10 @@ def shown(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+@overload
+def run_with_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]], *, code: int = 1) -> T: ...
+@overload
+def run_with_database(url: str, work: None = None, *, code: int = 1) -> None: ...
 def run_with_database(
     url: str, work: Callable[[AsyncEngine], Awaitable[T]] | None = None, *, code: int = 1
 ) -> T | None:

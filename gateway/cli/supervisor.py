@@ -32,7 +32,7 @@ console = Console(stderr=True, soft_wrap=True)
 class Child:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
 
 def proxy_workers(settings: Settings) -> int:

@@ -54,7 +54,8 @@ class RateLimiter:
                 f"async+{settings.redis_url}",
                 implementation="redispy",
                 key_prefix=f"{settings.sidecar_redis_prefix}:rate",
-                connection_pool=redis.client.connection_pool,
+                # limits types its **options as scalars, but passes them to redis-py, which takes a pool
+                connection_pool=redis.client.connection_pool,  # type: ignore[arg-type]
             )
             self._shared = (redis, MovingWindowRateLimiter(storage))
         self._local = MovingWindowRateLimiter(MemoryStorage())
@@ -132,7 +133,8 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services
+    svc: Services = request.app.state.services  # Starlette's app.state is untyped; create_app puts it there
+    return svc
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -78,8 +78,8 @@ class PaymentList(BaseModel):
 
 
 def _rpc(svc: ServicesDep) -> ChainRPC:
-    require_configured(svc.settings)
-    return ChainRPC(svc.settings.chain_rpc_url, timeout=svc.settings.chain_rpc_timeout_seconds)
+    rpc_url = require_configured(svc.settings).rpc_url
+    return ChainRPC(rpc_url, timeout=svc.settings.chain_rpc_timeout_seconds)
 
 
 async def _limit_confirms(svc: ServicesDep, session: SessionDep) -> None:
