@@ -81,8 +81,7 @@ async def _check_migrated(url: str) -> None:
     from gateway.db.migrate import alembic_config
 
     database = sa.engine.make_url(url).database
-    # one stat of a local file by a CLI command before it starts any concurrent work
-    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():  # noqa: ASYNC240
+    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():  # noqa: ASYNC240 - one stat, before any concurrent work
         raise DatabaseNotReady(
             f"database {shown(url)} does not exist: {MIGRATE} to create it, "
             "or set GATEWAY_HOME to the gateway's data folder"

@@ -14,13 +14,13 @@ MICROS_PER_CREDIT = 1_000
 _MICRO = Decimal(MICROS_PER_USD)
 
 
-def to_decimal(value: object) -> Decimal:
+def to_decimal(value: Decimal | float | int | str) -> Decimal:
     """A Decimal from an int, str, Decimal or (at the LiteLLM boundary) a float, via its shortest repr."""
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
         return Decimal(repr(value))
-    return Decimal(value)  # type: ignore[arg-type]
+    return Decimal(value)
 
 
 def usd_to_micros_ceil(usd: Decimal) -> int:

@@ -57,8 +57,8 @@ class UInt256(sa.TypeDecorator[int]):
             return None
         return str(value) if dialect.name == "sqlite" else Decimal(value)
 
-    def process_result_value(self, value: object, dialect: sa.Dialect) -> int | None:
-        return None if value is None else int(value)  # type: ignore[call-overload]
+    def process_result_value(self, value: Decimal | str | None, dialect: sa.Dialect) -> int | None:
+        return None if value is None else int(value)
 
 
 def _timestamp(name: str) -> sa.Column[datetime]:
