@@ -84,7 +84,8 @@ async def _load(name: str, accounts: int, ledger_rows: int) -> float:
                 FROM generate_series(1, {calls}) AS c;
                 INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
                 SELECT 1 + (c % {accounts}), -{PRICE_MICROS},
-                       {GRANT_MICROS} - {PRICE_MICROS}::bigint * (1 + (c - 1) / {accounts}), 'llm_usage', 'bench-past-' || c
+                       {GRANT_MICROS} - {PRICE_MICROS}::bigint * (1 + (c - 1) / {accounts}),
+                       'llm_usage', 'bench-past-' || c
                 FROM generate_series(1, {calls}) AS c;
             """)
             for table in ("users", "billing_accounts", "credit_ledger", "credit_holds", "llm_usage"):
@@ -183,7 +184,8 @@ async def _run(quick: bool, console: Console) -> dict:
                 results.setdefault((scenario, which), []).append(r)
                 console.print(
                     f"money path round {rnd}/{rounds}: {scenario:6} {which:6} {r['pairs_per_s']:7.0f} pairs/s "
-                    f"p50 {r['p50_ms']:.2f} ms, CPU/pair {r['client_cpu_ms']:.2f} ms client + {r['pg_cpu_ms']:.2f} ms PostgreSQL"
+                    f"p50 {r['p50_ms']:.2f} ms, CPU/pair {r['client_cpu_ms']:.2f} ms client "
+                    f"+ {r['pg_cpu_ms']:.2f} ms PostgreSQL"
                 )
     for name in (empty, loaded):
         await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -102,5 +102,5 @@ async def postgres_pids(dsn: str, database: str) -> list[int]:
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
     return (user + nice + system + irq + softirq + steal) / _TICK

@@ -38,18 +38,18 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import httpx
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bench import procstat
+
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 for _name in ("DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "GATEWAY_HOME"):
     os.environ.pop(_name, None)  # every setting of the proxies under test is explicit below
-
-import httpx  # noqa: E402
-import yaml  # noqa: E402
-from rich.console import Console, Group  # noqa: E402
-from rich.live import Live  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from bench import procstat  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -578,7 +578,8 @@ async def billed(url: str) -> dict:
                 (
                     await conn.execute(
                         sa.text(
-                            "SELECT a.balance_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_ledger l WHERE l.account_id = a.id) "
+                            "SELECT a.balance_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_ledger l "
+                            "WHERE l.account_id = a.id) "
                             "AND a.held_micros = (SELECT COALESCE(SUM(amount_micros), 0) FROM credit_holds h "
                             "WHERE h.account_id = a.id AND h.status = 'pending') FROM billing_accounts a"
                         )
@@ -708,16 +709,19 @@ def write_results(
                 "C/A CPU",
             ],
             [
-                [_mode(e["stream"]), str(e["conc"])]
-                + sum(
-                    (
-                        [f"{e[v]['rps']:.3f}", f"{e[v]['dp50']:+.2f}", f"{e[v]['dp99']:+.2f}", f"{e[v]['cpu']:.2f}"]
-                        if v in e
-                        else ["-"] * 4
+                [
+                    _mode(e["stream"]),
+                    str(e["conc"]),
+                    *(
+                        cell
                         for v in ("B", "C")
+                        for cell in (
+                            [f"{e[v]['rps']:.3f}", f"{e[v]['dp50']:+.2f}", f"{e[v]['dp99']:+.2f}", f"{e[v]['cpu']:.2f}"]
+                            if v in e
+                            else ["-"] * 4
+                        )
                     ),
-                    [],
-                )
+                ]
                 for e in rat
             ],
         ),

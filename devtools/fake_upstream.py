@@ -232,7 +232,7 @@ def encoding_name_for_model(model: str) -> str:
                 import tiktoken
 
                 name = tiktoken.encoding_name_for_model(base)
-            except Exception:
+            except (ImportError, KeyError):  # no tiktoken, or a model it does not know
                 name = "cl100k_base"
             if name not in ("o200k_base", "cl100k_base"):
                 name = "cl100k_base"
@@ -457,7 +457,7 @@ def _canonical(path: str) -> str:
 def _parse_json_body(req: _Request):
     try:
         data = _loads(req.body) if req.body else None
-    except Exception:
+    except (ValueError, RecursionError):  # not JSON / not UTF-8 (both ValueErrors), or nested too deep
         return None, "request body is not valid JSON"
     if not isinstance(data, dict):
         return None, "request body must be a JSON object"
@@ -474,7 +474,7 @@ def handle(req: _Request) -> _Plan:
     st.calls[path] = st.calls.get(path, 0) + 1
     mode = st.mode
 
-    if path == CHAT or path == EMBEDDINGS:
+    if path in (CHAT, EMBEDDINGS):
         if req.method != "POST":
             return _Plan([_json_response(405, _error_obj("use POST", "invalid_request_error"), ka)], close=not ka)
         data, err = _parse_json_body(req)
@@ -662,7 +662,7 @@ def _embeddings(req: _Request, data: dict, latency: float) -> _Plan:
         else:
             return _bad("input items must be strings or token arrays", ka, "input")
         vec = _vector(key, dims)
-        emb: Any = base64.b64encode(struct.pack("<%df" % dims, *vec)).decode() if b64 else vec
+        emb: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if b64 else vec
         out.append({"object": "embedding", "index": i, "embedding": emb})
     body = {
         "object": "list",
@@ -688,7 +688,7 @@ def _control(req: _Request, path: str) -> bytes:
     if path == "/_control/mode" and req.method == "POST":
         try:
             changes = _loads(req.body) if req.body else {}
-        except Exception:
+        except (ValueError, RecursionError):
             return _json_response(400, _error_obj("invalid JSON", "invalid_request_error"), ka)
         err = st.update_mode(changes)
         if err:
@@ -751,10 +751,7 @@ class _HTTPProtocol(asyncio.Protocol):
             body = bytes(buf[idx + 4 : end])
             del buf[:end]
             conn = headers.get("connection", "").lower()
-            if version == "HTTP/1.1":
-                ka = "close" not in conn
-            else:
-                ka = "keep-alive" in conn
+            ka = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
             self.queue.append(_Request(method, target, headers, body, ka))
             if not self.busy:
                 self._drain()
@@ -773,7 +770,7 @@ class _HTTPProtocol(asyncio.Protocol):
             req = self.queue.popleft()
             try:
                 plan = handle(req)
-            except Exception as e:  # never kill the server on a bad request
+            except Exception as e:  # noqa: BLE001 - never kill the server on a bad request: answer 500
                 plan = _Plan(
                     [_json_response(500, _error_obj(f"fake upstream bug: {e!r}", "server_error"), False)], close=True
                 )
@@ -796,7 +793,7 @@ class _HTTPProtocol(asyncio.Protocol):
 
     async def _run_slow(self, plan: _Plan) -> None:
         try:
-            for part, delay in zip(plan.parts, plan.delays):
+            for part, delay in zip(plan.parts, plan.delays, strict=True):
                 if delay:
                     await asyncio.sleep(delay)
                 if self.closed:
@@ -818,8 +815,8 @@ def _preload_encodings() -> None:
     for name in ("cl100k_base", "o200k_base"):
         try:
             _encoding(name)
-        except Exception:
-            pass  # counted lazily later; a failure then returns HTTP 500 for that request
+        except Exception:  # noqa: BLE001 - only a warm-up: a failure then answers HTTP 500 for that request
+            pass  # counted lazily later
 
 
 async def _serve(sock: socket.socket, exit_with_parent: bool) -> None:
@@ -944,7 +941,7 @@ class FakeUpstream:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise FakeUpstreamError("fake upstream did not become ready")
+                    raise FakeUpstreamError("fake upstream did not become ready") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -970,7 +967,7 @@ class FakeUpstream:
     def __del__(self) -> None:  # best effort
         try:
             self.stop()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a finalizer must not raise (the interpreter may be shutting down)
             pass
 
     # -- control -----------------------------------------------------------

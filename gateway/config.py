@@ -66,7 +66,6 @@ class Settings(BaseSettings):
     watcher_batch_blocks: int = Field(default=2000, gt=0)  # blocks per eth_getLogs request
     watcher_poll_seconds: float = Field(default=2.0, gt=0)
     watcher_start_block: int | None = Field(default=None, ge=0)  # None: the confirmed head at first start
-    session_secret: str | None = None
     siwe_domain: str = "localhost:8000"
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     # sidecar rate limits, in the `limits` notation ("10/minute", "5 per 2 seconds"), moving window

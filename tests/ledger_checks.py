@@ -14,7 +14,8 @@ async def assert_books_balance(db: AsyncEngine) -> None:
                 sa.text(
                     """
                     SELECT a.id, a.balance_micros, a.held_micros,
-                           COALESCE((SELECT SUM(amount_micros) FROM credit_ledger l WHERE l.account_id = a.id), 0) AS ledger,
+                           COALESCE((SELECT SUM(amount_micros) FROM credit_ledger l
+                                     WHERE l.account_id = a.id), 0) AS ledger,
                            COALESCE((SELECT SUM(amount_micros) FROM credit_holds h
                                      WHERE h.account_id = a.id AND h.status = 'pending'), 0) AS pending
                     FROM billing_accounts a

@@ -130,7 +130,7 @@ class Anvil:
         last_err = ""
         for _ in range(3):  # a free port can be taken between probe and bind
             self.port = _free_port()
-            self._log = tempfile.TemporaryFile()
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - anvil writes to it until stop() closes it
             cmd = [
                 binary,
                 "--host",

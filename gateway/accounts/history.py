@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +18,14 @@ from gateway.db.schema import as_utc, credit_ledger, llm_usage
 
 MAX_PAGE_SIZE = 100
 T = TypeVar("T")
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Identified)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-async def _page(db: AsyncEngine, query: sa.Select, table: sa.Table, window: Window, make: type[T]) -> Page[T]:
+async def _page(db: AsyncEngine, query: sa.Select[Any], table: sa.Table, window: Window, make: type[R]) -> Page[R]:
     async with db.connect() as conn:
         rows = (await conn.execute(query.order_by(table.c.id.desc()).limit(window.limit + 1))).all()
     items = [make(**{**row._asdict(), "created_at": as_utc(row.created_at)}) for row in rows[: window.limit]]
@@ -108,10 +116,18 @@ async def usage_page(
     if model is not None:
         where.append(t.c.model == model)
     columns = [
-        t.c.id, t.c.request_id, t.c.key_id, t.c.model, t.c.prompt_tokens, t.c.completion_tokens,
-        t.c.total_tokens, t.c.user_price_micros, (t.c.user_price_micros - t.c.uncollected_micros).label("charged_micros"),
-        t.c.streamed, t.c.created_at,
-    ]  # fmt: skip
+        t.c.id,
+        t.c.request_id,
+        t.c.key_id,
+        t.c.model,
+        t.c.prompt_tokens,
+        t.c.completion_tokens,
+        t.c.total_tokens,
+        t.c.user_price_micros,
+        (t.c.user_price_micros - t.c.uncollected_micros).label("charged_micros"),
+        t.c.streamed,
+        t.c.created_at,
+    ]
     if with_provider_cost:
         columns.append(t.c.provider_cost_micros)
     return await _page(

@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -60,7 +61,7 @@ def is_well_formed(raw_key: str) -> bool:
     return bool(_KEY_SHAPE.match(raw_key or ""))
 
 
-def _info(row: sa.Row) -> KeyInfo:
+def _info(row: sa.Row[Any]) -> KeyInfo:
     return KeyInfo(row.id, row.account_id, row.key_prefix, row.label, row.created_at, row.revoked_at)
 
 

@@ -54,7 +54,7 @@ def _new_nonce() -> str:
 
 
 class RedisNonceStore:
-    def __init__(self, redis: RedisLink, prefix: str):
+    def __init__(self, redis: RedisLink, prefix: str) -> None:
         self.redis = redis
         self.prefix = f"{prefix}:siwe-nonce:"
 
@@ -67,9 +67,13 @@ class RedisNonceStore:
     async def issue(self, ttl: timedelta = NONCE_TTL) -> IssuedNonce:
         px = int(ttl.total_seconds() * 1000)
         nonce = _new_nonce()
-        while not await self._run(lambda r: r.set(self.prefix + nonce, "1", nx=True, px=px)):
+        while not await self._claim(nonce, px):
             nonce = _new_nonce()
         return IssuedNonce(nonce, utc_now() + ttl)
+
+    async def _claim(self, nonce: str, px: int) -> bool:
+        """Store a fresh nonce for `px` milliseconds; False if that nonce is already live."""
+        return bool(await self._run(lambda r: r.set(self.prefix + nonce, "1", nx=True, px=px)))
 
     async def is_live(self, nonce: str) -> bool:
         return bool(await self._run(lambda r: r.exists(self.prefix + nonce)))
@@ -79,7 +83,7 @@ class RedisNonceStore:
 
 
 class DbNonceStore:
-    def __init__(self, db: AsyncEngine):
+    def __init__(self, db: AsyncEngine) -> None:
         self.db = db
 
     async def issue(self, ttl: timedelta = NONCE_TTL) -> IssuedNonce:

@@ -31,7 +31,7 @@ _HEADER = " wants you to sign in with your Ethereum account:"
 class LoginRejected(Exception):
     """The message or signature does not prove a fresh sign-in to this site (HTTP 401)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -48,7 +48,7 @@ class RedisUnavailable(Exception):
 
 
 class RedisLink:
-    def __init__(self, client: Redis, timeout_seconds: float, backoff_seconds: float):
+    def __init__(self, client: Redis, timeout_seconds: float, backoff_seconds: float) -> None:
         self.client = client
         self.timeout = timeout_seconds
         self.backoff = backoff_seconds
@@ -98,15 +98,18 @@ class RedisLink:
             self._next_reminder = now + STILL_DOWN_LOG_SECONDS
             log.warning(
                 "Redis still unavailable after %.0f s (%d failed calls; last: %s)",
-                now - self._down_since, self._failures, reason,
-            )  # fmt: skip
+                now - self._down_since,
+                self._failures,
+                reason,
+            )
 
     def _recovered(self) -> None:
         assert self._down_since is not None
         log.warning(
             "Redis answers again after %.1f s unavailable (%d failed calls)",
-            time.monotonic() - self._down_since, self._failures,
-        )  # fmt: skip
+            time.monotonic() - self._down_since,
+            self._failures,
+        )
         self._down_since = None
         self._failures = 0
 

@@ -25,7 +25,7 @@ T = TypeVar("T")
 class TTLCache:
     def __init__(
         self, ttl_seconds: float, redis: RedisLink | None = None, namespace: str = "gw", max_entries: int = 100_000
-    ):
+    ) -> None:
         self.ttl = ttl_seconds
         self.local_ttl = min(1.0, ttl_seconds) if redis is not None else ttl_seconds
         self.redis = redis

@@ -84,7 +84,8 @@ def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
         as_json,
         doc,
         lambda: out.print(
-            f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, available {doc['available_credits']}"
+            f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, "
+            f"available {doc['available_credits']}"
         ),
     )
 

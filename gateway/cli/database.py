@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +32,10 @@ def shown(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+@overload
+def run_with_database(url: str, work: Callable[[AsyncEngine], Awaitable[T]], *, code: int = 1) -> T: ...
+@overload
+def run_with_database(url: str, work: None = None, *, code: int = 1) -> None: ...
 def run_with_database(
     url: str, work: Callable[[AsyncEngine], Awaitable[T]] | None = None, *, code: int = 1
 ) -> T | None:
@@ -77,9 +81,10 @@ async def _check_migrated(url: str) -> None:
     from gateway.db.migrate import alembic_config
 
     database = sa.engine.make_url(url).database
-    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():
+    if url.startswith("sqlite") and database and database != ":memory:" and not Path(database).exists():  # noqa: ASYNC240 - one stat, before any concurrent work
         raise DatabaseNotReady(
-            f"database {shown(url)} does not exist: {MIGRATE} to create it, or set GATEWAY_HOME to the gateway's data folder"
+            f"database {shown(url)} does not exist: {MIGRATE} to create it, "
+            "or set GATEWAY_HOME to the gateway's data folder"
         )
     current = await _revisions(url)
     script = ScriptDirectory.from_config(alembic_config(url))

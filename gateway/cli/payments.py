@@ -143,7 +143,7 @@ def check_chain_config(settings: Settings) -> ChainConfigCheck:
         except InvalidWallet as exc:
             return ChainConfigCheck(error=f"invalid setting {name.upper()}: {exc}")
     try:
-        served = asyncio.run(_served_chain_id(settings))
+        served = asyncio.run(_served_chain_id(settings.chain_rpc_url, settings.chain_rpc_timeout_seconds))
     except ChainUnavailable as exc:
         return ChainConfigCheck(note=f"the chain RPC does not answer yet ({exc}); top-ups answer 503 until it does")
     if served != settings.chain_id:
@@ -153,6 +153,6 @@ def check_chain_config(settings: Settings) -> ChainConfigCheck:
     return ChainConfigCheck()
 
 
-async def _served_chain_id(settings: Settings) -> int:
-    async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
+async def _served_chain_id(rpc_url: str, timeout: float) -> int:
+    async with ChainRPC(rpc_url, timeout=timeout) as rpc:
         return await rpc.chain_id()

@@ -32,7 +32,7 @@ console = Console(stderr=True, soft_wrap=True)
 class Child:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
 
 def proxy_workers(settings: Settings) -> int:
@@ -94,7 +94,8 @@ def _next_steps(settings: Settings, master_key_source: str, payments_note: str |
     )
     console.print("  next steps (in another terminal):")
     console.print(
-        "    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111 --credits 1000 --reference first-grant"
+        "    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111"
+        " --credits 1000 --reference first-grant"
     )
     console.print("    .venv/bin/gateway keys create --wallet 0x1111111111111111111111111111111111111111")
     console.print(f"    OpenAI SDK: base_url='{base}', api_key='<the sk-cg-... key>', model='demo'")

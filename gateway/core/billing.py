@@ -94,7 +94,8 @@ def insufficient_message(
                 "each choice) costs more. Top up credits."
             )
         return head + (
-            f" It can never fit in the current balance as asked; with max_tokens <= {fits_balance // plan.choices}{per_choice} it would. "
+            " It can never fit in the current balance as asked;"
+            f" with max_tokens <= {fits_balance // plan.choices}{per_choice} it would. "
             "Lower max_tokens (or n) or top up credits."
         )
     affordable = affordable_output_tokens(prices, plan.prompt_tokens, available, markup)
@@ -111,15 +112,20 @@ class Charge:
     cost_source: str  # "litellm" or "price_table" (LiteLLM reported nothing for a call that used tokens)
 
 
+ReportedCost = Decimal | float | int | str | None  # a call's cost as LiteLLM reports it (usually a float)
+
+
 def price_call(
-    reported_cost_usd: object, prices: TokenPrices, prompt_tokens: int, completion_tokens: int, markup: Decimal
+    reported_cost_usd: ReportedCost, prices: TokenPrices, prompt_tokens: int, completion_tokens: int, markup: Decimal
 ) -> Charge:
     """Price a finished call: LiteLLM's cost when it has one, else the model's price table. Never $0 for tokens.
 
     LiteLLM's cost is a float sum of per-token products, whose binary noise (0.0135 arrives as
     0.013500000000000002) would round the price up by a whole micro: it is taken to 1e-12 USD first.
     """
-    cost = to_decimal(reported_cost_usd).quantize(COST_QUANTUM) if reported_cost_usd not in (None, "") else Decimal(0)
+    cost = Decimal(0)
+    if reported_cost_usd is not None and reported_cost_usd != "":
+        cost = to_decimal(reported_cost_usd).quantize(COST_QUANTUM)
     source = "litellm"
     if cost <= 0 and (prompt_tokens or completion_tokens) and prices.is_priced:
         cost = prices.cost_usd(prompt_tokens, completion_tokens)

@@ -14,13 +14,13 @@ MICROS_PER_CREDIT = 1_000
 _MICRO = Decimal(MICROS_PER_USD)
 
 
-def to_decimal(value: object) -> Decimal:
+def to_decimal(value: Decimal | float | int | str) -> Decimal:
     """A Decimal from an int, str, Decimal or (at the LiteLLM boundary) a float, via its shortest repr."""
     if isinstance(value, Decimal):
         return value
     if isinstance(value, float):
         return Decimal(repr(value))
-    return Decimal(value)  # type: ignore[arg-type]
+    return Decimal(value)
 
 
 def usd_to_micros_ceil(usd: Decimal) -> int:
@@ -76,7 +76,8 @@ def worst_case_price_micros(prices: TokenPrices, prompt_tokens: int, max_output_
 
 
 def affordable_output_tokens(prices: TokenPrices, prompt_tokens: int, available_micros: int, markup: Decimal) -> int:
-    """The most output tokens whose worst-case price fits in `available_micros` (0 if none; -1 if not even the prompt)."""
+    """The most output tokens whose worst-case price fits in `available_micros` (0 if none; -1 if not even the
+    prompt)."""
     if worst_case_price_micros(prices, prompt_tokens, 0, markup) > available_micros:
         return -1
     if prices.output_usd <= 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 class InsufficientCredit(Exception):
     """The account's available credit (balance minus open holds) does not cover the requested hold."""
 
-    def __init__(self, balance_micros: int, held_micros: int, requested_micros: int):
+    def __init__(self, balance_micros: int, held_micros: int, requested_micros: int) -> None:
         super().__init__(f"available {balance_micros - held_micros} < requested {requested_micros}")
         self.balance_micros = balance_micros
         self.held_micros = held_micros

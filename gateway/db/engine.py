@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 _engines: dict[str, AsyncEngine] = {}
-
-
-class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached; money operations must fail closed."""
 
 
 def get_engine(url: str) -> AsyncEngine:
@@ -57,7 +56,7 @@ def ensure_sqlite_folder(url: str) -> None:
 
 def _make_sqlite_serializable(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+    def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -67,13 +66,13 @@ def _make_sqlite_serializable(engine: AsyncEngine) -> None:
         cur.close()
 
     @sa.event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):  # noqa: ANN001
+    def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def read_once_more_after_disconnect(
-    db: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[sa.CursorResult]]
-) -> sa.Row | None:
+    db: AsyncEngine, query: Callable[[AsyncConnection], Awaitable[sa.CursorResult[Any]]]
+) -> sa.Row[Any] | None:
     """The first row of a read, sent once more on a fresh connection if the pooled one was dead (the server
     restarted, or the network dropped it): SQLAlchemy invalidates the pool on the first such error, so the
     second try connects anew instead of failing a call for a connection nobody could have used."""

@@ -16,8 +16,10 @@ credited?" survives a reorg. Addresses and hashes are stored as lower-case 0x he
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -40,14 +42,14 @@ class PaymentStatus(StrEnum):
 STATUSES = tuple(PaymentStatus)
 
 
-class UInt256(sa.TypeDecorator):
+class UInt256(sa.TypeDecorator[int]):
     """A token amount (uint256) as a Python int: NUMERIC(78,0) on PostgreSQL, exact decimal text on SQLite
     (whose NUMERIC would fall back to a lossy REAL above 2**63)."""
 
     impl = sa.Numeric(78, 0)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         return dialect.type_descriptor(sa.String(78) if dialect.name == "sqlite" else sa.Numeric(78, 0))
 
     def process_bind_param(self, value: int | None, dialect: sa.Dialect) -> object:
@@ -55,11 +57,11 @@ class UInt256(sa.TypeDecorator):
             return None
         return str(value) if dialect.name == "sqlite" else Decimal(value)
 
-    def process_result_value(self, value: object, dialect: sa.Dialect) -> int | None:
-        return None if value is None else int(value)  # type: ignore[call-overload]
+    def process_result_value(self, value: Decimal | str | None, dialect: sa.Dialect) -> int | None:
+        return None if value is None else int(value)
 
 
-def _timestamp(name: str) -> sa.Column:
+def _timestamp(name: str) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
 
 

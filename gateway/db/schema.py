@@ -35,7 +35,7 @@ def _now() -> sa.sql.elements.TextClause:
     return sa.text("CURRENT_TIMESTAMP")
 
 
-def _created_at() -> sa.Column:
+def _created_at() -> sa.Column[datetime]:
     return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now())
 
 

@@ -211,11 +211,15 @@ async def _fetchrow(db: AsyncEngine, statement: sa.TextClause, params: Mapping[s
     try:
         return await _fetchrow_once(db, sql, args)
     except _DeadConnection as dead:
-        raise sa.exc.OperationalError(sql, args, dead.__cause__) from dead.__cause__
+        raise sa.exc.OperationalError(sql, args, dead.cause) from dead.cause
 
 
 class _DeadConnection(Exception):
     """The pooled connection failed before or while the statement ran (it has been discarded)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 async def _fetchrow_once(db: AsyncEngine, sql: str, args: list[Any]) -> asyncpg.Record | None:
@@ -228,7 +232,7 @@ async def _fetchrow_once(db: AsyncEngine, sql: str, args: list[Any]) -> asyncpg.
             raise IntegrityError(sql, args, exc) from exc
         except (TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
             await _discard(conn)
-            raise _DeadConnection from exc
+            raise _DeadConnection(exc) from exc
         except asyncpg.PostgresError as exc:
             raise sa.exc.DBAPIError(sql, args, exc) from exc
         except BaseException:  # cancelled mid-statement: the connection may still be busy with it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -16,6 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.core.posting import InsufficientCredit
 from gateway.ledger import portable, postgres
 from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, UnknownAccount, Usage
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger("gateway.ledger")
 
@@ -110,7 +114,7 @@ async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
     return settlement
 
 
-def _settled(usage: Usage, row: postgres.asyncpg.Record) -> Settlement:
+def _settled(usage: Usage, row: asyncpg.Record) -> Settlement:
     """The Settlement a one-statement settle's summary row describes."""
     if row["balance_after_micros"] is None:  # nothing written
         if not row["account_exists"]:

@@ -29,6 +29,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,7 +47,7 @@ class SpoolUnavailable(RuntimeError):
 
 
 class Spool:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path) -> None:
         self.path = folder / "settles.sqlite3"
         self._ready = False
 
@@ -64,7 +65,7 @@ class Spool:
             self._ready = True
         return conn
 
-    def _put(self, kind: str, request_id: str, payload: dict) -> None:
+    def _put(self, kind: str, request_id: str, payload: dict[str, Any]) -> None:
         with contextlib.closing(self._connect()) as conn:
             # a settle replaces a spooled release of the same call (it happened after it); never the reverse
             conn.execute(
@@ -80,7 +81,7 @@ class Spool:
     async def put_release(self, request_id: str) -> None:
         await self._write(RELEASE, request_id, {})
 
-    async def _write(self, kind: str, request_id: str, payload: dict) -> None:
+    async def _write(self, kind: str, request_id: str, payload: dict[str, Any]) -> None:
         try:
             self._put(kind, request_id, payload)
         except (OSError, sqlite3.Error) as exc:

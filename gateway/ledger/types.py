@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
 
-REASONS = frozenset({"onchain_payment", "llm_usage", "admin_grant", "refund", "adjustment"})
+Reason = Literal["adjustment", "admin_grant", "llm_usage", "onchain_payment", "refund"]  # sorted: the API's enum
+REASONS = frozenset(get_args(Reason))
 # $1e9 a write: far above any real top-up, far below BIGINT (SQLite would silently turn an overflow into a float)
 MAX_ENTRY_MICROS = 10**15
 MAX_MODEL_CHARS = 200  # the width of the model columns

@@ -72,7 +72,7 @@ def decode_transfer(log: dict[str, Any]) -> Transfer | None:
 class ChainRPC:
     """JSON-RPC over HTTP to one node. Use as `async with ChainRPC(url) as rpc:` (or call `aclose`)."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, url: str, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self._ids = itertools.count(1)

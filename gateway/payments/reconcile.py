@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,13 +83,14 @@ class ReconcileReport:
 
     def uncollected_by_account(self) -> list[UncollectedAccount]:
         """Operator loss per account, the largest first."""
-        micros, calls = Counter(), Counter()
+        micros: Counter[int] = Counter()
+        calls: Counter[int] = Counter()
         for c in self.uncollected:
             micros[c.account_id] += c.uncollected_micros
             calls[c.account_id] += 1
         return [UncollectedAccount(a, calls[a], m) for a, m in sorted(micros.items(), key=lambda am: (-am[1], am[0]))]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-ready document (what `gateway reconcile --json` prints)."""
         return {
             **asdict(self),
@@ -354,7 +356,7 @@ def _when(value: datetime | None) -> str:
     return "at an unknown time" if value is None else as_utc(value).isoformat()
 
 
-async def _on_chain(rpc: ChainRPC, row: sa.Row) -> Mismatch | None:
+async def _on_chain(rpc: ChainRPC, row: sa.Row[Any]) -> Mismatch | None:
     if await live_transfer(rpc, row) is not None:
         return None
     reference = payment_reference(row.chain_id, row.tx_hash, row.log_index)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -52,7 +53,7 @@ class Forbidden(PaymentError):
 class Rejected(PaymentError):
     """The transaction is not an acceptable top-up; `reason` says why."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -102,9 +103,17 @@ REFERENCE_SQL = (
 )
 
 
-def require_configured(settings: Settings) -> None:
+class PaymentsEndpoints(NamedTuple):
+    """The two settings payments cannot work without, once they are known to be set."""
+
+    rpc_url: str
+    dao_wallet: str
+
+
+def require_configured(settings: Settings) -> PaymentsEndpoints:
     if not settings.chain_rpc_url or not settings.dao_wallet_address:
         raise NotConfigured()
+    return PaymentsEndpoints(settings.chain_rpc_url, settings.dao_wallet_address)
 
 
 def topup_bounds_micros(settings: Settings) -> tuple[int, int]:
@@ -125,11 +134,12 @@ async def check_chain_id(rpc: ChainRPC, settings: Settings) -> None:
 
 
 def _is_deposit(t: Transfer, settings: Settings) -> bool:
-    return t.token == settings.usdc_address.lower() and t.to_address == settings.dao_wallet_address.lower()
+    dao = require_configured(settings).dao_wallet.lower()
+    return t.token == settings.usdc_address.lower() and t.to_address == dao
 
 
 def _why_not_a_deposit(transfers: tuple[Transfer, ...], settings: Settings) -> str:
-    dao, usdc = settings.dao_wallet_address.lower(), settings.usdc_address.lower()
+    dao, usdc = require_configured(settings).dao_wallet.lower(), settings.usdc_address.lower()
     if any(t.to_address == dao for t in transfers):
         return "the transfer to the DAO wallet is not in USDC"
     if any(t.token == usdc for t in transfers):
@@ -248,6 +258,8 @@ async def _record(
             )
         ).first()
         if moved is not None and status == PaymentStatus.CREDITED:
+            if account_id is None:  # callers credit only a payment whose sender has an account
+                raise ValueError(f"payment {t.tx_hash}:{t.log_index} cannot be credited without an account")
             reference = payment_reference(chain_id, t.tx_hash, t.log_index)
             await ledger.post_entry_in(conn, account_id, t.value, "onchain_payment", reference)
         row = (await conn.execute(sa.select(payments).where(key))).one()
@@ -280,7 +292,7 @@ def _insert_if_new(conn: AsyncConnection, chain_id: int, t: Transfer, account_id
     )
 
 
-def _payment(row: sa.Row, head: int | None) -> Payment:
+def _payment(row: sa.Row[Any], head: int | None) -> Payment:
     return Payment(
         id=row.id,
         chain_id=row.chain_id,
@@ -297,7 +309,7 @@ def _payment(row: sa.Row, head: int | None) -> Payment:
     )
 
 
-def _transfer(row: sa.Row) -> Transfer:
+def _transfer(row: sa.Row[Any]) -> Transfer:
     """A recorded payment as the transfer it was recorded from."""
     return Transfer(
         token=row.token_address,
@@ -346,7 +358,7 @@ async def claim_known_senders(db: AsyncEngine) -> list[Payment]:
     return await _claim(db, query)
 
 
-async def _claim(db: AsyncEngine, query: sa.Select) -> list[Payment]:
+async def _claim(db: AsyncEngine, query: sa.Select[Any]) -> list[Payment]:
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [await _record(db, row.chain_id, _transfer(row), PaymentStatus.CREDITED, row.owner, None) for row in rows]
@@ -391,7 +403,7 @@ async def mark_reorged(db: AsyncEngine, payment_id: int, reason: str) -> Payment
     return _payment(row, None)
 
 
-async def live_transfer(rpc: ChainRPC, row: sa.Row) -> Transfer | None:
+async def live_transfer(rpc: ChainRPC, row: sa.Row[Any]) -> Transfer | None:
     """The recorded payment (a `payments` row) as the chain shows it now: the same successful transaction
     with the same log (token, sender, receiver, amount), possibly in another block; None if it is gone."""
     receipt = await rpc.receipt(row.tx_hash)
@@ -409,7 +421,9 @@ async def live_transfer(rpc: ChainRPC, row: sa.Row) -> Transfer | None:
     )
 
 
-async def recheck_payment(db: AsyncEngine, rpc: ChainRPC, settings: Settings, row: sa.Row, head: int) -> Payment | None:
+async def recheck_payment(
+    db: AsyncEngine, rpc: ChainRPC, settings: Settings, row: sa.Row[Any], head: int
+) -> Payment | None:
     """Compare a recorded payment with the chain as it is now: gone -> reorged (and reversed if it was
     credited); moved to another block -> block updated; deep enough -> credited (or unclaimed).
     "Gone" needs its block hash to have changed too: a node that still has the block but answers no

@@ -24,9 +24,10 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -61,11 +62,13 @@ class ScanReport:
 
 
 class Watcher:
-    def __init__(self, db: AsyncEngine, rpc: ChainRPC, settings: Settings, *, progress: ProgressBar | None = None):
-        require_configured(settings)
+    def __init__(
+        self, db: AsyncEngine, rpc: ChainRPC, settings: Settings, *, progress: ProgressBar | None = None
+    ) -> None:
+        dao = require_configured(settings).dao_wallet
         self.db, self.rpc, self.settings = db, rpc, settings
         self.usdc = settings.usdc_address.lower()
-        self.dao = settings.dao_wallet_address.lower()
+        self.dao = dao.lower()
         self.name = f"usdc-transfers:{settings.chain_id}:{self.usdc}:{self.dao}"
         self.progress = progress
 
@@ -109,12 +112,12 @@ class Watcher:
             await self._save_cursor(last, await self._hash(last))
             return last
         if cursor.last_block_hash is None:
-            return cursor.last_block
+            return int(cursor.last_block)
         canonical = await self.rpc.block_hash(cursor.last_block)
         if canonical is None:
             return None
         if canonical == cursor.last_block_hash:
-            return cursor.last_block
+            return int(cursor.last_block)
         report.rewound_to = await self._rewind(cursor.last_block, head, report)
         return report.rewound_to
 
@@ -139,7 +142,7 @@ class Watcher:
         owner = await find_account(self.db, t.from_address)
         return await accept_transfer(self.db, self.settings, t, head, owner.id if owner else None)
 
-    async def _recheck(self, row: sa.Row, head: int, report: ScanReport) -> None:
+    async def _recheck(self, row: sa.Row[Any], head: int, report: ScanReport) -> None:
         payment = await recheck_payment(self.db, self.rpc, self.settings, row, head)
         if payment is not None:
             report.payments[payment.status] += 1
@@ -151,7 +154,7 @@ class Watcher:
             payments.c.to_address == self.dao,
         )
 
-    async def _recorded(self, first: int, last: int) -> list[sa.Row]:
+    async def _recorded(self, first: int, last: int) -> Sequence[sa.Row[Any]]:
         """Live payments recorded in [first, last] (by a confirm, or an earlier scan of another fork) and
         pending ones below it (a confirm that raced the scan of their block)."""
         async with self.db.connect() as conn:
@@ -182,13 +185,13 @@ class Watcher:
             ).all()
         intact = None
         for number, group in itertools.groupby(rows, key=lambda r: r.block_number):
-            group = list(group)
+            members = list(group)
             canonical = await self.rpc.block_hash(number)
-            stale = [r for r in group if r.block_hash != canonical]
+            stale = [r for r in members if r.block_hash != canonical]
             for row in stale:
                 if row.status != PaymentStatus.REJECTED:
                     await self._recheck(row, head, report)
-            if canonical is not None and len(stale) < len(group):
+            if canonical is not None and len(stale) < len(members):
                 intact = number
                 break
         start = self.settings.watcher_start_block or 0
@@ -219,10 +222,10 @@ def _no_progress() -> Iterator[Callable[[int], None]]:
 
 async def watch(settings: Settings, *, once: bool = False, progress: ProgressBar | None = None) -> ScanReport | None:
     """Run the watcher against the configured database and RPC: one run (`once`) or until cancelled."""
-    require_configured(settings)
+    rpc_url = require_configured(settings).rpc_url
     db = get_engine(settings.effective_database_url)
     try:
-        async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
+        async with ChainRPC(rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
             watcher = Watcher(db, rpc, settings, progress=progress)
             if once:
                 return await watcher.run_once()

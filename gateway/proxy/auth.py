@@ -83,5 +83,5 @@ def _plug_in() -> None:
     _background.add(loop.create_task(rt.spool.replay_forever(rt.db, rt.settings.spool_replay_seconds)))
 
 
-_background: set[asyncio.Task] = set()
+_background: set[asyncio.Task[None]] = set()
 _plug_in()

@@ -28,7 +28,7 @@ from litellm.proxy._types import UserAPIKeyAuth
 from litellm.types.utils import CallTypesLiteral, LLMResponseTypes
 
 from gateway import ledger
-from gateway.core.billing import insufficient_message, max_tokens_for_hold, plan_hold, price_call
+from gateway.core.billing import ReportedCost, insufficient_message, max_tokens_for_hold, plan_hold, price_call
 from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
@@ -38,7 +38,7 @@ from gateway.proxy.pricing import count_prompt_tokens, prices_for
 from gateway.proxy.runtime import runtime
 
 if TYPE_CHECKING:
-    from litellm.caching.caching import DualCache
+    from litellm.caching.dual_cache import DualCache
 
 log = logging.getLogger("gateway.proxy.billing")
 
@@ -161,7 +161,7 @@ class BillingCallbacks(CustomLogger):
 
     # ---- SETTLE -----------------------------------------------------------------------------------
     async def _settle(
-        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: object
+        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost
     ) -> int | None:
         """Price and settle the call: what the account was charged, or None if it was closed already (by the
         request path or the backstop)."""
@@ -170,7 +170,9 @@ class BillingCallbacks(CustomLogger):
                 return None
             return await self._settle_open(call, prompt_tokens, completion_tokens, reported_cost)
 
-    async def _settle_open(self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: object) -> int:
+    async def _settle_open(
+        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost
+    ) -> int:
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         prices = prices_for(call.model) or TokenPrices(Decimal(0), Decimal(0))
@@ -238,7 +240,7 @@ class BillingCallbacks(CustomLogger):
                         call,
                         int(usage.prompt_tokens or 0),
                         int(usage.completion_tokens or 0),
-                        reported if reported else self._stream_cost(chunks + [chunk], request_data),
+                        reported if reported else self._stream_cost([*chunks, chunk], request_data),
                     )
                     settled = True
                     if call.client_wants_usage:
@@ -258,7 +260,7 @@ class BillingCallbacks(CustomLogger):
                 await asyncio.shield(self._close_interrupted_stream(call, chunks, request_data))
 
     async def _settle_stream(
-        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: object
+        self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost
     ) -> int | None:
         """`_settle` for a stream whose content is out already: a failure is logged, never sent as a chunk."""
         try:
@@ -270,7 +272,7 @@ class BillingCallbacks(CustomLogger):
             return None
 
     @staticmethod
-    def _stream_cost(chunks: list[Any], request_data: dict[str, Any]) -> object:
+    def _stream_cost(chunks: list[Any], request_data: dict[str, Any]) -> ReportedCost:
         try:
             built = litellm.stream_chunk_builder(chunks, messages=request_data.get("messages"))
             return litellm.completion_cost(completion_response=built) if built is not None else None

@@ -12,11 +12,11 @@ from litellm.proxy._types import ProxyException
 class GatewayError(ProxyException):
     def __init__(
         self, status: int, code: str, message: str, type_: str = "invalid_request_error", param: str | None = None
-    ):
+    ) -> None:
         super().__init__(message=message, type=type_, param=param, code=status, openai_code=code)
         self.status_code = status
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | int | None]:
         return {"message": self.message, "type": self.type, "param": self.param, "code": self.openai_code}
 
 
@@ -70,7 +70,8 @@ def internal_error(request_id: str) -> GatewayError:
     return GatewayError(
         500,
         "internal_error",
-        f"The gateway failed on this call (nothing was charged; request id {request_id}). Retry, or report it with the request id.",
+        f"The gateway failed on this call (nothing was charged; request id {request_id}). "
+        "Retry, or report it with the request id.",
         "server_error",
     )
 

@@ -40,7 +40,7 @@ ADMITTED = "gateway.admitted"  # scope key set on every request the guard let th
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, master_key: str | None):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, master_key: str | None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self._master = f"bearer {master_key}".encode() if master_key else None

@@ -39,8 +39,9 @@ def tagged(data: Mapping[str, Any] | None) -> Call | None:
         return None
     for bucket in _METADATA_BUCKETS:
         meta = data.get(bucket)
-        if isinstance(meta, dict) and isinstance(meta.get(METADATA_KEY), Call):
-            return meta[METADATA_KEY]
+        call = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
+        if isinstance(call, Call):
+            return call
     return None
 
 
@@ -55,7 +56,7 @@ def tag(data: dict[str, Any], call: Call) -> None:
 class Inflight:
     """Calls this process has held and not yet settled or released, by request id (bounded)."""
 
-    def __init__(self, size: int = 100_000):
+    def __init__(self, size: int = 100_000) -> None:
         self.size = size
         self._calls: OrderedDict[str, tuple[Call, asyncio.Lock]] = OrderedDict()
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litellm import token_counter
 
 from gateway.core.money import TokenPrices, to_decimal
+
+if TYPE_CHECKING:
+    from litellm.router import Router
 
 _prices: dict[str, TokenPrices | None] = {}
 
@@ -35,7 +38,8 @@ FRAMING_TOKENS = 16
 FRAMING_TOKENS_PER_TOOL = 24
 
 
-def _router():  # noqa: ANN202 - the proxy's router, present once the proxy has loaded its config
+def _router() -> Router | None:
+    """The proxy's router, present once the proxy has loaded its config."""
     from litellm.proxy import proxy_server
 
     return proxy_server.llm_router
@@ -51,10 +55,10 @@ def _highest_rate(infos: list[dict[str, Any]], prefixes: tuple[str, ...]) -> flo
     return max(rates, default=0.0)
 
 
-def _deployment_infos(router: Any, model: str) -> list[dict[str, Any]]:
+def _deployment_infos(router: Router, model: str) -> list[dict[str, Any]]:
     infos = []
     for deployment in router.get_model_list(model_name=model) or []:
-        model_id = (deployment.get("model_info") or {}).get("id")
+        model_id = (deployment.get("model_info") or {}).get("id") or ""  # "" like None: not a price-map key
         try:
             info = router.get_deployment_model_info(model_id=model_id, model_name=deployment["litellm_params"]["model"])
         except Exception:  # noqa: BLE001 - LiteLLM raises for a model its map does not know
@@ -70,7 +74,7 @@ def prices_for(model: str) -> TokenPrices | None:
     router = _router()
     group = router.get_model_group_info(model) if router is not None else None
     prices = None
-    if group is not None and (group.input_cost_per_token or group.output_cost_per_token):
+    if router is not None and group is not None and (group.input_cost_per_token or group.output_cost_per_token):
         infos = [
             {
                 "input_cost_per_token": group.input_cost_per_token or 0,

@@ -47,14 +47,15 @@ class RateLimiter:
     its own memory (the limits still hold, per process), and goes back to Redis when its link is up again.
     """
 
-    def __init__(self, settings: Settings, redis: RedisLink | None):
+    def __init__(self, settings: Settings, redis: RedisLink | None) -> None:
         self._shared: tuple[RedisLink, MovingWindowRateLimiter] | None = None
         if redis is not None:
             storage = RedisStorage(
                 f"async+{settings.redis_url}",
                 implementation="redispy",
                 key_prefix=f"{settings.sidecar_redis_prefix}:rate",
-                connection_pool=redis.client.connection_pool,
+                # limits types its **options as scalars, but passes them to redis-py, which takes a pool
+                connection_pool=redis.client.connection_pool,  # type: ignore[arg-type]
             )
             self._shared = (redis, MovingWindowRateLimiter(storage))
         self._local = MovingWindowRateLimiter(MemoryStorage())
@@ -74,9 +75,11 @@ class RateLimiter:
             return
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(
-            429, "rate_limited", f"too many {name} requests (limit {item}); retry in {retry_after} s",
+            429,
+            "rate_limited",
+            f"too many {name} requests (limit {item}); retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
-        )  # fmt: skip
+        )
 
     async def _count(self, item: limits.RateLimitItem, keys: tuple[str, ...]) -> tuple[bool, float]:
         if self._shared is not None:
@@ -114,9 +117,14 @@ class Services:
         redis = redis_link_for(settings)
         nonces = RedisNonceStore(redis, settings.sidecar_redis_prefix) if redis is not None else DbNonceStore(db)
         return cls(
-            settings, db, redis, nonces, SiwePolicy.from_settings(settings), key_cache_for(settings, redis),
+            settings,
+            db,
+            redis,
+            nonces,
+            SiwePolicy.from_settings(settings),
+            key_cache_for(settings, redis),
             RateLimiter(settings, redis),
-        )  # fmt: skip
+        )
 
     async def aclose(self) -> None:
         if self.redis is not None:
@@ -125,7 +133,8 @@ class Services:
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services
+    svc: Services = request.app.state.services  # Starlette's app.state is untyped; create_app puts it there
+    return svc
 
 
 ServicesDep = Annotated[Services, Depends(services)]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,10 +24,10 @@ from starlette.exceptions import HTTPException
 
 from gateway.auth.nonces import NonceStoreUnavailable
 from gateway.auth.siwe import LoginRejected
-from gateway.db.engine import DatabaseUnavailable
 from gateway.failures import ChainUnavailable
 
 log = logging.getLogger("gateway.sidecar")
+E = TypeVar("E", bound=Exception)
 
 # Our infrastructure is down: answer 503 and keep the failure visible. Other exceptions are bugs (500).
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -36,7 +37,6 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     InterfaceError,
     PoolTimeout,
     RedisError,
-    DatabaseUnavailable,
 )
 
 
@@ -50,7 +50,7 @@ class ErrorResponse(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -86,7 +86,7 @@ def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _reply(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _reply(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
@@ -139,13 +139,18 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
     return _reply(500, "internal_error", "internal error (logged)")
 
 
+def _handle(app: FastAPI, exc_type: type[E], handler: Callable[[Request, E], Awaitable[JSONResponse]]) -> None:
+    # Starlette types every handler as taking any Exception, though it calls each with its own type only
+    app.add_exception_handler(exc_type, handler)  # type: ignore[arg-type]
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(LoginRejected, _login_rejected)
-    app.add_exception_handler(ChainUnavailable, _chain_unavailable)
-    app.add_exception_handler(NonceStoreUnavailable, _nonce_store_unavailable)
+    _handle(app, ApiError, _api_error)
+    _handle(app, HTTPException, _http_error)
+    _handle(app, RequestValidationError, _validation_error)
+    _handle(app, LoginRejected, _login_rejected)
+    _handle(app, ChainUnavailable, _chain_unavailable)
+    _handle(app, NonceStoreUnavailable, _nonce_store_unavailable)
     for exc_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _internal)

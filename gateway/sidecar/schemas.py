@@ -36,9 +36,13 @@ class KeyOut(BaseModel):
     @classmethod
     def of(cls, info: KeyInfo) -> KeyOut:
         return cls(
-            id=info.id, prefix=info.prefix, label=info.label, active=info.active,
-            created_at=info.created_at, revoked_at=info.revoked_at,
-        )  # fmt: skip
+            id=info.id,
+            prefix=info.prefix,
+            label=info.label,
+            active=info.active,
+            created_at=info.created_at,
+            revoked_at=info.revoked_at,
+        )
 
 
 class NewKeyOut(KeyOut):

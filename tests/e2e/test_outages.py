@@ -39,7 +39,7 @@ def links(pg_url):
 
 @pytest.fixture(scope="module")
 def faulty_proxy(links, upstream, tmp_path_factory):
-    pg, redis, db_url = links
+    _pg, redis, db_url = links
     home = tmp_path_factory.mktemp("outage-home")
     proc = start_proxy(home, db_url, f"redis://{redis.netloc}/0", upstream)
     yield proc

@@ -88,9 +88,9 @@ async def test_a_provider_that_counts_more_prompt_than_held_is_charged_the_hold_
     if not stream:
         assert result.headers["x-gateway-credits-charged"] == str(hold.amount_micros / 1000).rstrip("0").rstrip(".")
     report = await reconcile(db, Settings())
-    assert [u for u in report.uncollected if u.request_id == row.request_id][
-        0
-    ].uncollected_micros == row.uncollected_micros
+    assert next(u for u in report.uncollected if u.request_id == row.request_id).uncollected_micros == (
+        row.uncollected_micros
+    )
     assert not [m for m in report.mismatches if m.account_id == c.account.id]
     await assert_books_balance(db)
 

@@ -184,18 +184,20 @@ async def test_upstream_500_releases_the_hold_and_charges_nothing(db, make_custo
 async def test_client_leaving_mid_stream_pays_for_what_was_produced(db, make_customer, upstream, proxy):
     c = await make_customer()
     upstream.set_mode(words=40, chunk_delay=0.05)
-    async with httpx.AsyncClient(timeout=30) as http:
-        async with http.stream(
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
             "POST",
             f"{proxy.base_url}/chat/completions",
             headers={"Authorization": f"Bearer {c.key.raw_key}"},
             json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 100, "stream": True},
-        ) as resp:
-            seen = 0
-            async for line in resp.aiter_lines():
-                seen += line.startswith("data:")
-                if seen >= 5:
-                    break
+        ) as resp,
+    ):
+        seen = 0
+        async for line in resp.aiter_lines():
+            seen += line.startswith("data:")
+            if seen >= 5:
+                break
     for _ in range(100):  # the proxy notices the disconnect asynchronously
         holds = await holds_of(db, c.account.id)
         if holds and holds[0].status != "pending":

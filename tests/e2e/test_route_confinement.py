@@ -11,6 +11,9 @@ import pytest
 
 from gateway.proxy import admission
 
+# ruff: noqa: ASYNC210, ASYNC212
+# (blocking httpx calls in these async tests on purpose: the proxy under test is another process, and
+# nothing else runs on the test's event loop meanwhile)
 pytestmark = pytest.mark.timeout(300)
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -176,7 +179,8 @@ async def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(proxy
     with socket.create_connection(("127.0.0.1", proxy.settings.proxy_port), timeout=10) as sock:
         sock.sendall(  # announces a body one byte over the limit, sends one byte of it: answered at once
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {proxy.settings.proxy_max_body_bytes + 1}\r\n\r\n{{".encode()
+            f"Content-Type: application/json\r\nContent-Length: {proxy.settings.proxy_max_body_bytes + 1}\r\n\r\n"
+            "{".encode()
         )
         answer = b""
         while b"}}" not in answer and (chunk := sock.recv(65536)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,7 +47,7 @@ class VerifyOut(SessionOut):
     )
 
 
-def _cookie_attributes(request: Request) -> dict:
+def _cookie_attributes(request: Request) -> dict[str, Any]:
     return {"path": "/", "httponly": True, "samesite": "lax", "secure": request.url.scheme == "https"}
 
 
@@ -77,7 +78,8 @@ async def verify(body: VerifyIn, request: Request, response: Response, svc: Serv
 @router.post("/logout", status_code=204, response_class=Response, responses=documented(401, 403))
 async def logout(request: Request, svc: ServicesDep, _: SessionDep, session_id: SessionIdDep) -> Response:
     """End the session on the server; the cookie stops working everywhere at once."""
-    await revoke_session(svc.db, session_id)
+    if session_id:  # always: SessionDep has answered 401 without a live session cookie
+        await revoke_session(svc.db, session_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, **_cookie_attributes(request))
     return response

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from gateway.accounts.history import MAX_PAGE_SIZE, LedgerRow, UsageRow, Window, ledger_page, usage_page
 from gateway.core.money import micros_to_credits
-from gateway.ledger import REASONS, get_balance
+from gateway.ledger import Reason, get_balance
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import documented
 from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText
@@ -22,7 +22,6 @@ from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText
 router = APIRouter(tags=["credits"])
 
 RECENT_ENTRIES = 10
-Reason = Literal[tuple(sorted(REASONS))]  # type: ignore[valid-type]
 Credits = Annotated[str, Field(description="The same amount in credits (1 credit = 1,000 micros), exact")]
 
 

@@ -44,11 +44,17 @@ class PaymentOut(BaseModel):
     @classmethod
     def of(cls, p: Payment) -> PaymentOut:
         return cls(
-            tx_hash=p.tx_hash, log_index=p.log_index, chain_id=p.chain_id, status=p.status, reason=p.reason,
-            amount_micros=p.raw_amount, credited_micros=p.micros_credited,
+            tx_hash=p.tx_hash,
+            log_index=p.log_index,
+            chain_id=p.chain_id,
+            status=p.status,
+            reason=p.reason,
+            amount_micros=p.raw_amount,
+            credited_micros=p.micros_credited,
             credited_credits=micros_to_credits(p.micros_credited) if p.micros_credited is not None else None,
-            block_number=p.block_number, confirmations=p.confirmations,
-        )  # fmt: skip
+            block_number=p.block_number,
+            confirmations=p.confirmations,
+        )
 
 
 class ConfirmIn(BaseModel):
@@ -72,8 +78,8 @@ class PaymentList(BaseModel):
 
 
 def _rpc(svc: ServicesDep) -> ChainRPC:
-    require_configured(svc.settings)
-    return ChainRPC(svc.settings.chain_rpc_url, timeout=svc.settings.chain_rpc_timeout_seconds)
+    rpc_url = require_configured(svc.settings).rpc_url
+    return ChainRPC(rpc_url, timeout=svc.settings.chain_rpc_timeout_seconds)
 
 
 async def _limit_confirms(svc: ServicesDep, session: SessionDep) -> None:
@@ -83,10 +89,12 @@ async def _limit_confirms(svc: ServicesDep, session: SessionDep) -> None:
 @router.post(
     "/credits/confirm",
     response_model=ConfirmOut,
-    responses={202: {"model": ConfirmOut, "description": "Seen on chain, waiting for confirmations"},
-               **documented(400, 401, 403, 404, 422, 429)},
+    responses={
+        202: {"model": ConfirmOut, "description": "Seen on chain, waiting for confirmations"},
+        **documented(400, 401, 403, 404, 422, 429),
+    },
     dependencies=[Depends(_limit_confirms)],
-)  # fmt: skip
+)
 async def confirm(body: ConfirmIn, response: Response, svc: ServicesDep, session: SessionDep) -> ConfirmOut:
     """Verify your USDC transfer to the DAO wallet on chain and credit it once (1 USDC = 1,000 credits)."""
     try:
@@ -109,10 +117,14 @@ async def confirm(body: ConfirmIn, response: Response, svc: ServicesDep, session
     if result.status == PaymentStatus.PENDING:
         response.status_code = 202
     return ConfirmOut(
-        tx_hash=result.tx_hash, status=result.status, confirmations=result.confirmations,
-        required=result.required_confirmations, credited_micros=result.credited_micros,
-        credited_credits=micros_to_credits(result.credited_micros), payments=[PaymentOut.of(p) for p in result.payments],
-    )  # fmt: skip
+        tx_hash=result.tx_hash,
+        status=result.status,
+        confirmations=result.confirmations,
+        required=result.required_confirmations,
+        credited_micros=result.credited_micros,
+        credited_credits=micros_to_credits(result.credited_micros),
+        payments=[PaymentOut.of(p) for p in result.payments],
+    )
 
 
 @router.get("", response_model=PaymentList, responses=documented(401))

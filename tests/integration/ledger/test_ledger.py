@@ -63,7 +63,7 @@ async def test_bad_writes_change_nothing(db, account):
     with pytest.raises(ValueError):
         await ledger.post_entry(db, account.id, 1, "gift", "x")
     with pytest.raises(TypeError):
-        await ledger.post_entry(db, account.id, 1.5, "admin_grant", "x")  # type: ignore[arg-type]
+        await ledger.post_entry(db, account.id, 1.5, "admin_grant", "x")  # type: ignore[arg-type] - a float on purpose
     with pytest.raises(ledger.UnknownAccount):
         await ledger.post_entry(db, 10**12, 1, "admin_grant", "nobody")
     with pytest.raises(ValueError):

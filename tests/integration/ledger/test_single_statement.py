@@ -1,5 +1,6 @@
 """The PostgreSQL path of the ledger: hold, settle and release are one autocommit statement each, with the
-same outcomes as the portable transaction (tests/integration/ledger/test_ledger.py covers the rules on this same path)."""
+same outcomes as the portable transaction (tests/integration/ledger/test_ledger.py covers the rules on this
+same path)."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def reconcile_cli(pg_url: str, settings, json_out: bool = True) -> subprocess.Co
 async def test_clean_books_pass_and_a_tampered_ledger_row_names_its_account(
     own_db, own_pg_url, rpc, chain, settings, dao
 ):
-    a, b = await books_with_two_payments(own_db, rpc, chain, settings, dao)
+    _a, b = await books_with_two_payments(own_db, rpc, chain, settings, dao)
 
     clean = await reconcile(own_db, settings, rpc)
     assert clean.ok and clean.chain_checked, clean.mismatches

@@ -97,7 +97,7 @@ async def test_watcher_cancelled_mid_range_resumes_without_double_credit(db, rpc
 
     monkeypatch.setattr(watcher_module, "accept_transfer", real_accept)
     assert (await Watcher(db, rpc, settings).run_once()).payments == {"credited": 3}
-    for account, amount in zip(accounts, (2, 3, 4)):
+    for account, amount in zip(accounts, (2, 3, 4), strict=True):
         assert [e.amount_micros for e in await ledger_rows(db, account.id)] == [amount * USDC]
     assert set((await payment_statuses(db, dao)).values()) == {"credited"} and len(txs) == 3
     await assert_books_balance(db)
@@ -123,7 +123,7 @@ async def test_watcher_process_killed_mid_scan_then_restarted(db, pg_url, rpc, c
         "WATCHER_START_BLOCK": str(settings.watcher_start_block),
     }
     probe = Watcher(db, rpc, settings, progress=progress_bar)  # its catch-up run below draws the progress bar
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the test kills this process mid-scan
         [sys.executable, "-m", "gateway", "watch", "--once"],
         cwd=REPO_ROOT,
         env=env,

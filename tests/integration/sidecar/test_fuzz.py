@@ -55,7 +55,7 @@ def _serve(make_settings, anvil, url: str) -> Iterator[str]:
                 dao_wallet_address=anvil.accounts[9].address,
                 rate_limit_payment_confirm="100000/minute",
             )
-        )  # fmt: skip
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -94,11 +94,19 @@ async def test_openapi_documents_every_route_and_its_errors(client):
     document = (await client.get("/api/v1/openapi.json")).json()
     operations = {(m.upper(), p): op for p, item in document["paths"].items() for m, op in item.items()}
     expected = {
-        ("GET", "/api/v1/auth/nonce"), ("POST", "/api/v1/auth/verify"), ("POST", "/api/v1/auth/logout"),
-        ("GET", "/api/v1/auth/session"), ("GET", "/api/v1/keys"), ("POST", "/api/v1/keys"),
-        ("DELETE", "/api/v1/keys/{key_id}"), ("GET", "/api/v1/credits/summary"), ("GET", "/api/v1/credits/ledger"),
-        ("GET", "/api/v1/usage"), ("GET", "/healthz"), ("GET", "/readyz"),
-    }  # fmt: skip
+        ("GET", "/api/v1/auth/nonce"),
+        ("POST", "/api/v1/auth/verify"),
+        ("POST", "/api/v1/auth/logout"),
+        ("GET", "/api/v1/auth/session"),
+        ("GET", "/api/v1/keys"),
+        ("POST", "/api/v1/keys"),
+        ("DELETE", "/api/v1/keys/{key_id}"),
+        ("GET", "/api/v1/credits/summary"),
+        ("GET", "/api/v1/credits/ledger"),
+        ("GET", "/api/v1/usage"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+    }
     assert expected <= set(operations)
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
     for key, op in operations.items():

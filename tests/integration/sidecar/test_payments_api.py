@@ -21,10 +21,13 @@ CONFIRMATIONS = 3
 def chain_settings(make_settings, chain):
     def make(**overrides):
         values = dict(
-            chain_rpc_url=chain.url, usdc_address=chain.usdc.address, dao_wallet_address=random_address(),
-            min_confirmations=CONFIRMATIONS, watcher_start_block=chain.w3.eth.block_number + 1,
+            chain_rpc_url=chain.url,
+            usdc_address=chain.usdc.address,
+            dao_wallet_address=random_address(),
+            min_confirmations=CONFIRMATIONS,
+            watcher_start_block=chain.w3.eth.block_number + 1,
             rate_limit_payment_confirm="1000/minute",
-        )  # fmt: skip
+        )
         return make_settings(**(values | overrides))
 
     return make

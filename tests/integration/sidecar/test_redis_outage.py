@@ -66,9 +66,11 @@ async def test_rate_limits_count_per_process_while_redis_is_cut_and_are_shared_a
     settings = outage_settings(rate_limit_key_create="2 per 60 seconds")
     peer = "198.51.100.23"  # this test's own rate-limit windows
     async with (
-        running(create_app(settings)) as first, running(create_app(settings)) as second,  # two processes
-        client_for(first, peer=peer) as one, client_for(second, peer=peer) as other,
-    ):  # fmt: skip
+        running(create_app(settings)) as first,
+        running(create_app(settings)) as second,  # two processes
+        client_for(first, peer=peer) as one,
+        client_for(second, peer=peer) as other,
+    ):
         me = await sign_in(one, wallet)
         other.cookies = one.cookies
 
