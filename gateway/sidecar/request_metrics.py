@@ -36,8 +36,10 @@ class RequestMetrics:
 
 
 def _template(scope: Scope) -> str:
-    route: Any = scope.get("route")
-    path = getattr(route, "path", None)
+    """The matched route's full template. FastAPI >= 0.16x keeps included routers as they are, so the
+    route's own `path` lacks their prefixes; the effective route context it records has the full one."""
+    effective: Any = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) else UNMATCHED
 
 
