@@ -41,9 +41,10 @@ async def test_token_rule_and_requests_by_route_template(make_settings):
         assert (await client.get("/api/v1/keys/12345")).status_code in (401, 405)  # a path with an id
         assert (await client.get("/no/such/path/0xabc")).status_code == 404
         after = await scrape(client)
-    assert requests_of(after, "/api/v1/auth/nonce", "GET", "200") == requests_of(
-        before, "/api/v1/auth/nonce", "GET", "200"
-    ) + 1
+    assert (
+        requests_of(after, "/api/v1/auth/nonce", "GET", "200")
+        == requests_of(before, "/api/v1/auth/nonce", "GET", "200") + 1
+    )
     assert requests_of(after, "unmatched", "GET", "404") >= requests_of(before, "unmatched", "GET", "404") + 1
     routes = {dict(labels).get("route") for name, labels in after if name == "gateway_sidecar_requests_total"}
     assert all(r == "unmatched" or r.startswith("/") for r in routes)
