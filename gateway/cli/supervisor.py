@@ -34,7 +34,7 @@ console = Console(stderr=True, soft_wrap=True)
 class Child:
     name: str
     argv: list[str]
-    metrics: str = "sidecar"  # the PROMETHEUS_MULTIPROC_DIR group it writes to (see `child_env`)
+    metrics: str | None = "sidecar"  # the PROMETHEUS_MULTIPROC_DIR group it writes to (see `child_env`)
     proc: subprocess.Popen | None = None
 
 
@@ -43,12 +43,13 @@ def proxy_workers(settings: Settings) -> int:
     return settings.proxy_workers or max(1, os.cpu_count() or 1)
 
 
-def child_env(settings: Settings, master_key: str, metrics: str = "proxy") -> dict[str, str]:
+def child_env(settings: Settings, master_key: str, metrics: str | None = None) -> dict[str, str]:
     """The environment of a child. `metrics` names its metrics folder, $GATEWAY_HOME/metrics/<metrics>,
-    emptied here (so call it before starting the children that share it): the proxy's LiteLLM workers
-    share "proxy", the sidecar and the watcher share "sidecar" (each `/metrics` sums its folder's files)."""
+    emptied here (so call it before starting the children that share it): a proxy's LiteLLM workers share
+    "proxy-<PROXY_PORT>" (the default; one per proxy on a host), the sidecar and the watcher share "sidecar"
+    (each `/metrics` sums its folder's files)."""
     env = dict(os.environ)
-    folder = settings.gateway_home.resolve() / "metrics" / metrics
+    folder = settings.gateway_home.resolve() / "metrics" / (metrics or f"proxy-{settings.proxy_port}")
     env[MULTIPROC_ENV] = str(fresh_multiproc_dir(folder))
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["LITELLM_MASTER_KEY"] = master_key
@@ -84,7 +85,7 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
 
 def children(settings: Settings, payments_configured: bool) -> list[Child]:
     gateway = [sys.executable, "-m", "gateway"]
-    procs = [Child("proxy", proxy_argv(settings), metrics="proxy"), Child("sidecar", [*gateway, "sidecar"])]
+    procs = [Child("proxy", proxy_argv(settings), metrics=None), Child("sidecar", [*gateway, "sidecar"])]
     if payments_configured:
         procs.append(Child("watcher", [*gateway, "watch"]))
     return procs

@@ -16,10 +16,9 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.proxy_process import ProxyProcess, free_port, write_test_config
-from gateway.config import Settings
+from devtools.proxy_process import ProxyProcess
 from gateway.db.schema import llm_usage
-from tests.e2e.conftest import REDIS_URL
+from tests.e2e.conftest import start_proxy
 
 pytestmark = pytest.mark.timeout(300)
 TOKEN = "e2e-metrics-token-0123456789"
@@ -30,18 +29,9 @@ BOUNDED_MODELS = {"gpt-4o-mini", "text-embedding-3-small", "unpriced", "demo", "
 
 @pytest.fixture(scope="module")
 def metered_proxy(pg_url, upstream, tmp_path_factory):
-    home = tmp_path_factory.mktemp("metrics-home")
-    settings = Settings(
-        gateway_home=home,
-        database_url=pg_url,
-        redis_url=REDIS_URL,
-        proxy_port=free_port(),
-        proxy_workers=2,
-        litellm_master_key="sk-admin-metrics-test",
-    )
     os.environ["METRICS_BEARER_TOKEN"] = TOKEN  # child_env copies the environment at start
     try:
-        proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
+        proc = start_proxy(pg_url, upstream, tmp_path_factory.mktemp("metrics-home"))
     finally:
         del os.environ["METRICS_BEARER_TOKEN"]
     yield proc
@@ -102,7 +92,12 @@ async def test_counts_of_both_workers_are_summed_and_outcomes_move(metered_proxy
         if len(pids) == 2:
             break
     assert len(pids) == 2, "every call went to one worker"
-    per_pid_files = {p.name for p in (metered_proxy.settings.gateway_home / "metrics" / "proxy").glob("counter_*.db")}
+    per_pid_files = {
+        p.name
+        for p in (metered_proxy.settings.gateway_home / "metrics" / f"proxy-{metered_proxy.settings.proxy_port}").glob(
+            "counter_*.db"
+        )
+    }
     assert {f"counter_{pid}.db" for pid in pids} <= per_pid_files
 
     broke = await make_customer(0)
