@@ -10,6 +10,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import limits
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     rate_limit_payment_confirm: str = "30/minute"  # POST /payments/credits/confirm, per account
     sidecar_redis_prefix: str = Field(default="gw:sidecar", min_length=1)  # namespace of nonces and limits in Redis
     sidecar_max_body_bytes: int = Field(default=64 * 1024, gt=0)  # larger request bodies get 413 before being read
+    # GET /metrics on the proxy and the sidecar: open when unset (keep those ports private), else needs this bearer
+    metrics_bearer_token: str | None = Field(default=None, min_length=16)
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, JSON lines otherwise
 
     @field_validator("database_url")
     @classmethod

@@ -27,6 +27,7 @@ from gateway.cli.database import run_with_database
 from gateway.cli.output import fail, out
 from gateway.config import Settings, get_settings
 from gateway.failures import ChainUnavailable
+from gateway.observability.logging import configure as configure_logging
 from gateway.payments import watcher
 from gateway.payments.chain import ChainRPC
 from gateway.payments.reconcile import ReconcileReport
@@ -65,8 +66,9 @@ def progress_bar(total_blocks: int) -> Iterator[Callable[[int], None]]:
 
 
 def _configure_logging() -> None:
-    """INFO lines from the gateway on stderr, without one line per RPC request from httpx."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """INFO lines from the gateway on stderr (JSON or console: LOG_FORMAT), without one line per RPC request from
+    httpx."""
+    configure_logging(get_settings().log_format)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

@@ -23,6 +23,8 @@ from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
 from gateway.config import REPO_ROOT, Settings
 from gateway.db.engine import dispose_all, get_engine
+from gateway.observability.logging import configure as configure_logging
+from gateway.observability.metrics import MULTIPROC_ENV, fresh_multiproc_dir
 
 SWEEP_INTERVAL_SECONDS = 30
 console = Console(stderr=True, soft_wrap=True)
@@ -32,6 +34,7 @@ console = Console(stderr=True, soft_wrap=True)
 class Child:
     name: str
     argv: list[str]
+    metrics: str | None = "sidecar"  # the PROMETHEUS_MULTIPROC_DIR group it writes to (see `child_env`)
     proc: subprocess.Popen[bytes] | None = None
 
 
@@ -40,8 +43,14 @@ def proxy_workers(settings: Settings) -> int:
     return settings.proxy_workers or max(1, os.cpu_count() or 1)
 
 
-def child_env(settings: Settings, master_key: str) -> dict[str, str]:
+def child_env(settings: Settings, master_key: str, metrics: str | None = None) -> dict[str, str]:
+    """The environment of a child. `metrics` names its metrics folder, $GATEWAY_HOME/metrics/<metrics>,
+    emptied here (so call it before starting the children that share it): a proxy's LiteLLM workers share
+    "proxy-<PROXY_PORT>" (the default; one per proxy on a host), the sidecar and the watcher share "sidecar"
+    (each `/metrics` sums its folder's files)."""
     env = dict(os.environ)
+    folder = settings.gateway_home.resolve() / "metrics" / (metrics or f"proxy-{settings.proxy_port}")
+    env[MULTIPROC_ENV] = str(fresh_multiproc_dir(folder))
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     env["LITELLM_MASTER_KEY"] = master_key
     env["GATEWAY_DATABASE_URL"] = settings.effective_database_url
@@ -76,7 +85,7 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
 
 def children(settings: Settings, payments_configured: bool) -> list[Child]:
     gateway = [sys.executable, "-m", "gateway"]
-    procs = [Child("proxy", proxy_argv(settings)), Child("sidecar", [*gateway, "sidecar"])]
+    procs = [Child("proxy", proxy_argv(settings), metrics=None), Child("sidecar", [*gateway, "sidecar"])]
     if payments_configured:
         procs.append(Child("watcher", [*gateway, "watch"]))
     return procs
@@ -157,6 +166,7 @@ def _terminate(procs: list[Child]) -> None:
 
 
 def serve(settings: Settings) -> int:
+    configure_logging(settings.log_format)  # the sweeper's lines; the children configure their own
     chain = check_chain_config(settings)
     if chain.error:
         console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
@@ -166,8 +176,8 @@ def serve(settings: Settings) -> int:
     migrate_database(settings.effective_database_url)  # DatabaseNotReady: `gateway up` says so in one line
     payments_configured = bool(settings.chain_rpc_url and settings.dao_wallet_address)
     _next_steps(settings, master_source, chain.note)
-    env = child_env(settings, master_key)
     procs = children(settings, payments_configured)
+    envs = {group: child_env(settings, master_key, group) for group in {child.metrics for child in procs}}
     for child in procs:
-        child.proc = subprocess.Popen(child.argv, env=env, cwd=str(REPO_ROOT))
+        child.proc = subprocess.Popen(child.argv, env=envs[child.metrics], cwd=str(REPO_ROOT))
     return asyncio.run(_supervise(procs, settings))

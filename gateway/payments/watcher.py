@@ -14,6 +14,8 @@ MIN_CONFIRMATIONS), recorded payments are re-checked from the newest down to the
 still canonical (a block hash commits to all its ancestors), and the cursor rewinds to that block (or
 to WATCHER_START_BLOCK, or genesis, if none is) so that re-included transfers are found again.
 
+After each run it sets the `gateway_watcher_head_lag_blocks` gauge (head minus cursor).
+
 Run it as `gateway watch [--once]` (gateway/cli/payments.py draws its progress bar and sets up logging).
 """
 
@@ -36,6 +38,7 @@ from gateway.accounts.wallets import find_account
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
 from gateway.db.payments_schema import PaymentStatus, chain_cursor, insert_for, payments
+from gateway.observability.metrics import WATCHER_HEAD_LAG
 from gateway.payments.chain import ChainRPC, Transfer
 from gateway.payments.service import (
     Payment,
@@ -90,6 +93,7 @@ class Watcher:
                         break
                     advance(end - last)
                     last = end
+            WATCHER_HEAD_LAG.set(head - last)
         report.payments.update(p.status for p in await claim_known_senders(self.db))
         return report
 

@@ -19,6 +19,7 @@ from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 from gateway.accounts.keys import KeyOwner, resolve_key
 from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.observability.logging import configure as configure_logging
 from gateway.proxy import admission, guard
 from gateway.proxy.errors import (
     GatewayError,
@@ -72,14 +73,15 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
 
 def _plug_in() -> None:
     """What each proxy process starts with when LiteLLM loads this hook (inside its async start-up): the
-    guard in front of the app, and the replay of settles spooled while the database was unreachable
-    (including those a killed predecessor left on this host)."""
+    guard in front of the app, the gateway's log format, and the replay of settles spooled while the database
+    was unreachable (including those a killed predecessor left on this host)."""
     guard.install(proxy_server.app)
     rt = runtime()
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # imported outside a running proxy (tests, tools): nothing to replay into
         return
+    configure_logging(rt.settings.log_format)
     _background.add(loop.create_task(rt.spool.replay_forever(rt.db, rt.settings.spool_replay_seconds)))
 
 

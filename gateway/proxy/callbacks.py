@@ -9,6 +9,7 @@
   as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
   starts them while the request path is still settling, so the two take turns per call (`Inflight.closing`):
   whichever comes second finds the call closed and does nothing (no second database write per call).
+- Each hold, settle and release is counted, and each billed call logs one line (`gateway.proxy.call_metrics`).
 - `async_post_call_response_headers_hook`: clients see what *they* pay, never provider cost or upstream URLs.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
@@ -32,7 +34,7 @@ from gateway.core.billing import ReportedCost, insufficient_message, max_tokens_
 from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
-from gateway.proxy import errors
+from gateway.proxy import call_metrics, errors
 from gateway.proxy.inflight import Call, Inflight, tag, tagged
 from gateway.proxy.pricing import count_prompt_tokens, prices_for
 from gateway.proxy.runtime import runtime
@@ -133,10 +135,12 @@ class BillingCallbacks(CustomLogger):
                 )
             )
         except ledger.InsufficientCredit as exc:
+            call_metrics.refused(request_id, account_id, key_id, model, "insufficient_credits")
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
         except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
             log.warning("hold of %s refused: billing database unreachable (%s)", request_id, type(exc).__name__)
             await self._void_unacknowledged_hold(request_id)
+            call_metrics.refused(request_id, account_id, key_id, model, "billing_unavailable")
             raise errors.billing_unavailable(request_id) from None
         if plan.min_micros is not None:
             data["max_tokens"] = max_tokens_for_hold(prices, plan, held.amount_micros, markup)
@@ -147,6 +151,7 @@ class BillingCallbacks(CustomLogger):
         call = Call(request_id, account_id, key_id, model, held.amount_micros, streamed, client_wants_usage)
         tag(data, call)
         self._inflight.add(call)
+        call_metrics.held()
         return data
 
     @staticmethod
@@ -192,6 +197,8 @@ class BillingCallbacks(CustomLogger):
             streamed=call.streamed,
             cost_source=charge.cost_source,
         )
+        started = time.perf_counter()
+        spooled = False
         try:
             settlement = await asyncio.shield(ledger.settle(rt.db, usage))  # completes even if the client leaves
             charged = settlement.charged_micros
@@ -200,8 +207,12 @@ class BillingCallbacks(CustomLogger):
                 log.exception("settle of %s refused by the ledger; spooled for an operator", call.request_id)
             await asyncio.shield(rt.spool.put_settle(usage))  # on disk before the response completes
             charged = min(usage.user_price_micros, call.held_micros)  # what the replay charges (the hold caps it)
+            spooled = True
         call.charged_micros = charged
         self._inflight.done(call.request_id)
+        call_metrics.settled(
+            call, usage.provider_cost_micros, usage.user_price_micros, time.perf_counter() - started, spooled
+        )
         return charged
 
     async def async_post_call_success_hook(
@@ -321,11 +332,14 @@ class BillingCallbacks(CustomLogger):
             if still_open is None:
                 return False
             rt = runtime()
+            spooled = False
             try:
                 await asyncio.shield(ledger.release(rt.db, call.request_id))
             except INFRASTRUCTURE_ERRORS:
                 await asyncio.shield(rt.spool.put_release(call.request_id))
+                spooled = True
             self._inflight.done(call.request_id)
+            call_metrics.released(call, spooled)
             return True
 
     # ---- HEADERS ----------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
   parameter allow-lists (400 naming the parameter); LiteLLM then reuses the parsed body.
 - The model list is answered here, with user prices (provider price x markup) and nothing of the
   deployments (no provider price, api_base or litellm_params).
+- `GET /metrics` (Prometheus text of every worker) is answered here for any caller that presents the
+  METRICS_BEARER_TOKEN (or for anyone when none is set); it never reaches LiteLLM or a billed route. Every
+  answer on a billed route, refusals included, is counted as a call outcome.
 - Every request that passes is marked in its scope; `gateway.proxy.auth` refuses a billed call without
   the mark, so a proxy started without this layer fails closed instead of open.
 """
@@ -24,7 +27,7 @@ from typing import Any
 import orjson
 
 from gateway.core.billing import user_rates
-from gateway.proxy import admission
+from gateway.proxy import admission, call_metrics
 from gateway.proxy.errors import GatewayError, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -36,6 +39,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+METRICS_PATH = "/metrics"  # answered here: Prometheus text of every worker (gateway.proxy.call_metrics)
 ADMITTED = "gateway.admitted"  # scope key set on every request the guard let through to a billed route
 
 
@@ -49,6 +53,8 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
+        if scope["path"] == METRICS_PATH and scope["type"] == "http":  # never a billed route, for any key
+            return await call_metrics.serve_metrics(scope["method"], headers.get("authorization"), send)
         if self._is_master(headers.get("authorization")):
             return await self.app(scope, receive, send)
         path = scope["path"]
@@ -58,7 +64,7 @@ class Guard:
         if route is None:
             if path in admission.ANONYMOUS_PROBES and not admission.CREDENTIAL_HEADERS.intersection(headers):
                 return await self.app(scope, receive, send)
-            return await _respond(send, route_not_allowed(path))
+            return await _respond(call_metrics.CountedSend(send), route_not_allowed(path))
         kind, method = route
         if scope["method"] == "OPTIONS":  # CORS preflight, answered by LiteLLM's CORS middleware
             return await self.app(scope, receive, send)
@@ -66,6 +72,7 @@ class Guard:
             return await _respond(send, GatewayError(405, "method_not_allowed", f"{path} accepts {method} only."))
         if kind == admission.MODELS:
             return await self._models(headers, send)
+        send = counted = call_metrics.CountedSend(send)  # every billed-route answer counts as a call outcome
         try:
             admission.check_headers(headers, scope.get("query_string") or b"")
             body = await self._read_body(headers, receive)
@@ -73,6 +80,7 @@ class Guard:
                 parsed = orjson.loads(body)
             except orjson.JSONDecodeError:
                 raise admission.Refusal(400, "invalid_json", "The request body is not valid JSON.") from None
+            counted.model = parsed.get("model") if isinstance(parsed, dict) else None
             admission.check_body(kind, parsed)
         except admission.Refusal as refusal:
             return await _respond(

@@ -1,5 +1,6 @@
 """The sidecar's FastAPI app: `create_app(settings)` wires routes, errors, the CSRF guard and the request
-body limit (SIDECAR_MAX_BODY_BYTES, outermost: 413 before anything else runs); `serve` runs it.
+body limit (SIDECAR_MAX_BODY_BYTES: 413 before anything else runs), request counting for `GET /metrics`;
+`serve` runs it.
 
 The app owns one `Services` (database engine, Redis, nonce store, rate limiter, key cache), built when
 the app is created and closed at shutdown. The OpenAPI document is at /api/v1/openapi.json.
@@ -15,10 +16,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
+from gateway.observability.logging import configure as configure_logging
 from gateway.sidecar import errors
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
-from gateway.sidecar.routes import auth, credits, health, keys, payments
+from gateway.sidecar.request_metrics import RequestMetrics
+from gateway.sidecar.routes import auth, credits, health, keys, metrics, payments
 
 API_PREFIX = "/api/v1"
 
@@ -48,9 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.middleware("http")(_no_store)
     # added last, so outermost: an oversized body is refused before the other middleware run
     app.add_middleware(BodyLimit, max_bytes=settings.sidecar_max_body_bytes, too_large=errors.request_too_large)
+    app.add_middleware(RequestMetrics)  # outermost of all: counts the 413s too
     return app
 
 
@@ -67,4 +72,5 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 def serve(settings: Settings) -> None:
     """Run the sidecar in this process until interrupted."""
+    configure_logging(settings.log_format)
     uvicorn.Server(uvicorn_config(settings)).run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
 import pytest
 
@@ -31,7 +33,13 @@ def _reset_upstream(request):
 @pytest.fixture(scope="session")
 def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess:
     """The real proxy, 2 workers (revocation and concurrency must hold across processes), PostgreSQL, Redis."""
-    home = tmp_path_factory.mktemp("gateway-home")
+    proc = start_proxy(pg_url, upstream, tmp_path_factory.mktemp("gateway-home"))
+    yield proc
+    proc.stop()
+
+
+def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path) -> ProxyProcess:
+    """A real proxy with 2 workers on the run's PostgreSQL and Redis (environment: the test process's)."""
     settings = Settings(
         gateway_home=home,
         database_url=pg_url,
@@ -40,9 +48,7 @@ def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess
         proxy_workers=2,
         litellm_master_key="sk-admin-e2e-test",
     )
-    proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
-    yield proc
-    proc.stop()
+    return ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
 
 
 class Customer:

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus text, aggregated over worker processes) and structured logs, for every process."""
