@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.config import get_settings
 import gateway.db.payments_schema  # noqa: F401  (registers its tables on the shared metadata)
 import gateway.db.auth_schema  # noqa: F401  (registers the sidecar's tables on `metadata`)
+import gateway.db.x402_schema  # noqa: F401  (registers the x402 tables on `metadata`)
 from gateway.db.schema import metadata
 
 config = context.config

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import gateway.db.auth_schema  # noqa: F401  (registers its tables)
 import gateway.db.payments_schema  # noqa: F401
+import gateway.db.x402_schema  # noqa: F401
 from gateway.db.migrate import upgrade
 from gateway.db.schema import metadata
 
