@@ -39,7 +39,7 @@ x402_authorizations = sa.Table(
     sa.Column("payer", sa.String(42), nullable=False),
     sa.Column("nonce", sa.String(66), nullable=False),
     sa.Column("value", UInt256(), nullable=False),
-    sa.Column("valid_before", sa.BigInteger(), nullable=False),
+    sa.Column("valid_before", UInt256(), nullable=False),
     sa.Column("payload_sha256", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default=CLAIMED),
     sa.Column("tx_hash", sa.String(66), nullable=True),

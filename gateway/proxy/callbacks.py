@@ -26,7 +26,7 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from gateway import ledger
-from gateway.billing import insufficient_message, max_tokens_for_hold, plan_hold, price_call
+from gateway.billing import HoldPlan, insufficient_message, max_tokens_for_hold, plan_hold, price_call
 from gateway.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.proxy import errors
 from gateway.failures import INFRASTRUCTURE_ERRORS
@@ -75,6 +75,21 @@ def _requested_max_tokens(data: dict) -> int | None:
     checked that each is a positive integer)."""
     values = [data[name] for name in ("max_tokens", "max_completion_tokens") if data.get(name) is not None]
     return max(values) if values else None
+
+
+def plan_request(model: str, data: dict, embedding: bool) -> tuple[TokenPrices, HoldPlan]:
+    """The model's hold rates and what to hold for this request (400 for a model with no price). An x402
+    call pays exactly this hold (gateway.proxy.x402_gate)."""
+    prices = prices_for(model)
+    if prices is None:
+        raise errors.unpriced_model(model)
+    settings = runtime().settings
+    requested = None if embedding else _requested_max_tokens(data)
+    prompt_tokens = count_prompt_tokens(model, data, embedding, settings.hold_tokens_per_image)
+    choices = 1 if embedding else int(data.get("n") or 1)
+    plan = plan_hold(prices, prompt_tokens, requested, settings.user_price_markup_factor, choices=choices,
+                     embedding=embedding)
+    return prices, plan
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -147,15 +162,9 @@ class BillingCallbacks(CustomLogger):
         if not embedding and call not in CHAT_CALLS:
             raise errors.unsupported_call(call)
         model = str(data.get("model") or "")
-        prices = prices_for(model)
-        if prices is None:
-            raise errors.unpriced_model(model)
+        prices, plan = plan_request(model, data, embedding)
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
-        requested = None if embedding else _requested_max_tokens(data)
-        prompt_tokens = count_prompt_tokens(model, data, embedding, rt.settings.hold_tokens_per_image)
-        choices = 1 if embedding else int(data.get("n") or 1)
-        plan = plan_hold(prices, prompt_tokens, requested, markup, choices=choices, embedding=embedding)
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
         try:
             held = await asyncio.shield(ledger.hold(  # a client leaving cannot cut a money write in half

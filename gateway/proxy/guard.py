@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 
 from gateway.billing import user_rates
-from gateway.proxy import admission
+from gateway.proxy import admission, x402_gate
 from gateway.proxy.errors import GatewayError, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -77,6 +77,10 @@ class Guard:
             return await _respond(send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param))
         scope[ADMITTED] = True
         scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
+        if x402_gate.wanted(headers):  # no credential at all: the call pays for itself, or is answered here
+            send = await x402_gate.admit(scope, headers, kind, parsed, send)
+            if send is None:
+                return
         await self.app(scope, _replay(body, receive), send)
 
     def _is_master(self, authorization: bytes | None) -> bool:

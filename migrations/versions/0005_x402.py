@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("payer", sa.String(length=42), nullable=False),
         sa.Column("nonce", sa.String(length=66), nullable=False),
         sa.Column("value", sa.Numeric(78, 0).with_variant(sa.String(length=78), "sqlite"), nullable=False),
-        sa.Column("valid_before", sa.BigInteger(), nullable=False),
+        sa.Column("valid_before", sa.Numeric(78, 0).with_variant(sa.String(length=78), "sqlite"), nullable=False),
         sa.Column("payload_sha256", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="claimed", nullable=False),
         sa.Column("tx_hash", sa.String(length=66), nullable=True),
