@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_abi import decode, encode
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils import keccak
@@ -94,7 +95,10 @@ def unwrap_6492(signature: bytes) -> WrappedSignature | None:
     is not one; raises ValueError for a wrapper whose body does not decode."""
     if len(signature) < 32 or signature[-32:] != ERC6492_SUFFIX:
         return None
-    factory, calldata, inner = decode(["address", "bytes", "bytes"], signature[:-32])
+    try:
+        factory, calldata, inner = decode(["address", "bytes", "bytes"], signature[:-32])
+    except DecodingError as exc:
+        raise ValueError(f"not an ERC-6492 wrapper: {exc}") from None
     return WrappedSignature(factory.lower(), bytes(calldata), bytes(inner))
 
 

@@ -22,6 +22,8 @@ from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
 from tests.forwarder import TcpForwarder
 from tests.pg import migrated_database
 
+MAX_TIMEOUT = 12  # seconds a settlement waits for its receipt (test_replay waits it out once)
+
 
 @pytest.fixture(scope="session")
 def node() -> Iterator[Anvil]:
@@ -87,7 +89,7 @@ def x402_proxy(x402_db_url, upstream, tmp_path_factory, node, rpc_link, gas_wall
     env = {
         "X402_ENABLED": "true", "CHAIN_ID": str(node.chain_id), "CHAIN_RPC_URL": f"http://{rpc_link.netloc}",
         "USDC_ADDRESS": node.usdc.address, "DAO_WALLET_ADDRESS": dao, "X402_GAS_WALLET_KEY": "0x" + bytes(gas_wallet.key).hex(),
-        "X402_ERC6492_FACTORIES": json.dumps([factory.address]), "X402_MAX_TIMEOUT_SECONDS": "20",
+        "X402_ERC6492_FACTORIES": json.dumps([factory.address]), "X402_MAX_TIMEOUT_SECONDS": str(MAX_TIMEOUT),
     }
     proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log", env).start()
     yield proc

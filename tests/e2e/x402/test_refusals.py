@@ -106,12 +106,17 @@ def nonce_used_outside(case: Case) -> tuple[str, str]:
     return payer.address, agent.header(case.accepted, auth, signature)
 
 
+def broken_6492_wrapper(case: Case) -> tuple[str, str]:
+    payer = case.eoa()
+    auth = agent.authorization(payer.address, case.accepted)
+    return payer.address, agent.header(case.accepted, auth, secrets.token_bytes(40) + agent.ERC6492_MAGIC)
+
+
 def insufficient_usdc(case: Case) -> tuple[str, str]:
     payer = case.eoa(int(case.accepted["amount"]) - 1)
     return payer.address, agent.pay_header(payer, case.accepted)
 
 
-NOW = int(time.time())
 CASES: dict[str, tuple[Build, int, str]] = {
     "signed by another key": (lambda c: signed_by(c, "stranger"), 402, "invalid_exact_evm_payload_signature"),
     "signed for another chain": (lambda c: signed_by(c, chain_id=1), 402, "invalid_exact_evm_payload_signature"),
@@ -134,6 +139,9 @@ CASES: dict[str, tuple[Build, int, str]] = {
                       "invalid_exact_evm_payload_authorization_valid_after"),
     "nonce used on chain already": (nonce_used_outside, 402, "invalid_exact_evm_nonce_already_used"),
     "insufficient USDC": (insufficient_usdc, 402, "insufficient_funds"),
+    "more than MAX_TOPUP_USD": (lambda c: signed_by(c, value=10_001 * USDC), 402,
+                                "invalid_exact_evm_payload_authorization_value_mismatch"),
+    "broken ERC-6492 wrapper": (broken_6492_wrapper, 402, "invalid_exact_evm_payload_signature"),
     "not base64 JSON": (lambda c: (c.eoa().address, "not-a-payment!"), 400, "invalid_payload"),
     "x402 version 1": (lambda c: raw_payload(c, {"x402Version": 1, "scheme": "exact"}), 400, "invalid_x402_version"),
     "unknown field": (lambda c: raw_payload(c, {"x402Version": 2, "accepted": {}, "payload": {}, "tip": 1}), 400,

@@ -4,6 +4,7 @@ wallet all settle, and the balances are exact."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -93,3 +94,27 @@ async def test_concurrent_payments_of_one_wallet_with_different_nonces_all_settl
             "SELECT balance_micros, held_micros FROM billing_accounts WHERE id = :a"), {"a": account.id})).one()
     assert (balance, held) == (sum(amounts) - sum(c.user_price_micros for c in calls), 0)
     await assert_books_balance(x402_db)
+
+
+async def test_a_transfer_not_mined_in_time_is_503_and_the_same_payment_then_settles_once(
+    x402_db, node, dao, chat_url, upstream
+):
+    payer = new_payer(node)
+    accepted = agent.requirement(post(chat_url, CHAT))
+    amount = int(accepted["amount"])
+    payment = agent.pay_header(payer, accepted, validBefore=int(time.time()) + 300)
+    before = usdc_of(node, dao)
+    node.set_automine(False)
+    try:
+        first = post(chat_url, CHAT, payment)  # sent, then waits X402_MAX_TIMEOUT_SECONDS for a block
+    finally:
+        node.set_automine(True)
+        node.mine()
+    assert first.status_code == 503 and first.json()["error"] == "unexpected_settle_error", first.text
+    sent = agent.decode(first.headers["payment-response"])["transaction"]
+    assert await ledger_of(x402_db, payer.address) == [] and upstream.calls("chat/completions") == 0
+    again = post(chat_url, CHAT, payment)  # the very same payment resumes the transfer it started
+    assert again.status_code == 200 and agent.decode(again.headers["payment-response"])["transaction"] == sent
+    await assert_one_payment_one_credit_one_call(x402_db, node, dao, payer, amount, before)
+    third = post(chat_url, CHAT, payment)
+    assert third.status_code == 402 and third.json()["error"] == "invalid_exact_evm_nonce_already_used"
