@@ -11,6 +11,8 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
   deployments (no provider price, api_base or litellm_params).
 - Every request that passes is marked in its scope; `gateway.proxy.auth` refuses a billed call without
   the mark, so a proxy started without this layer fails closed instead of open.
+- With X402_ENABLED, a billed call that carries no credential at all is `gateway.proxy.x402_gate`'s: it
+  answers 402 with what to pay, or takes the payment before LiteLLM sees the call.
 """
 
 from __future__ import annotations

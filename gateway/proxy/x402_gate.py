@@ -75,8 +75,10 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
     requirement = gate.requirement(plan.amount_micros)
     header = headers.get(protocol.PAYMENT_SIGNATURE)
     if header is None:
-        message = (f"This call costs up to {plan.amount_micros} USDC base units: pay with x402 (a PAYMENT-SIGNATURE "
-                   "header), or use an API key. What the call does not use stays as credits of the paying wallet.")
+        message = (
+            f"This call costs up to {plan.amount_micros} USDC base units: pay with x402 (a PAYMENT-SIGNATURE "
+            "header), or use an API key. What the call does not use stays as credits of the paying wallet."
+        )
         await _refuse(send, scope, requirement, Refusal(Reason.PAYMENT_REQUIRED, message))
         return None
     try:
@@ -94,19 +96,32 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
 def _unavailable(exc: Exception) -> Refusal:
     """A payment the gateway could not settle now (HTTP 503); what the client may do about it."""
     if isinstance(exc, Pending):
-        return Refusal(Reason.SETTLE_ERROR, f"The transfer {exc.tx_hash} was sent but is not confirmed yet: retry "
-                       "with the same PAYMENT-SIGNATURE to be served once it is (it is credited once).", 503, exc.tx_hash)
+        return Refusal(
+            Reason.SETTLE_ERROR,
+            f"The transfer {exc.tx_hash} was sent but is not confirmed yet: retry "
+            "with the same PAYMENT-SIGNATURE to be served once it is (it is credited once).",
+            503,
+            exc.tx_hash,
+        )
     if isinstance(exc, GasWalletEmpty):
-        return Refusal(Reason.SETTLE_ERROR, "The gateway cannot pay the gas to settle payments right now; nothing was "
-                       "charged. Retry later or use an API key.", 503)
+        return Refusal(
+            Reason.SETTLE_ERROR,
+            "The gateway cannot pay the gas to settle payments right now; nothing was "
+            "charged. Retry later or use an API key.",
+            503,
+        )
     if isinstance(exc, ChainUnavailable):
         log.warning("x402 payment refused: chain RPC unavailable (%s)", exc)
-        return Refusal(Reason.VERIFY_ERROR, "The chain cannot be reached to verify or settle the payment; nothing was "
-                       "charged. Retry shortly.", 503)
+        return Refusal(
+            Reason.VERIFY_ERROR,
+            "The chain cannot be reached to verify or settle the payment; nothing was charged. Retry shortly.",
+            503,
+        )
     if isinstance(exc, INFRASTRUCTURE_ERRORS):
         log.warning("x402 payment refused: billing database unreachable (%s)", type(exc).__name__)
-        return Refusal(Reason.VERIFY_ERROR, "The billing database is unreachable; nothing was charged. Retry shortly.",
-                       503)
+        return Refusal(
+            Reason.VERIFY_ERROR, "The billing database is unreachable; nothing was charged. Retry shortly.", 503
+        )
     log.error("x402 payment failed unexpectedly", exc_info=exc)
     return Refusal(Reason.SETTLE_ERROR, "The gateway failed to take the payment; nothing was charged.", 500)
 
@@ -120,22 +135,33 @@ async def _refuse(send: Any, scope: dict[str, Any], requirement: Requirement, re
     document = protocol.payment_required(_resource_url(scope), requirement, refusal.reason, refusal.message)
     headers = [(protocol.PAYMENT_REQUIRED.encode(), protocol.encode_header(document))]
     if refusal.transaction:
-        failure = protocol.settlement_response(success=False, transaction=refusal.transaction,
-                                               network=requirement.network, reason=refusal.reason)
+        failure = protocol.settlement_response(
+            success=False, transaction=refusal.transaction, network=requirement.network, reason=refusal.reason
+        )
         headers.append((protocol.PAYMENT_RESPONSE.encode(), protocol.encode_header(failure)))
     await _send(send, refusal.status, document, headers)
 
 
 async def _send(send: Any, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = orjson.dumps(payload)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 def _with_payment_response(send: Any, requirement: Requirement, settled: Settled) -> Any:
-    document = protocol.settlement_response(success=True, transaction=settled.transaction, network=requirement.network,
-                                            payer=settled.payer, amount=settled.amount)
+    document = protocol.settlement_response(
+        success=True,
+        transaction=settled.transaction,
+        network=requirement.network,
+        payer=settled.payer,
+        amount=settled.amount,
+    )
     header = (protocol.PAYMENT_RESPONSE.encode(), protocol.encode_header(document))
 
     async def send_with_receipt(message: dict[str, Any]) -> None:

@@ -18,7 +18,9 @@ from gateway.x402.protocol import Authorization
 
 ERC6492_SUFFIX = bytes.fromhex("64926492" * 8)
 _TRANSFER_FIELDS = ["address", "address", "uint256", "uint256", "uint256", "bytes32"]
-TRANSFER_VRS = keccak(text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)")[:4]
+TRANSFER_VRS = keccak(
+    text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+)[:4]
 TRANSFER_BYTES = keccak(text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)")[:4]
 AUTHORIZATION_STATE = keccak(text="authorizationState(address,bytes32)")[:4]
 BALANCE_OF = keccak(text="balanceOf(address)")[:4]
@@ -61,14 +63,26 @@ class WrappedSignature:
 
 
 def typed_data(domain: Domain, auth: Authorization) -> SignableMessage:
-    return encode_typed_data(full_message={
-        "types": TYPES,
-        "primaryType": "TransferWithAuthorization",
-        "domain": {"name": domain.name, "version": domain.version, "chainId": domain.chain_id,
-                   "verifyingContract": domain.token},
-        "message": {"from": auth.from_address, "to": auth.to, "value": auth.value, "validAfter": auth.valid_after,
-                    "validBefore": auth.valid_before, "nonce": bytes.fromhex(auth.nonce[2:])},
-    })
+    return encode_typed_data(
+        full_message={
+            "types": TYPES,
+            "primaryType": "TransferWithAuthorization",
+            "domain": {
+                "name": domain.name,
+                "version": domain.version,
+                "chainId": domain.chain_id,
+                "verifyingContract": domain.token,
+            },
+            "message": {
+                "from": auth.from_address,
+                "to": auth.to,
+                "value": auth.value,
+                "validAfter": auth.valid_after,
+                "validBefore": auth.valid_before,
+                "nonce": bytes.fromhex(auth.nonce[2:]),
+            },
+        }
+    )
 
 
 def digest(domain: Domain, auth: Authorization) -> bytes:

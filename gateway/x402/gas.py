@@ -41,7 +41,7 @@ class GasWalletEmpty(Exception):
 class SendUncertain(Exception):
     """The transaction may or may not have reached the node; it is recorded, and its hash is `tx_hash`."""
 
-    def __init__(self, tx_hash: str):
+    def __init__(self, tx_hash: str) -> None:
         super().__init__(f"transaction {tx_hash} may not have been sent")
         self.tx_hash = tx_hash
 
@@ -56,7 +56,9 @@ def load_account(settings: Settings) -> LocalAccount:
         try:
             text = settings.x402_gas_wallet_key_file.read_text()
         except OSError as exc:
-            raise SettingsError(f"invalid setting {name}: cannot read {settings.x402_gas_wallet_key_file} ({exc.strerror})") from None
+            raise SettingsError(
+                f"invalid setting {name}: cannot read {settings.x402_gas_wallet_key_file} ({exc.strerror})"
+            ) from None
     else:
         raise SettingsError(f"invalid setting {name}: X402_ENABLED needs the gas wallet's key")
     try:
@@ -87,10 +89,19 @@ class GasWallet:
         async with db.begin() as conn:
             await self._lock(conn)
             nonce = int(await rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
-            signed = self.account.sign_transaction({
-                "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to_checksum_address(to), "data": data, "value": 0,
-                "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip,
-            })
+            signed = self.account.sign_transaction(
+                {
+                    "type": 2,
+                    "chainId": self.chain_id,
+                    "nonce": nonce,
+                    "to": to_checksum_address(to),
+                    "data": data,
+                    "value": 0,
+                    "gas": gas,
+                    "maxFeePerGas": max_fee,
+                    "maxPriorityFeePerGas": tip,
+                }
+            )
             tx_hash = "0x" + bytes(signed.hash).hex()
             await on_signed(conn, tx_hash)
             await conn.execute(sa.update(x402_gas_wallets).where(*self._key()).values(last_tx_hash=tx_hash))
@@ -116,10 +127,16 @@ class GasWallet:
         await conn.execute(
             insert_for(conn)(x402_gas_wallets)
             .values(chain_id=self.chain_id, address=self.address)
-            .on_conflict_do_update(index_elements=["chain_id", "address"], set_={"updated_at": sa.func.current_timestamp()})
+            .on_conflict_do_update(
+                index_elements=["chain_id", "address"], set_={"updated_at": sa.func.current_timestamp()}
+            )
         )
 
     def _empty(self, detail: str) -> GasWalletEmpty:
-        log.error("x402 GAS WALLET EMPTY: %s cannot pay for a settlement on chain %d (%s); top it up with ETH",
-                  self.account.address, self.chain_id, detail)
+        log.error(
+            "x402 GAS WALLET EMPTY: %s cannot pay for a settlement on chain %d (%s); top it up with ETH",
+            self.account.address,
+            self.chain_id,
+            detail,
+        )
         return GasWalletEmpty(f"the gateway's gas wallet cannot pay for the transfer ({detail})")

@@ -124,13 +124,24 @@ def payment_required(resource_url: str, requirement: Requirement, reason: str, m
         "x402Version": X402_VERSION,
         "error": reason,
         "message": message,
-        "resource": {"url": resource_url, "description": "One LLM call, billed at user prices", "mimeType": "application/json"},
+        "resource": {
+            "url": resource_url,
+            "description": "One LLM call, billed at user prices",
+            "mimeType": "application/json",
+        },
         "accepts": [requirement.to_json()],
     }
 
 
-def settlement_response(*, success: bool, transaction: str, network: str, payer: str | None = None,
-                        amount: int | None = None, reason: str | None = None) -> dict[str, Any]:
+def settlement_response(
+    *,
+    success: bool,
+    transaction: str,
+    network: str,
+    payer: str | None = None,
+    amount: int | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
     document: dict[str, Any] = {"success": success, "transaction": transaction, "network": network}
     if payer is not None:
         document["payer"] = payer

@@ -23,7 +23,7 @@ from gateway.accounts import get_or_create_account
 from gateway.chain import ChainRPC, ChainUnavailable, Receipt, RPCError
 from gateway.config import Settings
 from gateway.db.payments_schema import CREDITED
-from gateway.db.x402_schema import SUBMITTED
+from gateway.db.x402_schema import FAILED, SUBMITTED
 from gateway.payments import check_chain_id, credit_own_settlement, payment_reference, topup_bounds_micros
 from gateway.x402 import eip3009, store, verify
 from gateway.x402.eip3009 import Domain
@@ -46,7 +46,7 @@ class Settled:
 class Pending(Exception):
     """The transfer was sent but is not confirmed yet (HTTP 503: retry the same PAYMENT-SIGNATURE)."""
 
-    def __init__(self, tx_hash: str):
+    def __init__(self, tx_hash: str) -> None:
         super().__init__(f"the transfer {tx_hash} is not mined yet")
         self.tx_hash = tx_hash
 
@@ -67,8 +67,15 @@ class Facilitator:
 
     def requirement(self, amount: int) -> Requirement:
         s = self.settings
-        return Requirement(s.chain_id, amount, s.usdc_address, s.dao_wallet_address or "", s.x402_max_timeout_seconds,
-                           s.usdc_eip712_name, s.usdc_eip712_version)
+        return Requirement(
+            s.chain_id,
+            amount,
+            s.usdc_address,
+            s.dao_wallet_address or "",
+            s.x402_max_timeout_seconds,
+            s.usdc_eip712_name,
+            s.usdc_eip712_version,
+        )
 
     async def pay(self, payment: Payment, requirement: Requirement) -> Settled:
         """Settle `payment` for a request costing `requirement.amount`; raises Refusal, Pending,
@@ -91,9 +98,12 @@ class Facilitator:
                 await self._deploy(verified.deploy.factory, verified.deploy.factory_calldata)
             gas = await verify.simulate(self.rpc, self.settings.usdc_address, verified, self.gas.address)
             tx_hash = await self.gas.send(
-                self.db, self.rpc, self.settings.usdc_address,
+                self.db,
+                self.rpc,
+                self.settings.usdc_address,
                 eip3009.transfer_calldata(verified.authorization, verified.signature, split=verified.split),
-                gas * 6 // 5, lambda conn, tx: store.record_submitted(conn, row_id, tx),
+                gas * 6 // 5,
+                lambda conn, tx: store.record_submitted(conn, row_id, tx),
             )
         except SendUncertain as exc:
             raise Pending(exc.tx_hash) from None
@@ -103,24 +113,44 @@ class Facilitator:
         return await self._finish(row_id, tx_hash, payment)
 
     async def _resume(self, row: sa.Row | None, payment: Payment) -> Settled:
-        if row is None or row.status != SUBMITTED or row.payload_sha256 != store.payload_sha256(payment):
-            raise Refusal(Reason.NONCE_USED, "This authorization's nonce has been used for a call already: sign a new "
-                          "authorization (a new nonce) for each call.")
-        return await self._finish(row.id, row.tx_hash, payment)
+        same = row is not None and row.payload_sha256 == store.payload_sha256(payment)
+        if same and row.status == SUBMITTED:
+            return await self._finish(row.id, row.tx_hash, payment)
+        if same and row.status == FAILED:
+            raise Refusal(
+                Reason.TRANSACTION_FAILED,
+                f"This authorization's transfer reverted ({row.reason}): sign a new authorization.",
+                transaction=row.tx_hash,
+            )
+        raise Refusal(
+            Reason.NONCE_USED,
+            "This authorization's nonce has been used for a call already: sign a new "
+            "authorization (a new nonce) for each call.",
+        )
 
     async def _deploy(self, factory: str, calldata: bytes) -> None:
         """Deploy a counterfactual wallet through its (allow-listed) factory, so the token can ask it."""
         try:
-            gas = int(await self.rpc.call("eth_estimateGas", {"from": self.gas.address, "to": factory,
-                                                              "data": "0x" + calldata.hex()}), 16)
+            gas = int(
+                await self.rpc.call(
+                    "eth_estimateGas", {"from": self.gas.address, "to": factory, "data": "0x" + calldata.hex()}
+                ),
+                16,
+            )
         except RPCError as exc:
             if not exc.reverted:
                 raise
-            raise Refusal(Reason.UNDEPLOYED_WALLET, "The wallet's factory call reverts: it cannot be deployed.") from None
+            raise Refusal(
+                Reason.UNDEPLOYED_WALLET, "The wallet's factory call reverts: it cannot be deployed."
+            ) from None
         if gas > DEPLOY_GAS_LIMIT:
-            raise Refusal(Reason.UNDEPLOYED_WALLET, f"Deploying the wallet would take {gas} gas (at most {DEPLOY_GAS_LIMIT}).")
+            raise Refusal(
+                Reason.UNDEPLOYED_WALLET, f"Deploying the wallet would take {gas} gas (at most {DEPLOY_GAS_LIMIT})."
+            )
         try:
-            tx_hash = await self.gas.send(self.db, self.rpc, factory, "0x" + calldata.hex(), gas * 6 // 5, _nothing_to_record)
+            tx_hash = await self.gas.send(
+                self.db, self.rpc, factory, "0x" + calldata.hex(), gas * 6 // 5, _nothing_to_record
+            )
         except SendUncertain as exc:
             raise ChainUnavailable(f"the wallet deployment {exc.tx_hash} may not have been sent") from None
         receipt = await self._receipt(tx_hash)
@@ -140,24 +170,50 @@ class Facilitator:
 
     async def _finish(self, row_id: int, tx_hash: str, payment: Payment) -> Settled:
         auth = payment.authorization
-        receipt = await self._receipt(tx_hash)
+        try:
+            receipt = await self._receipt(tx_hash)
+        except ChainUnavailable:
+            receipt = None  # sent, fate unknown: the same payment, retried, looks again
         if receipt is None:
             raise Pending(tx_hash)
         usdc, dao = self.settings.usdc_address.lower(), (self.settings.dao_wallet_address or "").lower()
-        transfer = next((t for t in receipt.transfers if (t.token, t.from_address, t.to_address, t.value)
-                         == (usdc, auth.from_address, dao, auth.value)), None) if receipt.status == 1 else None
+        transfer = (
+            next(
+                (
+                    t
+                    for t in receipt.transfers
+                    if (t.token, t.from_address, t.to_address, t.value) == (usdc, auth.from_address, dao, auth.value)
+                ),
+                None,
+            )
+            if receipt.status == 1
+            else None
+        )
         if transfer is None:
             await store.mark_failed(self.db, row_id, f"transfer {tx_hash} reverted or moved nothing")
-            raise Refusal(Reason.TRANSACTION_FAILED, "The transfer was mined but reverted: nothing was paid or credited.",
-                          transaction=tx_hash)
+            raise Refusal(
+                Reason.TRANSACTION_FAILED,
+                "The transfer was mined but reverted: nothing was paid or credited.",
+                transaction=tx_hash,
+            )
         account = await get_or_create_account(self.db, auth.from_address)
         credited = await credit_own_settlement(self.db, self.settings.chain_id, transfer, account.id)
         reference = payment_reference(self.settings.chain_id, transfer.tx_hash, transfer.log_index)
         if credited.status != CREDITED or credited.account_id != account.id:
-            log.error("x402 payment %s was paid on chain but is %s (account %s), not credited to account %d: "
-                      "credit it by hand", reference, credited.status, credited.account_id, account.id)
-            raise Refusal(Reason.SETTLE_ERROR, "The transfer was paid but could not be credited; the operator has been "
-                          "alerted.", 503, tx_hash)
+            log.error(
+                "x402 payment %s was paid on chain but is %s (account %s), not credited to account %d: "
+                "credit it by hand",
+                reference,
+                credited.status,
+                credited.account_id,
+                account.id,
+            )
+            raise Refusal(
+                Reason.SETTLE_ERROR,
+                "The transfer was paid but could not be credited; the operator has been alerted.",
+                503,
+                tx_hash,
+            )
         if not await store.mark_settled(self.db, row_id, reference):
             raise Refusal(Reason.NONCE_USED, "This payment has been used for a call already.", transaction=tx_hash)
         return Settled(account.id, auth.from_address, tx_hash, auth.value)

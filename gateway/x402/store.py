@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.payments_schema import insert_for
-from gateway.db.x402_schema import CLAIMED, FAILED, SETTLED, SUBMITTED, x402_authorizations as rows
+from gateway.db.x402_schema import CLAIMED, FAILED, SETTLED, SUBMITTED
+from gateway.db.x402_schema import x402_authorizations as rows
 from gateway.x402.protocol import Payment
 
 
@@ -25,8 +26,12 @@ class Key:
     nonce: str
 
     def where(self) -> sa.ColumnElement[bool]:
-        return sa.and_(rows.c.chain_id == self.chain_id, rows.c.token_address == self.token,
-                       rows.c.payer == self.payer, rows.c.nonce == self.nonce)
+        return sa.and_(
+            rows.c.chain_id == self.chain_id,
+            rows.c.token_address == self.token,
+            rows.c.payer == self.payer,
+            rows.c.nonce == self.nonce,
+        )
 
 
 def key_of(chain_id: int, token: str, payment: Payment) -> Key:
@@ -36,10 +41,19 @@ def key_of(chain_id: int, token: str, payment: Payment) -> Key:
 def payload_sha256(payment: Payment) -> str:
     """What identifies one payment exactly: every signed field and the signature."""
     auth = payment.authorization
-    return hashlib.sha256(orjson.dumps([
-        auth.from_address, auth.to, str(auth.value), str(auth.valid_after), str(auth.valid_before), auth.nonce,
-        payment.signature.hex(),
-    ])).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps(
+            [
+                auth.from_address,
+                auth.to,
+                str(auth.value),
+                str(auth.valid_after),
+                str(auth.valid_before),
+                auth.nonce,
+                payment.signature.hex(),
+            ]
+        )
+    ).hexdigest()
 
 
 async def find(db: AsyncEngine, key: Key) -> sa.Row | None:
@@ -51,19 +65,30 @@ async def claim(db: AsyncEngine, key: Key, payment: Payment) -> int | None:
     """Take the nonce for this request: the new row's id, or None if the nonce was taken before."""
     auth = payment.authorization
     async with db.begin() as conn:
-        return (await conn.execute(
-            insert_for(conn)(rows)
-            .values(chain_id=key.chain_id, token_address=key.token, payer=key.payer, nonce=key.nonce, value=auth.value,
-                    valid_before=auth.valid_before, payload_sha256=payload_sha256(payment), status=CLAIMED)
-            .on_conflict_do_nothing(index_elements=["chain_id", "token_address", "payer", "nonce"])
-            .returning(rows.c.id)
-        )).scalar_one_or_none()
+        return (
+            await conn.execute(
+                insert_for(conn)(rows)
+                .values(
+                    chain_id=key.chain_id,
+                    token_address=key.token,
+                    payer=key.payer,
+                    nonce=key.nonce,
+                    value=auth.value,
+                    valid_before=auth.valid_before,
+                    payload_sha256=payload_sha256(payment),
+                    status=CLAIMED,
+                )
+                .on_conflict_do_nothing(index_elements=["chain_id", "token_address", "payer", "nonce"])
+                .returning(rows.c.id)
+            )
+        ).scalar_one_or_none()
 
 
 async def record_submitted(conn: AsyncConnection, row_id: int, tx_hash: str) -> None:
     """In the gas wallet's transaction: the transfer about to be sent (rolled back if it is not)."""
     await conn.execute(
-        sa.update(rows).where(rows.c.id == row_id, rows.c.status == CLAIMED)
+        sa.update(rows)
+        .where(rows.c.id == row_id, rows.c.status == CLAIMED)
         .values(status=SUBMITTED, tx_hash=tx_hash, updated_at=sa.func.current_timestamp())
     )
 
@@ -77,7 +102,8 @@ async def release(db: AsyncEngine, row_id: int) -> None:
 async def mark_failed(db: AsyncEngine, row_id: int, reason: str) -> None:
     async with db.begin() as conn:
         await conn.execute(
-            sa.update(rows).where(rows.c.id == row_id, rows.c.status == SUBMITTED)
+            sa.update(rows)
+            .where(rows.c.id == row_id, rows.c.status == SUBMITTED)
             .values(status=FAILED, reason=reason[:200], updated_at=sa.func.current_timestamp())
         )
 
@@ -85,8 +111,11 @@ async def mark_failed(db: AsyncEngine, row_id: int, reason: str) -> None:
 async def mark_settled(db: AsyncEngine, row_id: int, payment_reference: str) -> bool:
     """Close the authorization: True for the one request that does so (it is the one served)."""
     async with db.begin() as conn:
-        return (await conn.execute(
-            sa.update(rows).where(rows.c.id == row_id, rows.c.status == SUBMITTED)
-            .values(status=SETTLED, payment_reference=payment_reference, updated_at=sa.func.current_timestamp())
-            .returning(rows.c.id)
-        )).first() is not None
+        return (
+            await conn.execute(
+                sa.update(rows)
+                .where(rows.c.id == row_id, rows.c.status == SUBMITTED)
+                .values(status=SETTLED, payment_reference=payment_reference, updated_at=sa.func.current_timestamp())
+                .returning(rows.c.id)
+            )
+        ).first() is not None

@@ -41,7 +41,9 @@ def check_terms(payment: Payment, requirement: Requirement, max_value: int) -> N
     if payment.scheme != SCHEME:
         raise Refusal(Reason.UNSUPPORTED_SCHEME, f"Only the '{SCHEME}' scheme is accepted, not {payment.scheme!r}.")
     if payment.network != requirement.network:
-        raise Refusal(Reason.INVALID_NETWORK, f"This gateway is paid on {requirement.network}, not {payment.network!r}.")
+        raise Refusal(
+            Reason.INVALID_NETWORK, f"This gateway is paid on {requirement.network}, not {payment.network!r}."
+        )
     if payment.asset != requirement.asset.lower():
         raise Refusal(Reason.INVALID_REQUIREMENTS, f"accepted.asset must be USDC at {requirement.asset}.")
     if payment.pay_to != requirement.pay_to.lower():
@@ -49,20 +51,29 @@ def check_terms(payment: Payment, requirement: Requirement, max_value: int) -> N
     if auth.to != requirement.pay_to.lower():
         raise Refusal(Reason.RECIPIENT_MISMATCH, f"The authorization must pay {requirement.pay_to}, not {auth.to}.")
     if auth.value < requirement.amount:
-        raise Refusal(Reason.VALUE_MISMATCH, f"This request costs up to {requirement.amount} USDC base units; "
-                      f"the authorization is for {auth.value}.")
+        raise Refusal(
+            Reason.VALUE_MISMATCH,
+            f"This request costs up to {requirement.amount} USDC base units; the authorization is for {auth.value}.",
+        )
     if auth.value > max(max_value, requirement.amount):
-        raise Refusal(Reason.VALUE_MISMATCH, f"An authorization may pay at most {max(max_value, requirement.amount)} "
-                      "USDC base units (MAX_TOPUP_USD).")
+        raise Refusal(
+            Reason.VALUE_MISMATCH,
+            f"An authorization may pay at most {max(max_value, requirement.amount)} USDC base units (MAX_TOPUP_USD).",
+        )
 
 
 def check_validity(auth: Authorization, now: int) -> None:
     """validAfter has passed and validBefore leaves time to mine the transfer (`now`: the chain's clock)."""
     if auth.valid_after >= now:
-        raise Refusal(Reason.VALID_AFTER, f"The authorization is not valid yet (validAfter {auth.valid_after}, now {now}).")
+        raise Refusal(
+            Reason.VALID_AFTER, f"The authorization is not valid yet (validAfter {auth.valid_after}, now {now})."
+        )
     if auth.valid_before <= now + VALIDITY_MARGIN_SECONDS:
-        raise Refusal(Reason.VALID_BEFORE, f"The authorization has expired or expires within {VALIDITY_MARGIN_SECONDS} s "
-                      f"(validBefore {auth.valid_before}, now {now}).")
+        raise Refusal(
+            Reason.VALID_BEFORE,
+            f"The authorization has expired or expires within {VALIDITY_MARGIN_SECONDS} s "
+            f"(validBefore {auth.valid_before}, now {now}).",
+        )
 
 
 async def chain_now(rpc: ChainRPC) -> int:
@@ -81,23 +92,33 @@ async def signature(rpc: ChainRPC, domain: Domain, payment: Payment, factories: 
     deployed = code not in ("0x", "0x0", None)
     if wrapped is None and not deployed:
         if eip3009.recover_eoa(domain, auth, payment.signature) != auth.from_address:
-            raise Refusal(Reason.INVALID_SIGNATURE, f"The signature is not {auth.from_address}'s over this authorization.")
+            raise Refusal(
+                Reason.INVALID_SIGNATURE, f"The signature is not {auth.from_address}'s over this authorization."
+            )
         return Verified(auth, payment.signature, split=True)
     if not await _valid_by_validator(rpc, auth.from_address, eip3009.digest(domain, auth), payment.signature):
-        raise Refusal(Reason.INVALID_SIGNATURE, f"The smart-wallet signature is not valid for {auth.from_address} "
-                      "(ERC-1271 / ERC-6492, inner signature checked).")
+        raise Refusal(
+            Reason.INVALID_SIGNATURE,
+            f"The smart-wallet signature is not valid for {auth.from_address} "
+            "(ERC-1271 / ERC-6492, inner signature checked).",
+        )
     inner = wrapped.inner if wrapped else payment.signature
     if deployed or wrapped is None:
         return Verified(auth, inner, split=False)
     if wrapped.factory not in factories:
-        raise Refusal(Reason.FACTORY_NOT_ALLOWED, f"The wallet {auth.from_address} is not deployed and its factory "
-                      f"{wrapped.factory} is not one this gateway deploys wallets with: deploy the wallet first.")
+        raise Refusal(
+            Reason.FACTORY_NOT_ALLOWED,
+            f"The wallet {auth.from_address} is not deployed and its factory "
+            f"{wrapped.factory} is not one this gateway deploys wallets with: deploy the wallet first.",
+        )
     return Verified(auth, inner, split=False, deploy=wrapped)
 
 
 async def _valid_by_validator(rpc: ChainRPC, signer: str, message_digest: bytes, raw_signature: bytes) -> bool:
     try:
-        answer = await rpc.call("eth_call", {"data": eip3009.validator_call(signer, message_digest, raw_signature)}, "latest")
+        answer = await rpc.call(
+            "eth_call", {"data": eip3009.validator_call(signer, message_digest, raw_signature)}, "latest"
+        )
     except RPCError as exc:
         if exc.reverted:  # the validator reverts on a failed deployment or a malformed signature
             return False
@@ -115,8 +136,10 @@ async def chain_state(rpc: ChainRPC, domain: Domain, auth: Authorization) -> Non
         raise Refusal(Reason.NONCE_USED, "This authorization's nonce has been used on chain already.")
     balance = await _call_uint(rpc, domain.token, eip3009.balance_of_calldata(auth.from_address))
     if balance < auth.value:
-        raise Refusal(Reason.INSUFFICIENT_FUNDS, f"{auth.from_address} holds {balance} USDC base units, "
-                      f"less than the {auth.value} it authorized.")
+        raise Refusal(
+            Reason.INSUFFICIENT_FUNDS,
+            f"{auth.from_address} holds {balance} USDC base units, less than the {auth.value} it authorized.",
+        )
 
 
 async def simulate(rpc: ChainRPC, token: str, verified: Verified, gas_address: str) -> int:

@@ -19,10 +19,23 @@ from gateway.x402.gas import load_account
 from gateway.x402.protocol import Payment, Reason, Refusal, decode_payment, encode_header
 
 ADDRESS = "0x" + "ab" * 20
-AUTH = {"from": ADDRESS, "to": "0x" + "cd" * 20, "value": "1000", "validAfter": "0", "validBefore": "1900000000",
-        "nonce": "0x" + "01" * 32}
-ACCEPTED = {"scheme": "exact", "network": "eip155:8453", "amount": "1000", "asset": "0x" + "ef" * 20,
-            "payTo": "0x" + "cd" * 20, "maxTimeoutSeconds": 60, "extra": {"name": "USD Coin", "version": "2"}}
+AUTH = {
+    "from": ADDRESS,
+    "to": "0x" + "cd" * 20,
+    "value": "1000",
+    "validAfter": "0",
+    "validBefore": "1900000000",
+    "nonce": "0x" + "01" * 32,
+}
+ACCEPTED = {
+    "scheme": "exact",
+    "network": "eip155:8453",
+    "amount": "1000",
+    "asset": "0x" + "ef" * 20,
+    "payTo": "0x" + "cd" * 20,
+    "maxTimeoutSeconds": 60,
+    "extra": {"name": "USD Coin", "version": "2"},
+}
 
 
 def header(document: object) -> bytes:
@@ -30,7 +43,11 @@ def header(document: object) -> bytes:
 
 
 def payload(**changes: object) -> dict:
-    document = {"x402Version": 2, "accepted": ACCEPTED, "payload": {"signature": "0x" + "11" * 65, "authorization": AUTH}}
+    document = {
+        "x402Version": 2,
+        "accepted": ACCEPTED,
+        "payload": {"signature": "0x" + "11" * 65, "authorization": AUTH},
+    }
     return document | changes
 
 
@@ -50,21 +67,29 @@ def test_a_well_formed_payment_decodes_with_lower_case_addresses():
     assert decode_payment(unpadded) == payment  # base64 without its padding is accepted
 
 
-@pytest.mark.parametrize("document, reason", [
-    (payload(x402Version=1), Reason.INVALID_VERSION),
-    ({"x402Version": 2, "scheme": "exact"}, Reason.INVALID_PAYLOAD),
-    (payload(tip=1), Reason.INVALID_PAYLOAD),
-    (payload(accepted={**ACCEPTED, "fee": 1}), Reason.INVALID_PAYLOAD),
-    (payload(accepted={**ACCEPTED, "asset": "USDC"}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": "-1"}}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": str(2**256)}}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": True}}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x11", "authorization": {**AUTH, "nonce": "0x01"}}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x1", "authorization": AUTH}), Reason.INVALID_PAYLOAD),
-    (payload(payload={"signature": "0x11", "authorization": {k: v for k, v in AUTH.items() if k != "to"}}),
-     Reason.INVALID_PAYLOAD),
-    ([1, 2], Reason.INVALID_PAYLOAD),
-])
+@pytest.mark.parametrize(
+    "document, reason",
+    [
+        (payload(x402Version=1), Reason.INVALID_VERSION),
+        ({"x402Version": 2, "scheme": "exact"}, Reason.INVALID_PAYLOAD),
+        (payload(tip=1), Reason.INVALID_PAYLOAD),
+        (payload(accepted={**ACCEPTED, "fee": 1}), Reason.INVALID_PAYLOAD),
+        (payload(accepted={**ACCEPTED, "asset": "USDC"}), Reason.INVALID_PAYLOAD),
+        (payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": "-1"}}), Reason.INVALID_PAYLOAD),
+        (
+            payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": str(2**256)}}),
+            Reason.INVALID_PAYLOAD,
+        ),
+        (payload(payload={"signature": "0x11", "authorization": {**AUTH, "value": True}}), Reason.INVALID_PAYLOAD),
+        (payload(payload={"signature": "0x11", "authorization": {**AUTH, "nonce": "0x01"}}), Reason.INVALID_PAYLOAD),
+        (payload(payload={"signature": "0x1", "authorization": AUTH}), Reason.INVALID_PAYLOAD),
+        (
+            payload(payload={"signature": "0x11", "authorization": {k: v for k, v in AUTH.items() if k != "to"}}),
+            Reason.INVALID_PAYLOAD,
+        ),
+        ([1, 2], Reason.INVALID_PAYLOAD),
+    ],
+)
 def test_malformed_payments_are_refused_with_400_naming_the_field(document, reason):
     assert refused(header(document)).reason == reason
 
@@ -75,8 +100,12 @@ def test_not_base64_and_oversized_headers_are_refused():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    )
+)
 def test_any_json_is_either_a_payment_or_a_400(document):
     try:
         decode_payment(header(payload(payload=document)))
@@ -91,14 +120,18 @@ def test_encode_header_round_trips():
 def test_the_digest_and_eoa_recovery_agree_with_eth_account():
     signer = Account.create()
     domain = eip3009.Domain("USD Coin", "2", 8453, "0x" + "ef" * 20)
-    auth = decode_payment(header(payload(payload={"signature": "0x11", "authorization": {**AUTH, "from": signer.address}}))).authorization
+    auth = decode_payment(
+        header(payload(payload={"signature": "0x11", "authorization": {**AUTH, "from": signer.address}}))
+    ).authorization
     message = eip3009.typed_data(domain, auth)
     signature = bytes(signer.sign_message(message).signature)
     assert eip3009.recover_eoa(domain, auth, signature) == signer.address.lower()
     assert bytes(Account.unsafe_sign_hash(eip3009.digest(domain, auth), signer.key).signature) == signature
     other_chain = eip3009.Domain("USD Coin", "2", 1, domain.token)
     assert eip3009.recover_eoa(other_chain, auth, signature) != signer.address.lower()
-    high_s = signature[:32] + (eip3009._HALF_ORDER * 2 + 1 - int.from_bytes(signature[32:64], "big")).to_bytes(32, "big")
+    high_s = signature[:32] + (eip3009._HALF_ORDER * 2 + 1 - int.from_bytes(signature[32:64], "big")).to_bytes(
+        32, "big"
+    )
     assert eip3009.recover_eoa(domain, auth, high_s + bytes([55 - signature[64]])) is None  # malleable twin refused
     assert eip3009.recover_eoa(domain, auth, signature[:64]) is None
 

@@ -19,8 +19,14 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-FIELDS = [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-          ("validBefore", "uint256"), ("nonce", "bytes32")]
+FIELDS = [
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+]
 ERC6492_MAGIC = bytes.fromhex("64926492" * 8)
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say something short."}], "max_tokens": 50}
 
@@ -39,24 +45,42 @@ def requirement(response: httpx.Response) -> dict[str, Any]:
 
 def authorization(payer: str, accepted: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    fields = {"from": payer, "to": accepted["payTo"], "value": int(accepted["amount"]), "validAfter": now - 60,
-              "validBefore": now + accepted["maxTimeoutSeconds"], "nonce": "0x" + secrets.token_hex(32)}
+    fields = {
+        "from": payer,
+        "to": accepted["payTo"],
+        "value": int(accepted["amount"]),
+        "validAfter": now - 60,
+        "validBefore": now + accepted["maxTimeoutSeconds"],
+        "nonce": "0x" + secrets.token_hex(32),
+    }
     return fields | overrides
 
 
 def _typed(accepted: dict[str, Any], auth: dict[str, Any], chain_id: int | None = None) -> dict[str, Any]:
     return {
-        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                   {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-                  "TransferWithAuthorization": [{"name": n, "type": t} for n, t in FIELDS]},
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "TransferWithAuthorization": [{"name": n, "type": t} for n, t in FIELDS],
+        },
         "primaryType": "TransferWithAuthorization",
-        "domain": {"name": accepted["extra"]["name"], "version": accepted["extra"]["version"],
-                   "chainId": chain_id or int(accepted["network"].split(":")[1]), "verifyingContract": accepted["asset"]},
+        "domain": {
+            "name": accepted["extra"]["name"],
+            "version": accepted["extra"]["version"],
+            "chainId": chain_id or int(accepted["network"].split(":")[1]),
+            "verifyingContract": accepted["asset"],
+        },
         "message": auth,
     }
 
 
-def eoa_signature(signer: LocalAccount, accepted: dict[str, Any], auth: dict[str, Any], chain_id: int | None = None) -> bytes:
+def eoa_signature(
+    signer: LocalAccount, accepted: dict[str, Any], auth: dict[str, Any], chain_id: int | None = None
+) -> bytes:
     return bytes(signer.sign_message(encode_typed_data(full_message=_typed(accepted, auth, chain_id))).signature)
 
 

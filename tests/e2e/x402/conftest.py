@@ -77,19 +77,39 @@ async def x402_db(x402_db_url: str) -> AsyncEngine:
 @pytest.fixture(scope="session")
 def chain_settings(node: Anvil, dao: str, factory: Contract) -> Settings:
     """The gateway's chain settings as the proxy reads them (also for reconcile)."""
-    return Settings(_env_file=None, chain_id=node.chain_id, chain_rpc_url=node.url, usdc_address=node.usdc.address,
-                    dao_wallet_address=dao, x402_erc6492_factories=[factory.address])
+    return Settings(
+        _env_file=None,
+        chain_id=node.chain_id,
+        chain_rpc_url=node.url,
+        usdc_address=node.usdc.address,
+        dao_wallet_address=dao,
+        x402_erc6492_factories=[factory.address],
+    )
 
 
 @pytest.fixture(scope="session")
-def x402_proxy(x402_db_url, upstream, tmp_path_factory, node, rpc_link, gas_wallet, dao, factory) -> Iterator[ProxyProcess]:
+def x402_proxy(
+    x402_db_url, upstream, tmp_path_factory, node, rpc_link, gas_wallet, dao, factory
+) -> Iterator[ProxyProcess]:
     home = tmp_path_factory.mktemp("x402-home")
-    settings = Settings(_env_file=None, gateway_home=home, database_url=x402_db_url, redis_url=REDIS_URL,
-                        proxy_port=free_port(), proxy_workers=2, litellm_master_key="sk-admin-x402-test")
+    settings = Settings(
+        _env_file=None,
+        gateway_home=home,
+        database_url=x402_db_url,
+        redis_url=REDIS_URL,
+        proxy_port=free_port(),
+        proxy_workers=2,
+        litellm_master_key="sk-admin-x402-test",
+    )
     env = {
-        "X402_ENABLED": "true", "CHAIN_ID": str(node.chain_id), "CHAIN_RPC_URL": f"http://{rpc_link.netloc}",
-        "USDC_ADDRESS": node.usdc.address, "DAO_WALLET_ADDRESS": dao, "X402_GAS_WALLET_KEY": "0x" + bytes(gas_wallet.key).hex(),
-        "X402_ERC6492_FACTORIES": json.dumps([factory.address]), "X402_MAX_TIMEOUT_SECONDS": str(MAX_TIMEOUT),
+        "X402_ENABLED": "true",
+        "CHAIN_ID": str(node.chain_id),
+        "CHAIN_RPC_URL": f"http://{rpc_link.netloc}",
+        "USDC_ADDRESS": node.usdc.address,
+        "DAO_WALLET_ADDRESS": dao,
+        "X402_GAS_WALLET_KEY": "0x" + bytes(gas_wallet.key).hex(),
+        "X402_ERC6492_FACTORIES": json.dumps([factory.address]),
+        "X402_MAX_TIMEOUT_SECONDS": str(MAX_TIMEOUT),
     }
     proc = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log", env).start()
     yield proc

@@ -18,9 +18,12 @@ from tests.chain.anvil import Anvil
 USDC = 1_000_000  # base units per USDC
 
 
-def post(url: str, body: dict[str, Any], payment: str | None = None, **kw: Any) -> httpx.Response:
+def post(url: str, body: dict[str, Any], payment: str | None = None, key: str | None = None) -> httpx.Response:
+    """POST `body` (blocking: the tests drive the proxy like any client), with a PAYMENT-SIGNATURE and/or a key."""
     headers = {"PAYMENT-SIGNATURE": payment} if payment is not None else {}
-    return httpx.post(url, json=body, headers=headers, timeout=60, **kw)
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(url, json=body, headers=headers, timeout=60)
 
 
 def usdc_of(node: Anvil, address: str) -> int:
@@ -47,4 +50,3 @@ async def ledger_of(db: AsyncEngine, wallet: str) -> list[sa.Row]:
 async def payments_from(db: AsyncEngine, wallet: str) -> list[sa.Row]:
     async with db.connect() as conn:
         return (await conn.execute(sa.select(payments).where(payments.c.from_address == wallet.lower()))).all()
-

@@ -19,7 +19,7 @@ async def test_an_empty_gas_wallet_is_refused_at_error_level_before_anything_is_
     wallet = GasWallet(Account.create(), node.chain_id)
     signed: list[str] = []
 
-    async def record(conn, tx_hash):  # noqa: ANN001, ANN202
+    async def record(conn, tx_hash):
         signed.append(tx_hash)
 
     caplog.set_level(logging.ERROR, logger="gateway.x402.gas")
@@ -36,12 +36,13 @@ async def test_concurrent_sends_from_one_wallet_take_consecutive_nonces(node, x4
     node.set_balance(account.address, 10**18)
     wallet = GasWallet(account, node.chain_id)
 
-    async def nothing(conn, tx_hash):  # noqa: ANN001, ANN202
+    async def nothing(conn, tx_hash):
         return None
 
     async with ChainRPC(node.url) as rpc:
-        hashes = await asyncio.gather(*[
-            wallet.send(x402_db, rpc, node.usdc.address, "0x18160ddd", 60_000, nothing) for _ in range(5)])
+        hashes = await asyncio.gather(
+            *[wallet.send(x402_db, rpc, node.usdc.address, "0x18160ddd", 60_000, nothing) for _ in range(5)]
+        )
     nonces = sorted(node.w3.eth.get_transaction(h)["nonce"] for h in hashes)
     assert nonces == [0, 1, 2, 3, 4]
     assert all(node.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in hashes)

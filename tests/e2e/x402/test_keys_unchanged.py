@@ -3,7 +3,6 @@ is ignored), and with it on a call with a key is billed to the key's account and
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from gateway import ledger
@@ -19,8 +18,15 @@ pytestmark = pytest.mark.timeout(180)
 
 async def test_x402_off_a_call_without_a_key_is_401_even_with_a_payment(proxy, node, upstream):
     url = f"{proxy.base_url}/chat/completions"
-    accepted = {"scheme": "exact", "network": "eip155:8453", "amount": "1000", "asset": node.usdc.address,
-                "payTo": "0x" + "11" * 20, "maxTimeoutSeconds": 60, "extra": {"name": "USD Coin", "version": "2"}}
+    accepted = {
+        "scheme": "exact",
+        "network": "eip155:8453",
+        "amount": "1000",
+        "asset": node.usdc.address,
+        "payTo": "0x" + "11" * 20,
+        "maxTimeoutSeconds": 60,
+        "extra": {"name": "USD Coin", "version": "2"},
+    }
     for payment in (None, agent.pay_header(new_payer(node), accepted)):
         response = post(url, CHAT, payment)
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
@@ -35,8 +41,7 @@ async def test_x402_on_a_call_with_a_key_is_billed_to_the_key_and_moves_no_usdc(
     payer = new_payer(node)
     payment = agent.pay_header(payer, agent.requirement(post(chat_url, CHAT)))
     before = usdc_of(node, dao)
-    response = httpx.post(chat_url, json=CHAT, timeout=60,
-                          headers={"Authorization": f"Bearer {key.raw_key}", "PAYMENT-SIGNATURE": payment})
+    response = post(chat_url, CHAT, payment, key=key.raw_key)
     assert response.status_code == 200 and "payment-response" not in response.headers
     assert usdc_of(node, dao) == before
     assert (await ledger.get_balance(x402_db, account.id)).balance_micros < 100_000

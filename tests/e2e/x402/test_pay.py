@@ -24,12 +24,12 @@ pytestmark = pytest.mark.timeout(180)
 README = Path(__file__).resolve().parents[3] / "README.md"
 
 
-def readme_client():  # noqa: ANN201 - the README's own code, executed
+def readme_client():
     """`call_paying_with_x402` exactly as the README's agents section prints it."""
     section = README.read_text().split("## For agents: pay per call with x402", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our README, run as a user would
+    exec(compile(code, str(README), "exec"), namespace)
     return namespace["call_paying_with_x402"]
 
 
@@ -104,8 +104,9 @@ async def test_streamed_call_is_paid_before_the_first_byte(x402_db, node, dao, c
     body = {**CHAT, "stream": True}
     accepted = agent.requirement(post(chat_url, body))
     before = usdc_of(node, dao)
-    with httpx.stream("POST", chat_url, json=body, timeout=60,
-                      headers={"PAYMENT-SIGNATURE": agent.pay_header(payer, accepted)}) as stream:
+    with httpx.stream(
+        "POST", chat_url, json=body, timeout=60, headers={"PAYMENT-SIGNATURE": agent.pay_header(payer, accepted)}
+    ) as stream:
         assert stream.status_code == 200
         assert agent.decode(stream.headers["payment-response"])["success"] is True  # with the headers, before data
         lines = [line for line in stream.iter_lines() if line.startswith("data: ")]

@@ -3,6 +3,7 @@ moved: no USDC left the payer, nothing was credited, no account was charged, the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -33,7 +34,7 @@ class Case:
     factory: Contract
     untrusted_factory: Contract
 
-    def eoa(self, usdc: int = USDC):  # noqa: ANN201
+    def eoa(self, usdc: int = USDC):
         return new_payer(self.node, usdc)
 
     def counterfactual(self, factory: Contract) -> tuple[Any, str, bytes]:
@@ -58,7 +59,9 @@ def signed_by(case: Case, signer_of: str = "payer", chain_id: int | None = None,
 def accepted_changed(case: Case, **overrides: Any) -> tuple[str, str]:
     payer = case.eoa()
     auth = agent.authorization(payer.address, case.accepted)
-    return payer.address, agent.header(case.accepted, auth, agent.eoa_signature(payer, case.accepted, auth), **overrides)
+    return payer.address, agent.header(
+        case.accepted, auth, agent.eoa_signature(payer, case.accepted, auth), **overrides
+    )
 
 
 def raw_payload(case: Case, document: dict[str, Any]) -> tuple[str, str]:
@@ -78,13 +81,17 @@ def smart_wallet_signed_by_a_stranger(case: Case) -> tuple[str, str]:
     wallet = case.node.deploy("SmartWallet", Account.create().address)
     case.node.usdc_mint(wallet.address, USDC)
     auth = agent.authorization(wallet.address, case.accepted)
-    return wallet.address, agent.header(case.accepted, auth, agent.owner_signature(Account.create(), case.accepted, auth))
+    return wallet.address, agent.header(
+        case.accepted, auth, agent.owner_signature(Account.create(), case.accepted, auth)
+    )
 
 
 def counterfactual_with_garbage_inner(case: Case) -> tuple[str, str]:
     _, address, deploy = case.counterfactual(case.factory)
     auth = agent.authorization(address, case.accepted)
-    return address, agent.header(case.accepted, auth, agent.wrap_6492(case.factory.address, deploy, secrets.token_bytes(65)))
+    return address, agent.header(
+        case.accepted, auth, agent.wrap_6492(case.factory.address, deploy, secrets.token_bytes(65))
+    )
 
 
 def counterfactual_of_an_untrusted_factory(case: Case) -> tuple[str, str]:
@@ -100,9 +107,19 @@ def nonce_used_outside(case: Case) -> tuple[str, str]:
     auth = agent.authorization(payer.address, case.accepted)
     signature = agent.eoa_signature(payer, case.accepted, auth)
     v, r, s = signature[64], signature[:32], signature[32:64]
-    case.node.transact(case.node.usdc.functions.transferWithAuthorization(
-        auth["from"], Web3.to_checksum_address(auth["to"]), auth["value"], auth["validAfter"], auth["validBefore"],
-        bytes.fromhex(auth["nonce"][2:]), v, r, s))
+    case.node.transact(
+        case.node.usdc.functions.transferWithAuthorization(
+            auth["from"],
+            Web3.to_checksum_address(auth["to"]),
+            auth["value"],
+            auth["validAfter"],
+            auth["validBefore"],
+            bytes.fromhex(auth["nonce"][2:]),
+            v,
+            r,
+            s,
+        )
+    )
     return payer.address, agent.header(case.accepted, auth, signature)
 
 
@@ -127,30 +144,52 @@ CASES: dict[str, tuple[Build, int, str]] = {
     "wrong chain": (lambda c: accepted_changed(c, network="eip155:1"), 402, "invalid_network"),
     "wrong asset": (lambda c: accepted_changed(c, asset="0x" + "ab" * 20), 402, "invalid_payment_requirements"),
     "wrong payTo": (lambda c: accepted_changed(c, payTo="0x" + "cd" * 20), 402, "invalid_payment_requirements"),
-    "pays someone else": (lambda c: signed_by(c, to="0x" + "cd" * 20), 402,
-                          "invalid_exact_evm_payload_recipient_mismatch"),
-    "amount too low": (lambda c: signed_by(c, value=int(c.accepted["amount"]) - 1), 402,
-                       "invalid_exact_evm_payload_authorization_value_mismatch"),
-    "expired": (lambda c: signed_by(c, validBefore=int(time.time()) - 1), 402,
-                "invalid_exact_evm_payload_authorization_valid_before"),
-    "expires too soon to settle": (lambda c: signed_by(c, validBefore=int(time.time()) + 3), 402,
-                                   "invalid_exact_evm_payload_authorization_valid_before"),
-    "not yet valid": (lambda c: signed_by(c, validAfter=int(time.time()) + 120), 402,
-                      "invalid_exact_evm_payload_authorization_valid_after"),
+    "pays someone else": (
+        lambda c: signed_by(c, to="0x" + "cd" * 20),
+        402,
+        "invalid_exact_evm_payload_recipient_mismatch",
+    ),
+    "amount too low": (
+        lambda c: signed_by(c, value=int(c.accepted["amount"]) - 1),
+        402,
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+    ),
+    "expired": (
+        lambda c: signed_by(c, validBefore=int(time.time()) - 1),
+        402,
+        "invalid_exact_evm_payload_authorization_valid_before",
+    ),
+    "expires too soon to settle": (
+        lambda c: signed_by(c, validBefore=int(time.time()) + 3),
+        402,
+        "invalid_exact_evm_payload_authorization_valid_before",
+    ),
+    "not yet valid": (
+        lambda c: signed_by(c, validAfter=int(time.time()) + 120),
+        402,
+        "invalid_exact_evm_payload_authorization_valid_after",
+    ),
     "nonce used on chain already": (nonce_used_outside, 402, "invalid_exact_evm_nonce_already_used"),
     "insufficient USDC": (insufficient_usdc, 402, "insufficient_funds"),
-    "more than MAX_TOPUP_USD": (lambda c: signed_by(c, value=10_001 * USDC), 402,
-                                "invalid_exact_evm_payload_authorization_value_mismatch"),
+    "more than MAX_TOPUP_USD": (
+        lambda c: signed_by(c, value=10_001 * USDC),
+        402,
+        "invalid_exact_evm_payload_authorization_value_mismatch",
+    ),
     "broken ERC-6492 wrapper": (broken_6492_wrapper, 402, "invalid_exact_evm_payload_signature"),
     "not base64 JSON": (lambda c: (c.eoa().address, "not-a-payment!"), 400, "invalid_payload"),
     "x402 version 1": (lambda c: raw_payload(c, {"x402Version": 1, "scheme": "exact"}), 400, "invalid_x402_version"),
-    "unknown field": (lambda c: raw_payload(c, {"x402Version": 2, "accepted": {}, "payload": {}, "tip": 1}), 400,
-                      "invalid_payload"),
+    "unknown field": (
+        lambda c: raw_payload(c, {"x402Version": 2, "accepted": {}, "payload": {}, "tip": 1}),
+        400,
+        "invalid_payload",
+    ),
 }
 
 
-async def assert_nothing_moved(x402_db, node: Anvil, dao: str, payer: str, dao_before: int, payer_before: int,
-                               upstream) -> None:  # noqa: ANN001
+async def assert_nothing_moved(
+    x402_db, node: Anvil, dao: str, payer: str, dao_before: int, payer_before: int, upstream
+) -> None:
     assert await ledger_of(x402_db, payer) == [] and await payments_from(x402_db, payer) == []
     assert usdc_of(node, dao) == dao_before and usdc_of(node, payer) == payer_before
     assert upstream.calls("chat/completions") == 0
@@ -191,11 +230,20 @@ async def test_transfer_that_reverts_when_mined_is_refused_and_credits_nothing(x
         deadline = time.monotonic() + 30
         while int(node.rpc("txpool_status")["pending"], 16) < 1:
             assert time.monotonic() < deadline, "the settlement was never sent"
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
         node.set_balance(payer.address, 10**18)
         fn = node.usdc.functions.transfer(Web3.to_checksum_address("0x" + "ee" * 20), USDC)
-        node.send({"to": node.usdc.address, "data": fn._encode_transaction_data(), "gas": 100_000,
-                   "maxPriorityFeePerGas": 50 * 10**9, "maxFeePerGas": 100 * 10**9}, payer, wait=False)
+        node.send(
+            {
+                "to": node.usdc.address,
+                "data": fn._encode_transaction_data(),
+                "gas": 100_000,
+                "maxPriorityFeePerGas": 50 * 10**9,
+                "maxFeePerGas": 100 * 10**9,
+            },
+            payer,
+            wait=False,
+        )
         node.mine()
     finally:
         node.set_automine(True)

@@ -21,7 +21,7 @@ from tests.ledger_checks import assert_books_balance
 pytestmark = pytest.mark.timeout(180)
 
 
-def concurrently(*calls):  # noqa: ANN001, ANN201
+def concurrently(*calls):
     with ThreadPoolExecutor(len(calls)) as pool:
         return list(pool.map(lambda call: call(), calls))
 
@@ -39,8 +39,11 @@ async def assert_one_payment_one_credit_one_call(db, node, dao: str, payer, amou
     assert [c.amount_micros for c in credits] == [amount] and payment.micros_credited == amount
     assert len(await settled_calls(db, payer.address)) == 1
     async with db.connect() as conn:
-        [authorization] = (await conn.execute(sa.select(x402_authorizations).where(
-            x402_authorizations.c.payer == payer.address.lower()))).all()
+        [authorization] = (
+            await conn.execute(
+                sa.select(x402_authorizations).where(x402_authorizations.c.payer == payer.address.lower())
+            )
+        ).all()
     assert authorization.status == "settled" and authorization.tx_hash == payment.tx_hash
 
 
@@ -79,7 +82,7 @@ async def test_concurrent_payments_of_one_wallet_with_different_nonces_all_settl
     amounts = [int(agent.requirement(post(chat_url, body))["amount"]) for body in bodies]
     payments = [agent.pay_header(payer, agent.requirement(post(chat_url, body))) for body in bodies]
     before = usdc_of(node, dao)
-    responses = concurrently(*[lambda b=b, p=p: post(chat_url, b, p) for b, p in zip(bodies, payments)])
+    responses = concurrently(*[lambda b=b, p=p: post(chat_url, b, p) for b, p in zip(bodies, payments, strict=True)])
     assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
     assert usdc_of(node, dao) - before == sum(amounts)
     assert sorted(p.micros_credited for p in await payments_from(x402_db, payer.address)) == sorted(amounts)
@@ -87,11 +90,16 @@ async def test_concurrent_payments_of_one_wallet_with_different_nonces_all_settl
     assert len(calls) == 3 and upstream.calls("chat/completions") == 3
     rows = await ledger_of(x402_db, payer.address)
     assert sorted(r.amount_micros for r in rows if r.reason == "onchain_payment") == sorted(amounts)
-    assert sorted(-r.amount_micros for r in rows if r.reason == "llm_usage") == sorted(c.user_price_micros for c in calls)
+    assert sorted(-r.amount_micros for r in rows if r.reason == "llm_usage") == sorted(
+        c.user_price_micros for c in calls
+    )
     account = await find_account(x402_db, payer.address)
     async with x402_db.connect() as conn:
-        balance, held = (await conn.execute(sa.text(
-            "SELECT balance_micros, held_micros FROM billing_accounts WHERE id = :a"), {"a": account.id})).one()
+        balance, held = (
+            await conn.execute(
+                sa.text("SELECT balance_micros, held_micros FROM billing_accounts WHERE id = :a"), {"a": account.id}
+            )
+        ).one()
     assert (balance, held) == (sum(amounts) - sum(c.user_price_micros for c in calls), 0)
     await assert_books_balance(x402_db)
 
