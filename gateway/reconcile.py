@@ -35,8 +35,7 @@ from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
 from gateway.db.schema import llm_usage as usage
-from gateway.db.x402_schema import CLAIMED as X402_CLAIMED
-from gateway.db.x402_schema import SUBMITTED as X402_SUBMITTED
+from gateway.db.x402_schema import AuthorizationStatus
 from gateway.db.x402_schema import x402_authorizations as x402
 from gateway.payments import REFERENCE_SQL, check_chain_id, live_transfer, payment_reference
 
@@ -322,7 +321,7 @@ async def _x402_unsettled(conn: AsyncConnection, now: datetime, settings: Settin
     rows = (
         await conn.execute(
             sa.select(x402.c.payer, x402.c.nonce, x402.c.status, x402.c.tx_hash, x402.c.value, x402.c.updated_at)
-            .where(x402.c.status.in_((X402_CLAIMED, X402_SUBMITTED)), x402.c.updated_at < cutoff)
+            .where(x402.c.status.in_((AuthorizationStatus.CLAIMED, AuthorizationStatus.SUBMITTED)), x402.c.updated_at < cutoff)
             .order_by(x402.c.id)
         )
     ).all()

@@ -17,17 +17,24 @@ processes. Status moves:
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import sqlalchemy as sa
 
-from gateway.db.payments_schema import UInt256
+from gateway.db.payments_schema import UInt256, timestamp_column
 from gateway.db.schema import Id, metadata
 
-CLAIMED, SUBMITTED, SETTLED, FAILED = "claimed", "submitted", "settled", "failed"
-STATUSES = (CLAIMED, SUBMITTED, SETTLED, FAILED)
+
+class AuthorizationStatus(StrEnum):
+    """`x402_authorizations.status` (see the module docstring for the moves)."""
+
+    CLAIMED = "claimed"
+    SUBMITTED = "submitted"
+    SETTLED = "settled"
+    FAILED = "failed"
 
 
-def _timestamp(name: str) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
+STATUSES = tuple(AuthorizationStatus)
 
 
 x402_authorizations = sa.Table(
@@ -41,14 +48,14 @@ x402_authorizations = sa.Table(
     sa.Column("value", UInt256(), nullable=False),
     sa.Column("valid_before", UInt256(), nullable=False),
     sa.Column("payload_sha256", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default=CLAIMED),
+    sa.Column("status", sa.String(16), nullable=False, server_default=AuthorizationStatus.CLAIMED.value),
     sa.Column("tx_hash", sa.String(66), nullable=True),
     sa.Column("payment_reference", sa.String(200), nullable=True),  # the credited payment (chain:tx:log)
     sa.Column("reason", sa.String(200), nullable=True),  # why it failed
-    _timestamp("created_at"),
-    _timestamp("updated_at"),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
     sa.UniqueConstraint("chain_id", "token_address", "payer", "nonce", name="uq_x402_authorizations_nonce"),
-    sa.CheckConstraint(sa.column("status").in_(STATUSES), name="status_known"),
+    sa.CheckConstraint(sa.column("status").in_([s.value for s in STATUSES]), name="status_known"),
 )
 
 x402_gas_wallets = sa.Table(
@@ -57,5 +64,5 @@ x402_gas_wallets = sa.Table(
     sa.Column("chain_id", sa.BigInteger(), primary_key=True),
     sa.Column("address", sa.String(42), primary_key=True),
     sa.Column("last_tx_hash", sa.String(66), nullable=True),  # the latest transaction sent (for operators)
-    _timestamp("updated_at"),
+    timestamp_column("updated_at"),
 )

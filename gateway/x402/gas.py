@@ -8,7 +8,9 @@ transaction the node drops leaves its nonce for the next one instead of a gap th
 
 A send the node refuses (or that never reached it) rolls the record back; one whose fate is unknown (the
 connection broke after the bytes left) keeps the record and raises `SendUncertain`, so that a retry of the
-same payment finds the transaction by its hash instead of paying twice.
+same payment finds the transaction by its hash instead of paying twice. A transaction sent whose record
+then fails to commit (the database went away in that instant) is logged at ERROR with its hash, and raises
+`SendUncertain` too (`gateway reconcile` reports its authorization, left `claimed`).
 """
 
 from __future__ import annotations
@@ -38,12 +40,11 @@ class GasWalletEmpty(Exception):
     """The gas wallet cannot pay for the transaction (HTTP 503; an operator must top it up)."""
 
 
+@dataclass(frozen=True)
 class SendUncertain(Exception):
-    """The transaction may or may not have reached the node; it is recorded, and its hash is `tx_hash`."""
+    """The transaction `tx_hash` may or may not have reached the node; it is recorded."""
 
-    def __init__(self, tx_hash: str) -> None:
-        super().__init__(f"transaction {tx_hash} may not have been sent")
-        self.tx_hash = tx_hash
+    tx_hash: str
 
 
 def load_account(settings: Settings) -> LocalAccount:
@@ -85,39 +86,52 @@ class GasWallet:
         balance = int(await rpc.call("eth_getBalance", self.address, "pending"), 16)
         if balance < gas * max_fee:
             raise self._empty(f"it holds {balance} wei, the transaction may cost {gas * max_fee}")
-        uncertain: str | None = None
-        async with db.begin() as conn:
-            await self._lock(conn)
-            nonce = int(await rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
-            signed = self.account.sign_transaction(
-                {
-                    "type": 2,
-                    "chainId": self.chain_id,
-                    "nonce": nonce,
-                    "to": to_checksum_address(to),
-                    "data": data,
-                    "value": 0,
-                    "gas": gas,
-                    "maxFeePerGas": max_fee,
-                    "maxPriorityFeePerGas": tip,
-                }
-            )
-            tx_hash = "0x" + bytes(signed.hash).hex()
-            await on_signed(conn, tx_hash)
-            await conn.execute(sa.update(x402_gas_wallets).where(*self._key()).values(last_tx_hash=tx_hash))
-            try:
-                await rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
-            except RPCError as exc:  # the node refused it: it was not sent
-                if "insufficient funds" in str(exc.error.get("message", "")).lower():
-                    raise self._empty(str(exc.error.get("message"))) from None
+        tx_hash, broadcast, accepted = "", False, False
+        try:
+            async with db.begin() as conn:
+                await self._lock(conn)
+                nonce = int(await rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
+                signed = self.account.sign_transaction(
+                    {
+                        "type": 2,
+                        "chainId": self.chain_id,
+                        "nonce": nonce,
+                        "to": to_checksum_address(to),
+                        "data": data,
+                        "value": 0,
+                        "gas": gas,
+                        "maxFeePerGas": max_fee,
+                        "maxPriorityFeePerGas": tip,
+                    }
+                )
+                tx_hash = "0x" + bytes(signed.hash).hex()
+                await on_signed(conn, tx_hash)
+                await conn.execute(sa.update(x402_gas_wallets).where(*self._key()).values(last_tx_hash=tx_hash))
+                accepted = await self._broadcast(rpc, "0x" + bytes(signed.raw_transaction).hex())
+                broadcast = True
+        except Exception as exc:
+            if not broadcast:  # refused, or never reached the node: the rollback undid the record
                 raise
-            except ChainUnavailable as exc:
-                if isinstance(exc.__cause__, httpx.ConnectError):  # never reached the node
-                    raise
-                uncertain = tx_hash  # keep the record: the bytes may have left
-        if uncertain is not None:
-            raise SendUncertain(uncertain)
+            log.error("x402 transaction %s was sent but its record was not committed (%s)", tx_hash, type(exc).__name__)
+            raise SendUncertain(tx_hash) from None
+        if not accepted:
+            raise SendUncertain(tx_hash)
         return tx_hash
+
+    async def _broadcast(self, rpc: ChainRPC, raw: str) -> bool:
+        """Send a signed transaction: True when the node took it, False when its fate is unknown (the bytes may
+        have left before the connection broke); raises when it surely was not sent."""
+        try:
+            await rpc.call("eth_sendRawTransaction", raw)
+        except RPCError as exc:  # the node refused it
+            if "insufficient funds" in str(exc.error.get("message", "")).lower():
+                raise self._empty(str(exc.error.get("message"))) from None
+            raise
+        except ChainUnavailable as exc:
+            if isinstance(exc.__cause__, httpx.ConnectError):  # never reached the node
+                raise
+            return False
+        return True
 
     def _key(self) -> tuple[sa.ColumnElement[bool], ...]:
         return x402_gas_wallets.c.chain_id == self.chain_id, x402_gas_wallets.c.address == self.address

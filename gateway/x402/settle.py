@@ -23,7 +23,7 @@ from gateway.accounts import get_or_create_account
 from gateway.chain import ChainRPC, ChainUnavailable, Receipt, RPCError
 from gateway.config import Settings
 from gateway.db.payments_schema import CREDITED
-from gateway.db.x402_schema import FAILED, SUBMITTED
+from gateway.db.x402_schema import AuthorizationStatus
 from gateway.payments import check_chain_id, credit_own_settlement, payment_reference, topup_bounds_micros
 from gateway.x402 import eip3009, store, verify
 from gateway.x402.eip3009 import Domain
@@ -43,12 +43,11 @@ class Settled:
     amount: int  # USDC base units = micros credited
 
 
+@dataclass(frozen=True)
 class Pending(Exception):
-    """The transfer was sent but is not confirmed yet (HTTP 503: retry the same PAYMENT-SIGNATURE)."""
+    """The transfer `tx_hash` was sent but is not confirmed yet (HTTP 503: retry the same PAYMENT-SIGNATURE)."""
 
-    def __init__(self, tx_hash: str) -> None:
-        super().__init__(f"the transfer {tx_hash} is not mined yet")
-        self.tx_hash = tx_hash
+    tx_hash: str
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,9 @@ class Facilitator:
 
     async def _resume(self, row: sa.Row | None, payment: Payment) -> Settled:
         same = row is not None and row.payload_sha256 == store.payload_sha256(payment)
-        if same and row.status == SUBMITTED:
+        if same and row.status == AuthorizationStatus.SUBMITTED:
             return await self._finish(row.id, row.tx_hash, payment)
-        if same and row.status == FAILED:
+        if same and row.status == AuthorizationStatus.FAILED:
             raise Refusal(
                 Reason.TRANSACTION_FAILED,
                 f"This authorization's transfer reverted ({row.reason}): sign a new authorization.",

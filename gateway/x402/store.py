@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.payments_schema import insert_for
-from gateway.db.x402_schema import CLAIMED, FAILED, SETTLED, SUBMITTED
+from gateway.db.x402_schema import AuthorizationStatus as Status
 from gateway.db.x402_schema import x402_authorizations as rows
 from gateway.x402.protocol import Payment
 
@@ -76,7 +76,7 @@ async def claim(db: AsyncEngine, key: Key, payment: Payment) -> int | None:
                     value=auth.value,
                     valid_before=auth.valid_before,
                     payload_sha256=payload_sha256(payment),
-                    status=CLAIMED,
+                    status=Status.CLAIMED,
                 )
                 .on_conflict_do_nothing(index_elements=["chain_id", "token_address", "payer", "nonce"])
                 .returning(rows.c.id)
@@ -88,23 +88,23 @@ async def record_submitted(conn: AsyncConnection, row_id: int, tx_hash: str) -> 
     """In the gas wallet's transaction: the transfer about to be sent (rolled back if it is not)."""
     await conn.execute(
         sa.update(rows)
-        .where(rows.c.id == row_id, rows.c.status == CLAIMED)
-        .values(status=SUBMITTED, tx_hash=tx_hash, updated_at=sa.func.current_timestamp())
+        .where(rows.c.id == row_id, rows.c.status == Status.CLAIMED)
+        .values(status=Status.SUBMITTED, tx_hash=tx_hash, updated_at=sa.func.current_timestamp())
     )
 
 
 async def release(db: AsyncEngine, row_id: int) -> None:
     """Give the nonce back when nothing was sent for it (the payer may retry the same payment)."""
     async with db.begin() as conn:
-        await conn.execute(sa.delete(rows).where(rows.c.id == row_id, rows.c.status == CLAIMED))
+        await conn.execute(sa.delete(rows).where(rows.c.id == row_id, rows.c.status == Status.CLAIMED))
 
 
 async def mark_failed(db: AsyncEngine, row_id: int, reason: str) -> None:
     async with db.begin() as conn:
         await conn.execute(
             sa.update(rows)
-            .where(rows.c.id == row_id, rows.c.status == SUBMITTED)
-            .values(status=FAILED, reason=reason[:200], updated_at=sa.func.current_timestamp())
+            .where(rows.c.id == row_id, rows.c.status == Status.SUBMITTED)
+            .values(status=Status.FAILED, reason=reason[:200], updated_at=sa.func.current_timestamp())
         )
 
 
@@ -114,8 +114,10 @@ async def mark_settled(db: AsyncEngine, row_id: int, payment_reference: str) -> 
         return (
             await conn.execute(
                 sa.update(rows)
-                .where(rows.c.id == row_id, rows.c.status == SUBMITTED)
-                .values(status=SETTLED, payment_reference=payment_reference, updated_at=sa.func.current_timestamp())
+                .where(rows.c.id == row_id, rows.c.status == Status.SUBMITTED)
+                .values(
+                    status=Status.SETTLED, payment_reference=payment_reference, updated_at=sa.func.current_timestamp()
+                )
                 .returning(rows.c.id)
             )
         ).first() is not None

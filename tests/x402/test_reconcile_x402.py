@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.config import Settings
-from gateway.db.x402_schema import SUBMITTED, x402_authorizations
+from gateway.db.x402_schema import AuthorizationStatus, x402_authorizations
 from gateway.reconcile import X402_GRACE_SECONDS, reconcile
 from tests.pg import migrated_database
 
@@ -39,7 +39,7 @@ async def test_an_open_x402_authorization_is_a_mismatch_once_it_is_stale(fresh_d
                 value=1234,
                 valid_before=2_000_000_000,
                 payload_sha256="0" * 64,
-                status=SUBMITTED,
+                status=AuthorizationStatus.SUBMITTED,
                 tx_hash="0x" + "99" * 32,
             )
         )
