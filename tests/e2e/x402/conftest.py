@@ -1,6 +1,7 @@
 """x402 fixtures: an anvil of these tests' own (TestUSDC with EIP-3009, two SmartWallet factories), its RPC
 behind a forwarder the tests can cut, a gas wallet, a DAO wallet, a PostgreSQL database of their own (so
-that `reconcile` judges x402 traffic alone) and the real proxy (2 workers) with X402_ENABLED."""
+that `reconcile` judges x402 traffic alone) and the real proxy (2 workers) with X402_ENABLED. All of package
+scope: the proxy and its database connections are gone once these tests are done."""
 
 from __future__ import annotations
 
@@ -25,56 +26,56 @@ from tests.pg import migrated_database
 MAX_TIMEOUT = 12  # seconds a settlement waits for its receipt (test_replay waits it out once)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node() -> Iterator[Anvil]:
     with Anvil() as chain:
         chain.deploy_usdc()
         yield chain
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def factory(node: Anvil) -> Contract:
     """The SmartWallet factory the gateway trusts (X402_ERC6492_FACTORIES)."""
     return node.deploy("SmartWalletFactory")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def untrusted_factory(node: Anvil) -> Contract:
     return node.deploy("SmartWalletFactory")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rpc_link(node: Anvil) -> Iterator[TcpForwarder]:
     with TcpForwarder("127.0.0.1", node.port) as link:
         yield link
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gas_wallet(node: Anvil) -> LocalAccount:
     wallet = Account.create()
     node.set_balance(wallet.address, 10 * 10**18)
     return wallet
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dao() -> str:
     return Web3.to_checksum_address("0x" + secrets.token_hex(20))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def x402_db_url() -> Iterator[str]:
     with migrated_database("gw_x402") as url:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def x402_db(x402_db_url: str) -> AsyncEngine:
     engine = create_async_engine(x402_db_url)
     yield engine
     await engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chain_settings(node: Anvil, dao: str, factory: Contract) -> Settings:
     """The gateway's chain settings as the proxy reads them (also for reconcile)."""
     return Settings(
@@ -87,7 +88,7 @@ def chain_settings(node: Anvil, dao: str, factory: Contract) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def x402_proxy(
     x402_db_url, upstream, tmp_path_factory, node, rpc_link, gas_wallet, dao, factory
 ) -> Iterator[ProxyProcess]:
