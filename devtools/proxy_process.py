@@ -36,10 +36,11 @@ def write_test_config(folder: Path, upstream_base_url: str) -> Path:
 
 
 class ProxyProcess:
-    def __init__(self, settings: Settings, config: Path, log_path: Path):
+    def __init__(self, settings: Settings, config: Path, log_path: Path, extra_env: dict[str, str] | None = None):
         self.settings = settings
         self.config = config
         self.log_path = log_path
+        self.extra_env = extra_env or {}  # settings child_env does not pass on (the proxy reads them itself)
         self.master_key = ensure_master_key(settings)
         self.proc: subprocess.Popen | None = None
 
@@ -51,7 +52,7 @@ class ProxyProcess:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             proxy_argv(self.settings, self.config),
-            env=child_env(self.settings, self.master_key),
+            env={**child_env(self.settings, self.master_key), **self.extra_env},
             cwd=str(REPO_ROOT),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import limits
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # the project folder: alembic.ini, migrations/, hooks/ and litellm_config.yaml live beside the package
@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     # GET /metrics on the proxy and the sidecar: open when unset (keep those ports private), else needs this bearer
     metrics_bearer_token: str | None = Field(default=None, min_length=16)
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, JSON lines otherwise
+    # x402 pay-per-call on the proxy (gateway/x402/): off by default; needs the chain settings and a gas wallet
+    x402_enabled: bool = False
+    x402_gas_wallet_key: SecretStr | None = None  # hex private key of the wallet that pays the gas of settlements
+    x402_gas_wallet_key_file: Path | None = None  # or a file holding it
+    x402_max_timeout_seconds: int = Field(default=60, gt=0, le=3600)  # advertised; also the wait for a receipt
+    x402_erc6492_factories: list[str] = []  # factories trusted to deploy counterfactual smart wallets (JSON list)
+    usdc_eip712_name: str = "USD Coin"  # USDC's EIP-712 domain on Base
+    usdc_eip712_version: str = "2"
 
     @field_validator("database_url")
     @classmethod
@@ -127,6 +135,22 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(f"{value!r} is not a rate limit like '10/minute' or '5 per 2 seconds'") from None
         return value
+
+    @model_validator(mode="after")
+    def _x402_needs_chain_and_gas_wallet(self) -> Settings:
+        if self.x402_enabled and not (self.chain_rpc_url and self.dao_wallet_address):
+            raise ValueError("X402_ENABLED needs CHAIN_RPC_URL and DAO_WALLET_ADDRESS")
+        if self.x402_enabled and not (self.x402_gas_wallet_key or self.x402_gas_wallet_key_file):
+            raise ValueError("X402_ENABLED needs X402_GAS_WALLET_KEY or X402_GAS_WALLET_KEY_FILE")
+        return self
+
+    @field_validator("x402_erc6492_factories")
+    @classmethod
+    def _factory_addresses(cls, value: list[str]) -> list[str]:
+        bad = [address for address in value if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an address (0x followed by 40 hex digits)")
+        return [address.lower() for address in value]
 
     @property
     def effective_database_url(self) -> str:

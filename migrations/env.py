@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import gateway.db.auth_schema
-import gateway.db.payments_schema  # noqa: F401 - registers its tables on the shared metadata
+import gateway.db.payments_schema
+import gateway.db.x402_schema  # noqa: F401 - registers the x402 tables on the shared metadata
 from gateway.config import get_settings
 from gateway.db.schema import metadata
 

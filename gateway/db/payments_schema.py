@@ -61,7 +61,7 @@ class UInt256(sa.TypeDecorator[int]):
         return None if value is None else int(value)
 
 
-def _timestamp(name: str) -> sa.Column[datetime]:
+def timestamp_column(name: str) -> sa.Column[datetime]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
 
 
@@ -82,8 +82,8 @@ payments = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default=PaymentStatus.PENDING.value),
     sa.Column("reason", sa.String(200), nullable=True),  # why it was rejected or reorged
     sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=True),  # null: unclaimed
-    _timestamp("created_at"),
-    _timestamp("updated_at"),
+    timestamp_column("created_at"),
+    timestamp_column("updated_at"),
     sa.UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_payments_chain_tx_log"),
     sa.CheckConstraint(sa.column("status").in_(STATUSES), name="status_known"),
     sa.Index("ix_payments_account_id_id", "account_id", "id"),
@@ -97,7 +97,7 @@ chain_cursor = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),  # what is followed: chain, token and receiver
     sa.Column("last_block", sa.BigInteger(), nullable=False),  # every block up to here is processed
     sa.Column("last_block_hash", sa.String(66), nullable=True),
-    _timestamp("updated_at"),
+    timestamp_column("updated_at"),
 )
 
 

@@ -19,6 +19,19 @@ from gateway.failures import ChainUnavailable
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
+class RPCError(ChainUnavailable):
+    """The node answered with a JSON-RPC error object (`error`: code, message, data), e.g. a call that reverts."""
+
+    def __init__(self, method: str, error: object) -> None:
+        super().__init__(f"chain RPC {method} answered with an error: {error!r:.300}")
+        self.error = error if isinstance(error, dict) else {}
+
+    @property
+    def reverted(self) -> bool:
+        """Whether the node says the call or transaction reverted (geth and anvil: code 3 or 'execution reverted')."""
+        return self.error.get("code") == 3 or "revert" in str(self.error.get("message", "")).lower()
+
+
 @dataclass(frozen=True)
 class Transfer:
     """One decoded ERC-20 `Transfer(from, to, value)` log."""
@@ -95,8 +108,10 @@ class ChainRPC:
             reply = response.json()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             raise ChainUnavailable(f"chain RPC {method} failed: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(reply, dict) or "error" in reply or "result" not in reply:
-            raise ChainUnavailable(f"chain RPC {method} answered with an error: {reply!r:.300}")
+        if isinstance(reply, dict) and "error" in reply:
+            raise RPCError(method, reply["error"])
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise ChainUnavailable(f"chain RPC {method} answered nonsense: {reply!r:.300}")
         return reply["result"]
 
     async def chain_id(self) -> int:

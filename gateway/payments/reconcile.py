@@ -11,7 +11,8 @@ Checks, each mismatch naming the account it concerns:
 - no settle was lost: no hold is still open past its TTL, and none was expired by the sweeper without
   its call being settled after all (a late settle charges the call, so that hold is not a loss);
 - every credited payment is still on chain: the same successful transaction and log, sender, receiver
-  and amount.
+  and amount;
+- no x402 authorization is left open (claimed or submitted) long after its settlement should have ended.
 
 It also lists what calls cost above their holds and was never taken from the accounts
 (`llm_usage.uncollected_micros`): operator loss, reported per call and per account, not a mismatch.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,9 +35,13 @@ from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
 from gateway.db.schema import llm_usage as usage
+from gateway.db.x402_schema import AuthorizationStatus
+from gateway.db.x402_schema import x402_authorizations as x402
 from gateway.ledger.types import HoldStatus
 from gateway.payments.chain import ChainRPC
 from gateway.payments.service import REFERENCE_SQL, check_chain_id, live_transfer, payment_reference
+
+X402_GRACE_SECONDS = 600  # beyond X402_MAX_TIMEOUT_SECONDS before an open x402 authorization is reported
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ async def reconcile(
             *await _credits_without_payment(conn),
             *await _usage_debits(conn),
             *await _lost_settles(conn, now or datetime.now(UTC)),
+            *await _x402_unsettled(conn, now or datetime.now(UTC), settings),
         ]
         uncollected = await _uncollected(conn)
     if rpc is not None:
@@ -324,6 +330,32 @@ async def _lost_settles(conn: AsyncConnection, now: datetime) -> list[Mismatch]:
             r.account_id,
             f"hold {r.request_id} ({r.amount_micros} micros) expired without a settle: "
             f"TTL ended {_when(r.expires_at)}, released {_when(r.closed_at)}",
+        )
+        for r in rows
+    ]
+
+
+async def _x402_unsettled(conn: AsyncConnection, now: datetime, settings: Settings) -> list[Mismatch]:
+    """x402 authorizations left claimed or submitted well past the longest a settlement waits: a process died
+    between sending the transfer and crediting it, so USDC may have been paid for nothing yet."""
+    cutoff = now - timedelta(seconds=settings.x402_max_timeout_seconds + X402_GRACE_SECONDS)
+    rows = (
+        await conn.execute(
+            sa.select(x402.c.payer, x402.c.nonce, x402.c.status, x402.c.tx_hash, x402.c.value, x402.c.updated_at)
+            .where(
+                x402.c.status.in_((AuthorizationStatus.CLAIMED, AuthorizationStatus.SUBMITTED)),
+                x402.c.updated_at < cutoff,
+            )
+            .order_by(x402.c.id)
+        )
+    ).all()
+    return [
+        Mismatch(
+            "x402",
+            None,
+            f"x402 authorization {r.nonce} of {r.payer} ({r.value} micros) is still {r.status} "
+            f"since {_when(r.updated_at)} (transaction {r.tx_hash or 'not recorded'}): if its transfer was mined, "
+            "the payer's retry of the same payment credits it; else credit it by hand",
         )
         for r in rows
     ]

@@ -209,6 +209,13 @@ async def accept_transfer(
     return await _record(db, settings.chain_id, t, PaymentStatus.CREDITED, account_id, head)
 
 
+async def credit_own_settlement(db: AsyncEngine, chain_id: int, t: Transfer, account_id: int) -> Payment:
+    """Credit a transfer the gateway itself settled (x402: it sent the payer's `transferWithAuthorization`
+    and read the receipt) at once: no confirmations to wait for and no top-up bounds (it pays for one call).
+    The same payment row and `onchain_payment` entry as any top-up, once per (chain, tx, log index)."""
+    return await _record(db, chain_id, t, PaymentStatus.CREDITED, account_id, None)
+
+
 def _key(chain_id: int, tx_hash: str, log_index: int) -> sa.ColumnElement[bool]:
     return sa.and_(payments.c.chain_id == chain_id, payments.c.tx_hash == tx_hash, payments.c.log_index == log_index)
 

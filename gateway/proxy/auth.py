@@ -20,7 +20,7 @@ from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from gateway.accounts.keys import KeyOwner, resolve_key
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.observability.logging import configure as configure_logging
-from gateway.proxy import admission, guard
+from gateway.proxy import admission, guard, x402_gate
 from gateway.proxy.errors import (
     GatewayError,
     admin_key_refused,
@@ -47,7 +47,8 @@ async def authenticate(api_key: str) -> KeyOwner:
     return owner
 
 
-async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
+    api_key = api_key or ""  # LiteLLM passes None for a request without any key
     master = runtime().settings.litellm_master_key
     route = admission.ROUTES.get(request.url.path)
     if master and secrets.compare_digest(api_key.encode(), master.encode()):
@@ -56,6 +57,13 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         return UserAPIKeyAuth(api_key=api_key, user_role=LitellmUserRoles.PROXY_ADMIN)
     if not request.scope.get(guard.ADMITTED):  # the guard admits every billed call it lets through
         raise not_admitted()
+    paid = x402_gate.paid(request.scope)
+    if paid is not None:  # paid with x402 by the guard: billed to the paying wallet's account
+        return UserAPIKeyAuth(
+            token=f"gw-x402-{paid.account_id}",
+            user_id=f"account-{paid.account_id}",
+            metadata={"gateway_account_id": paid.account_id, "gateway_key_id": None},
+        )
     try:
         owner = await authenticate(api_key)
     except GatewayError:
@@ -76,6 +84,7 @@ def _plug_in() -> None:
     guard in front of the app, the gateway's log format, and the replay of settles spooled while the database
     was unreachable (including those a killed predecessor left on this host)."""
     guard.install(proxy_server.app)
+    x402_gate.prepare()
     rt = runtime()
     try:
         loop = asyncio.get_running_loop()

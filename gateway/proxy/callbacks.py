@@ -30,7 +30,14 @@ from litellm.proxy._types import UserAPIKeyAuth
 from litellm.types.utils import CallTypesLiteral, LLMResponseTypes
 
 from gateway import ledger
-from gateway.core.billing import ReportedCost, insufficient_message, max_tokens_for_hold, plan_hold, price_call
+from gateway.core.billing import (
+    HoldPlan,
+    ReportedCost,
+    insufficient_message,
+    max_tokens_for_hold,
+    plan_hold,
+    price_call,
+)
 from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
@@ -69,6 +76,22 @@ def _requested_max_tokens(data: dict[str, Any]) -> int | None:
     checked that each is a positive integer)."""
     values = [data[name] for name in ("max_tokens", "max_completion_tokens") if data.get(name) is not None]
     return max(values) if values else None
+
+
+def plan_request(model: str, data: dict[str, Any], embedding: bool) -> tuple[TokenPrices, HoldPlan]:
+    """The model's hold rates and what to hold for this request (400 for a model with no price). An x402
+    call pays exactly this hold (gateway.proxy.x402_gate)."""
+    prices = prices_for(model)
+    if prices is None:
+        raise errors.unpriced_model(model)
+    settings = runtime().settings
+    requested = None if embedding else _requested_max_tokens(data)
+    prompt_tokens = count_prompt_tokens(model, data, embedding, settings.hold_tokens_per_image)
+    choices = 1 if embedding else int(data.get("n") or 1)
+    plan = plan_hold(
+        prices, prompt_tokens, requested, settings.user_price_markup_factor, choices=choices, embedding=embedding
+    )
+    return prices, plan
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -111,15 +134,9 @@ class BillingCallbacks(CustomLogger):
         if not embedding and kind not in CHAT_CALLS:
             raise errors.unsupported_call(kind)
         model = str(data.get("model") or "")
-        prices = prices_for(model)
-        if prices is None:
-            raise errors.unpriced_model(model)
+        prices, plan = plan_request(model, data, embedding)
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
-        requested = None if embedding else _requested_max_tokens(data)
-        prompt_tokens = count_prompt_tokens(model, data, embedding, rt.settings.hold_tokens_per_image)
-        choices = 1 if embedding else int(data.get("n") or 1)
-        plan = plan_hold(prices, prompt_tokens, requested, markup, choices=choices, embedding=embedding)
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
         try:
             held = await asyncio.shield(

@@ -14,6 +14,8 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
   answer on a billed route, refusals included, is counted as a call outcome.
 - Every request that passes is marked in its scope; `gateway.proxy.auth` refuses a billed call without
   the mark, so a proxy started without this layer fails closed instead of open.
+- With X402_ENABLED, a billed call that carries no credential at all is `gateway.proxy.x402_gate`'s: it
+  answers 402 with what to pay, or takes the payment before LiteLLM sees the call.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 
 from gateway.core.billing import user_rates
-from gateway.proxy import admission, call_metrics
+from gateway.proxy import admission, call_metrics, x402_gate
 from gateway.proxy.errors import GatewayError, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -88,6 +90,10 @@ class Guard:
             )
         scope[ADMITTED] = True
         scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
+        if x402_gate.wanted(headers):  # no credential at all: the call pays for itself, or is answered here
+            send = await x402_gate.admit(scope, headers, kind, parsed, send)
+            if send is None:
+                return
         await self.app(scope, _replay(body, receive), send)
 
     def _is_master(self, authorization: bytes | None) -> bool:

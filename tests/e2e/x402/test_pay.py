@@ -1,0 +1,153 @@
+"""x402 pay-per-call through the real proxy, on anvil and PostgreSQL: 402 -> sign -> retry -> 200, the money
+on chain and in the ledger, plain and streamed, by EOAs and smart wallets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from eth_account import Account
+from web3 import Web3
+
+from gateway.accounts.wallets import find_account
+from gateway.db.schema import credit_holds, llm_usage
+from gateway.payments.chain import ChainRPC
+from gateway.payments.reconcile import reconcile
+from tests.e2e.x402 import agent
+from tests.e2e.x402.agent import CHAT
+from tests.e2e.x402.helpers import USDC, ledger_of, new_payer, payments_from, post, usdc_of
+
+pytestmark = pytest.mark.timeout(180)
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def readme_client():
+    """`call_paying_with_x402` exactly as the README's agents section prints it."""
+    section = README.read_text().split("## For agents: pay per call with x402", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    return namespace["call_paying_with_x402"]
+
+
+async def call_rows(db, account_id: int) -> tuple[list, list]:
+    async with db.connect() as conn:
+        usage = (await conn.execute(sa.select(llm_usage).where(llm_usage.c.account_id == account_id))).all()
+        holds = (await conn.execute(sa.select(credit_holds).where(credit_holds.c.account_id == account_id))).all()
+    return usage, holds
+
+
+async def assert_paid_call(x402_db, node, dao: str, payer: str, response: httpx.Response, dao_before: int) -> int:
+    """The payment moved on chain, was credited once, the call was held at the paid amount and settled from
+    it, and the change is the balance. Returns the amount paid."""
+    assert response.status_code == 200, response.text
+    receipt = agent.decode(response.headers["payment-response"])
+    amount = int(receipt["amount"])
+    assert receipt["success"] is True and receipt["network"] == f"eip155:{node.chain_id}"
+    assert receipt["payer"] == payer.lower()
+    assert node.w3.eth.get_transaction_receipt(receipt["transaction"])["status"] == 1
+    assert usdc_of(node, dao) - dao_before == amount
+    account = await find_account(x402_db, payer)  # the account a SIWE sign-in of this wallet gets
+    [payment] = await payments_from(x402_db, payer)
+    assert (payment.status, payment.micros_credited, payment.tx_hash) == ("credited", amount, receipt["transaction"])
+    [usage], [hold] = await call_rows(x402_db, account.id)
+    assert hold.amount_micros == amount and hold.status == "posted"  # the 402 asked for exactly the hold
+    credit, debit = await ledger_of(x402_db, payer)
+    assert (credit.reason, credit.amount_micros) == ("onchain_payment", amount)
+    assert credit.reference == f"{node.chain_id}:{payment.tx_hash}:{payment.log_index}"
+    assert (debit.reason, debit.amount_micros) == ("llm_usage", -usage.user_price_micros)
+    assert 0 < usage.user_price_micros <= amount
+    assert debit.balance_after_micros == amount - usage.user_price_micros  # the change stays as credits
+    return amount
+
+
+async def test_readme_client_pays_and_is_served_and_the_books_reconcile(
+    x402_db, node, dao, chat_url, upstream, chain_settings
+):
+    payer = new_payer(node)
+    before = usdc_of(node, dao)
+    response = readme_client()(chat_url, CHAT, "0x" + bytes(payer.key).hex())
+    amount = await assert_paid_call(x402_db, node, dao, payer.address, response, before)
+    assert response.json()["choices"][0]["message"]["content"]
+    assert usdc_of(node, payer.address) == 5 * USDC - amount
+    assert upstream.calls("chat/completions") == 1
+    async with ChainRPC(node.url) as rpc:
+        report = await reconcile(x402_db, chain_settings, rpc)
+    assert report.ok, report.mismatches
+    assert report.chain_checked and report.credited_payments >= 1
+
+
+async def test_402_is_the_hold_of_this_request_and_no_key_is_needed(chat_url, upstream):
+    small = agent.requirement(post(chat_url, CHAT))
+    big = agent.requirement(post(chat_url, {**CHAT, "max_tokens": 500}))
+    unbounded = agent.requirement(post(chat_url, {k: v for k, v in CHAT.items() if k != "max_tokens"}))
+    # gpt-4o-mini: $0.60 per 1M output tokens x markup 2: each output token held is 1.2 micros
+    assert int(big["amount"]) - int(small["amount"]) == 450 * 6 // 5
+    assert int(unbounded["amount"]) > int(big["amount"])  # no max_tokens: the model's whole output limit
+    assert small["scheme"] == "exact" and small["extra"] == {"name": "USD Coin", "version": "2"}
+    assert upstream.calls("chat/completions") == 0
+
+
+async def test_unpriced_model_and_bad_body_are_400_not_402(chat_url, upstream):
+    unpriced = post(chat_url, {**CHAT, "model": "unpriced"})
+    assert unpriced.status_code == 400 and unpriced.json()["error"]["code"] == "model_not_priced"
+    unknown = post(chat_url, {**CHAT, "mock_response": "free"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unsupported_parameter"
+    assert "payment-required" not in unpriced.headers and upstream.calls("chat/completions") == 0
+
+
+async def test_streamed_call_is_paid_before_the_first_byte(x402_db, node, dao, chat_url, upstream):
+    payer = new_payer(node)
+    body = {**CHAT, "stream": True}
+    accepted = agent.requirement(post(chat_url, body))
+    before = usdc_of(node, dao)
+    with httpx.stream(
+        "POST", chat_url, json=body, timeout=60, headers={"PAYMENT-SIGNATURE": agent.pay_header(payer, accepted)}
+    ) as stream:
+        assert stream.status_code == 200
+        assert agent.decode(stream.headers["payment-response"])["success"] is True  # with the headers, before data
+        lines = [line for line in stream.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and len(lines) > 3
+    await assert_paid_call(x402_db, node, dao, payer.address, stream, before)
+    account = await find_account(x402_db, payer.address)
+    [usage], _ = await call_rows(x402_db, account.id)
+    assert usage.streamed is True and upstream.calls("chat/completions") == 1
+
+
+async def test_embeddings_are_paid_too(x402_db, node, dao, x402_proxy):
+    url = f"{x402_proxy.base_url}/embeddings"
+    body = {"model": "text-embedding-3-small", "input": ["hello", "world"]}
+    payer = new_payer(node)
+    before = usdc_of(node, dao)
+    response = post(url, body, agent.pay_header(payer, agent.requirement(post(url, body))))
+    await assert_paid_call(x402_db, node, dao, payer.address, response, before)
+
+
+async def test_deployed_smart_wallet_pays_through_erc1271(x402_db, node, dao, chat_url):
+    owner = Account.create()
+    wallet = node.deploy("SmartWallet", owner.address)
+    node.usdc_mint(wallet.address, USDC)
+    accepted = agent.requirement(post(chat_url, CHAT))
+    auth = agent.authorization(wallet.address, accepted)
+    before = usdc_of(node, dao)
+    response = post(chat_url, CHAT, agent.header(accepted, auth, agent.owner_signature(owner, accepted, auth)))
+    await assert_paid_call(x402_db, node, dao, wallet.address, response, before)
+
+
+async def test_counterfactual_wallet_is_deployed_by_a_trusted_factory_and_pays(x402_db, node, dao, chat_url, factory):
+    owner = Account.create()
+    salt = b"\x01" * 32
+    address = factory.functions.addressOf(owner.address, salt).call()
+    assert node.w3.eth.get_code(address) == b""
+    node.usdc_mint(address, USDC)
+    accepted = agent.requirement(post(chat_url, CHAT))
+    auth = agent.authorization(address, accepted)
+    deploy = bytes.fromhex(factory.functions.deploy(owner.address, salt)._encode_transaction_data()[2:])
+    signature = agent.wrap_6492(factory.address, deploy, agent.owner_signature(owner, accepted, auth))
+    before = usdc_of(node, dao)
+    response = post(chat_url, CHAT, agent.header(accepted, auth, signature))
+    await assert_paid_call(x402_db, node, dao, address, response, before)
+    assert node.w3.eth.get_code(Web3.to_checksum_address(address)) != b""
