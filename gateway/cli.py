@@ -21,6 +21,7 @@ from gateway.config import SettingsError, get_settings
 from gateway.commands.database import DatabaseNotReady, migrate_database, run_with_database, shown
 from gateway.commands.output import err, fail, out
 from gateway.commands.payments import reconcile, watch
+from gateway.commands.run import proxy, sweep
 from gateway.history import Window, usage_page
 from gateway.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
 
@@ -33,6 +34,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 app.command()(watch)
 app.command()(reconcile)
+app.command()(proxy)
+app.command()(sweep)
 
 MAX_GRANT_CREDITS = 10**12  # $1 billion: far below what a balance can hold (2**63 micros)
 

@@ -1,0 +1,76 @@
+"""`gateway proxy` and `gateway sweep`: the server roles a deployment runs one per container, beside
+`gateway sidecar` and `gateway watch`. Registered in gateway/cli.py; `gateway up` (gateway/supervisor.py)
+runs all of them at once for the embedded default.
+
+`proxy` is what a replica runs: only the LiteLLM proxy with the gateway's hooks, started exactly as `gateway
+up` starts it (same environment handover, same arguments), by exec, so the process a container engine
+signals is the proxy itself. `sweep` runs the hold sweeper alone (gateway/sweeper.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from gateway.commands.database import run_with_database
+from gateway.commands.output import err, out
+from gateway.config import Settings, get_settings
+from gateway.master_key import ensure_master_key
+from gateway.supervisor import REPO_ROOT, child_env, proxy_argv
+from gateway.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
+
+
+def proxy(
+    config: Path = typer.Option(
+        REPO_ROOT / "litellm_config.yaml", "--config", exists=True, dir_okay=False, readable=True,
+        help="The LiteLLM config: model list, prices, and the gateway's hooks.",
+    ),
+) -> None:
+    """Run the LiteLLM proxy with the gateway's hooks alone on HOST:PROXY_PORT (a replica). Run `migrate` first."""
+    settings = get_settings()
+    run_with_database(settings.effective_database_url)  # unreachable or unmigrated: one line, status 1
+    argv = proxy_argv(settings, config.resolve())
+    env = child_env(settings, ensure_master_key(settings))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+
+
+def sweep(
+    once: bool = typer.Option(False, "--once", help="Sweep once, print what was released, and exit."),
+    interval: float = typer.Option(SWEEP_INTERVAL_SECONDS, "--interval", min=1, help="Seconds between sweeps."),
+    as_json: bool = typer.Option(False, "--json", help="With --once: print one JSON document."),
+) -> None:
+    """Release holds whose settle was lost (past HOLD_TTL_SECONDS + HOLD_SWEEP_GRACE_SECONDS), now and every
+    --interval seconds until stopped. Several sweepers may run at once: each hold is released once."""
+    settings = get_settings()
+    if not once:
+        run_with_database(settings.effective_database_url, lambda _db: _sweep_until_stopped(settings, interval))
+        return
+    expired: list[str] = run_with_database(settings.effective_database_url, lambda db: sweep_once(db, settings))
+    if as_json:
+        sys.stdout.write(json.dumps({"expired": expired}) + "\n")
+    elif expired:
+        out.print(f"released {len(expired)} holds whose settle was lost: {', '.join(expired)}", highlight=False)
+    else:
+        out.print("no hold to release")
+
+
+async def _sweep_until_stopped(settings: Settings, interval: float) -> None:
+    """The sweep loop until SIGINT or SIGTERM (as PID 1 in a container, Python ignores SIGTERM by default)."""
+    task = asyncio.create_task(sweep_forever(settings, interval, lambda line: err.print(line, highlight=False, markup=False)))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    err.print(f"hold sweeper: every {interval:g} s, releasing holds {settings.hold_sweep_grace_seconds} s past their TTL",
+              highlight=False)
+    try:
+        await task
+    except asyncio.CancelledError:
+        err.print("hold sweeper stopped")
