@@ -1,7 +1,8 @@
 #!/bin/sh
 # Test image only (make container-smoke): PostgreSQL from Debian's packages behind the interface of the
 # official postgres image that docker-compose.yml uses: POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB
-# create the role and database on first start; the data lives in $PGDATA (a volume).
+# create the role and database on first start; the data lives in $PGDATA (a volume); `postgres ARGS` passes
+# ARGS (e.g. -c max_connections=300) to the server.
 set -eu
 PGDATA=${PGDATA:-/var/lib/postgresql/data}
 sockets=/tmp  # the image's /run is empty (mmdebstrap leaves no /run/postgresql); clients connect over TCP
@@ -16,4 +17,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   "$bin/psql" -v ON_ERROR_STOP=1 -h "$sockets" -U "$POSTGRES_USER" -d postgres -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
   "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
 fi
-exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories="$sockets"
+[ "${1:-}" = postgres ] && shift
+exec "$bin/postgres" -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories="$sockets" "$@"
