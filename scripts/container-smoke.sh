@@ -52,7 +52,9 @@ SERVICE_PID=$!
 export DOCKER_HOST=unix://$WORK/podman.sock DOCKER_BUILDKIT=0 COMPOSE_BAKE=false
 HEALTH_PID=
 
-dc() { "$COMPOSE_BIN" -p "$PROJECT" --env-file "$WORK/smoke.env" -f docker-compose.yml -f tests/container/compose.smoke.yml "$@"; }
+COMPOSE=("$COMPOSE_BIN" -p "$PROJECT" --env-file "$WORK/smoke.env"
+         -f docker-compose.yml -f tests/container/compose.smoke.yml)
+dc() { "${COMPOSE[@]}" "$@"; }
 
 cleanup() {
   status=$?
@@ -68,7 +70,8 @@ cleanup() {
   rm -rf "$WORK"
   say "done in $((SECONDS - START)) s"
   # the closing line CI reads
-  if [ $status -eq 0 ]; then echo "container-smoke: 1 passed, 0 failed"; else echo "container-smoke: 0 passed, 1 failed"; fi
+  if [ $status -eq 0 ]; then echo "container-smoke: 1 passed, 0 failed"
+  else echo "container-smoke: 0 passed, 1 failed"; fi
   exit $status
 }
 trap cleanup EXIT
@@ -120,8 +123,8 @@ build_start=$SECONDS
 podman build --quiet --format docker --build-arg "BASE_IMAGE=$PYTHON_IMAGE" \
   --secret "id=pip.conf,src=$STATE/pip.conf" --secret id=build-ca,src=/etc/ssl/certs/ca-certificates.crt \
   -t localhost/credit-gateway:smoke . >"$WORK/build.log" 2>&1 || { tail -n 40 "$WORK/build.log"; exit 1; }
-say "image built in $((SECONDS - build_start)) s, $(podman image inspect localhost/credit-gateway:smoke --format '{{.Size}}' \
-  | awk '{printf "%.0f MB", $1 / 1e6}')"
+size=$(podman image inspect localhost/credit-gateway:smoke --format '{{.Size}}' | awk '{printf "%.0f MB", $1 / 1e6}')
+say "image built in $((SECONDS - build_start)) s, $size"
 for job in "$PG_JOB" "$REDIS_JOB" "$NGINX_JOB"; do wait "$job" || { say "a base image failed to build"; exit 1; }; done
 
 # ---- the stack ---------------------------------------------------------------------------------------------
@@ -147,13 +150,12 @@ dc config -q
 
 # There is no systemd timer here to run healthchecks, so run them (compose waits for postgres to be healthy).
 ( while true; do
-    podman ps -q --filter "label=com.docker.compose.project=$PROJECT" | xargs -r -n1 podman healthcheck run >/dev/null 2>&1 || true
+    podman ps -q --filter "$leftover" | xargs -r -n1 podman healthcheck run >/dev/null 2>&1 || true
     sleep 2
   done ) &
 HEALTH_PID=$!
 say "starting the stack with two proxy replicas"
-timeout 300 "$COMPOSE_BIN" -p "$PROJECT" --env-file "$WORK/smoke.env" -f docker-compose.yml -f tests/container/compose.smoke.yml \
-  up -d --no-build --scale proxy=2 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
+timeout 300 "${COMPOSE[@]}" up -d --no-build --scale proxy=2 >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
 deadline=$((SECONDS + 180))
 until curl -fsS "http://127.0.0.1:$GATEWAY_PORT/health/liveliness" >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || { say "the proxy did not answer through the published port"; exit 1; }
@@ -162,9 +164,10 @@ done
 say "stack up: $(dc ps --format '{{.Service}}' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
 [ "$(dc ps -q proxy | wc -l)" -eq 2 ] || { say "expected 2 proxy replicas"; exit 1; }
 for service in proxy sidecar; do  # the image's HEALTHCHECK, run in every container of the role
-  for id in $(dc ps -q "$service"); do podman healthcheck run "$id" >/dev/null || { say "$service unhealthy"; exit 1; }; done
+  for id in $(dc ps -q "$service"); do
+    podman healthcheck run "$id" >/dev/null || { say "$service unhealthy"; exit 1; }
+  done
 done
 
-"$PY" -m tests.container.smoke "http://127.0.0.1:$GATEWAY_PORT/v1" "$COMPOSE_BIN" -p "$PROJECT" --env-file "$WORK/smoke.env" \
-  -f docker-compose.yml -f tests/container/compose.smoke.yml
+"$PY" -m tests.container.smoke "http://127.0.0.1:$GATEWAY_PORT/v1" "${COMPOSE[@]}"
 say "passed"

@@ -41,8 +41,8 @@ def compose_binary() -> Path:
 def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {*REQUIRED, "COMPOSE_PROFILES", "DOCKER_HOST"}}
     return subprocess.run(
-        [str(compose_binary()), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
-         *args], env=clean | env, capture_output=True, text=True, timeout=60,
+        [str(compose_binary()), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE),
+         "--env-file", str(ENV_EXAMPLE), *args], env=clean | env, capture_output=True, text=True, timeout=60,
     )
 
 
@@ -77,7 +77,8 @@ def litellm_config_variables() -> set[str]:
 
 def test_dockerfile_passes_hadolint():
     hadolint = Path(sys.executable).with_name("hadolint")
-    proc = subprocess.run([str(hadolint), "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(hadolint), "--no-color", str(ROOT / "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -100,7 +101,8 @@ def test_the_stack_has_every_role_and_the_watcher_only_with_the_chain_profile():
             assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "ports" not in services["proxy"]  # replicas scale freely: only `lb` publishes their port
-    assert {v["target"] for v in services["proxy"]["volumes"]} == {"/etc/gateway/litellm_config.yaml", "/var/lib/gateway/spool"}
+    mounts = {v["target"] for v in services["proxy"]["volumes"]}
+    assert mounts == {"/etc/gateway/litellm_config.yaml", "/var/lib/gateway/spool"}
     assert services["proxy"]["environment"]["SPOOL_DIR"] == "/var/lib/gateway/spool"
 
 

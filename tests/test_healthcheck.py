@@ -21,8 +21,8 @@ def fake_proc(tmp_path, *argvs: list[str]):
 
 @pytest.mark.parametrize(("argvs", "expected"), [
     ([["/opt/gateway/bin/python3", "/opt/gateway/bin/litellm", "--config", "/app/litellm_config.yaml"]], "proxy"),
-    ([["/sbin/catatonit", "--", "gateway", "sidecar"], ["/opt/gateway/bin/python", "/opt/gateway/bin/gateway", "sidecar"]],
-     "sidecar"),
+    ([["/sbin/catatonit", "--", "gateway", "sidecar"],
+      ["/opt/gateway/bin/python", "/opt/gateway/bin/gateway", "sidecar"]], "sidecar"),
     ([["python", "-m", "gateway", "sidecar"]], "sidecar"),
     ([["/opt/gateway/bin/python", "/opt/gateway/bin/gateway", "sweep"]], None),
     ([["/opt/gateway/bin/python", "/opt/gateway/bin/gateway", "watch"]], None),
@@ -37,7 +37,7 @@ def server():
     class Handler(http.server.BaseHTTPRequestHandler):
         status = 200
 
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):
             self.send_response(Handler.status if self.path == "/health/liveliness" else 404)
             self.end_headers()
 

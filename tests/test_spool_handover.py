@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -55,6 +56,22 @@ REPLACEMENT_REPLICA = textwrap.dedent("""
 """)
 
 
+def spool_and_die(spool_dir: Path, usages: list[dict]) -> None:
+    """One replica spools the settles, then is killed with SIGKILL."""
+    killed = subprocess.run([sys.executable, "-c", KILLED_REPLICA, str(spool_dir)], input=json.dumps(usages),
+                            capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+def replay_at_once(spool_dir: Path, db_url: str, replicas: int) -> list[int]:
+    """`replicas` processes start together on the spool folder; how many entries each applied."""
+    procs = [subprocess.Popen([sys.executable, "-c", REPLACEMENT_REPLICA, str(spool_dir), db_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(replicas)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * replicas, [err for _, err in outputs]
+    return [int(out) for out, _ in outputs]
+
+
 def usage_for(account_id: int, request_id: str) -> dict:
     return dataclasses.asdict(ledger.Usage(
         request_id=request_id, account_id=account_id, key_id=None, model="gpt-4o-mini", prompt_tokens=12,
@@ -62,27 +79,22 @@ def usage_for(account_id: int, request_id: str) -> dict:
     ))
 
 
-async def test_a_killed_replicas_spool_is_applied_once_by_the_replicas_that_share_its_volume(db, pg_url, account, tmp_path):
+async def test_a_killed_replicas_spool_is_applied_once_by_the_replicas_sharing_it(db, pg_url, account, tmp_path):
     await ledger.post_entry(db, account.id, 1_000_000, "admin_grant", new_request_id())
     rids = [new_request_id() for _ in range(CALLS)]
     for rid in rids:
         await ledger.hold(db, account.id, rid, 1_000)
     spool_dir = tmp_path / "spool-volume"
 
-    killed = subprocess.run([sys.executable, "-c", KILLED_REPLICA, str(spool_dir)], input=json.dumps(
-        [usage_for(account.id, rid) for rid in rids]), capture_output=True, text=True, timeout=60)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    spool_and_die(spool_dir, [usage_for(account.id, rid) for rid in rids])
     assert (await ledger.get_balance(db, account.id)).held_micros == CALLS * 1_000  # nothing applied yet
 
-    replicas = [subprocess.Popen([sys.executable, "-c", REPLACEMENT_REPLICA, str(spool_dir), pg_url],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outputs = [r.communicate(timeout=120) for r in replicas]
-    assert [r.returncode for r in replicas] == [0, 0], [err for _, err in outputs]
-    applied = [int(out) for out, _ in outputs]
+    applied = replay_at_once(spool_dir, pg_url, replicas=2)
     assert sum(applied) >= CALLS  # between them they applied all (a settle both picked up is replayed as a no-op)
 
     async with db.connect() as conn:
-        rows = (await conn.execute(sa.select(llm_usage.c.request_id).where(llm_usage.c.account_id == account.id))).scalars().all()
+        rows = (await conn.execute(
+            sa.select(llm_usage.c.request_id).where(llm_usage.c.account_id == account.id))).scalars().all()
         statuses = set((await conn.execute(
             sa.select(credit_holds.c.status).where(credit_holds.c.account_id == account.id))).scalars())
     assert sorted(rows) == sorted(rids)  # each call billed exactly once
@@ -90,6 +102,4 @@ async def test_a_killed_replicas_spool_is_applied_once_by_the_replicas_that_shar
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (1_000_000 - CALLS * PRICE, 0)
     await assert_books_balance(db)
-    leftover = subprocess.run([sys.executable, "-c", REPLACEMENT_REPLICA, str(spool_dir), pg_url],
-                              capture_output=True, text=True, timeout=60)
-    assert leftover.stdout.strip() == "0"  # the journal is empty: a later replica finds nothing to apply
+    assert replay_at_once(spool_dir, pg_url, replicas=1) == [0]  # empty now: a later replica finds nothing

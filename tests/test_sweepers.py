@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -56,7 +56,7 @@ async def stale_holds(db: AsyncEngine, count: int) -> tuple[list[int], set[str]]
     async with db.begin() as conn:
         await conn.execute(
             sa.update(credit_holds).where(credit_holds.c.request_id.in_(rids))
-            .values(expires_at=datetime.now(timezone.utc) - timedelta(hours=1))
+            .values(expires_at=datetime.now(UTC) - timedelta(hours=1))
         )
     return [a.id for a in accounts], rids
 
@@ -113,7 +113,7 @@ async def test_two_sweep_processes_at_once_expire_each_hold_exactly_once(db_url,
     before = await effects(db, account_ids)
     procs = [start_sweep(db_url, str(tmp_path)) for _ in range(2)]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
     expired = [rid for stdout, _ in outputs for rid in json.loads(stdout)["expired"] if rid in rids]
     assert sorted(expired) == sorted(rids)

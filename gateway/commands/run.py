@@ -10,6 +10,7 @@ signals is the proxy itself. `sweep` runs the hold sweeper alone (gateway/sweepe
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -25,13 +26,16 @@ from gateway.master_key import ensure_master_key
 from gateway.supervisor import REPO_ROOT, child_env, proxy_argv
 from gateway.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
 
+ConfigOpt = typer.Option(
+    REPO_ROOT / "litellm_config.yaml", "--config", exists=True, dir_okay=False, readable=True,
+    help="The LiteLLM config: model list, prices, and the gateway's hooks.",
+)
+OnceOpt = typer.Option(False, "--once", help="Sweep once, print what was released, and exit.")
+IntervalOpt = typer.Option(SWEEP_INTERVAL_SECONDS, "--interval", min=1, help="Seconds between sweeps.")
+JsonOpt = typer.Option(False, "--json", help="With --once: print one JSON document.")
 
-def proxy(
-    config: Path = typer.Option(
-        REPO_ROOT / "litellm_config.yaml", "--config", exists=True, dir_okay=False, readable=True,
-        help="The LiteLLM config: model list, prices, and the gateway's hooks.",
-    ),
-) -> None:
+
+def proxy(config: Path = ConfigOpt) -> None:
     """Run the LiteLLM proxy with the gateway's hooks alone on HOST:PROXY_PORT (a replica). Run `migrate` first."""
     settings = get_settings()
     run_with_database(settings.effective_database_url)  # unreachable or unmigrated: one line, status 1
@@ -42,18 +46,14 @@ def proxy(
     os.execve(argv[0], argv, env)
 
 
-def sweep(
-    once: bool = typer.Option(False, "--once", help="Sweep once, print what was released, and exit."),
-    interval: float = typer.Option(SWEEP_INTERVAL_SECONDS, "--interval", min=1, help="Seconds between sweeps."),
-    as_json: bool = typer.Option(False, "--json", help="With --once: print one JSON document."),
-) -> None:
+def sweep(once: bool = OnceOpt, interval: float = IntervalOpt, as_json: bool = JsonOpt) -> None:
     """Release holds whose settle was lost (past HOLD_TTL_SECONDS + HOLD_SWEEP_GRACE_SECONDS), now and every
     --interval seconds until stopped. Several sweepers may run at once: each hold is released once."""
     settings = get_settings()
     if not once:
         run_with_database(settings.effective_database_url, lambda _db: _sweep_until_stopped(settings, interval))
         return
-    expired: list[str] = run_with_database(settings.effective_database_url, lambda db: sweep_once(db, settings))
+    expired = run_with_database(settings.effective_database_url, lambda db: sweep_once(db, settings)) or []
     if as_json:
         sys.stdout.write(json.dumps({"expired": expired}) + "\n")
     elif expired:
@@ -64,12 +64,12 @@ def sweep(
 
 async def _sweep_until_stopped(settings: Settings, interval: float) -> None:
     """The sweep loop until SIGINT or SIGTERM (as PID 1 in a container, Python ignores SIGTERM by default)."""
-    task = asyncio.create_task(sweep_forever(settings, interval, lambda line: err.print(line, highlight=False, markup=False)))
+    report = functools.partial(err.print, highlight=False, markup=False)
+    task = asyncio.create_task(sweep_forever(settings, interval, report))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
-    err.print(f"hold sweeper: every {interval:g} s, releasing holds {settings.hold_sweep_grace_seconds} s past their TTL",
-              highlight=False)
+    report(f"hold sweeper: every {interval:g} s, releasing holds {settings.hold_sweep_grace_seconds} s past their TTL")
     try:
         await task
     except asyncio.CancelledError:

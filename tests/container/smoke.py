@@ -41,7 +41,8 @@ def expect(condition: bool, what: str) -> None:
 
 def main(base_url: str, compose: list[str]) -> None:
     wallet = "0x" + secrets.token_hex(20)
-    grant = doc(compose, "credits", "grant", "--wallet", wallet, "--credits", str(GRANT_CREDITS), "--reference", f"smoke-{wallet}")
+    grant = doc(compose, "credits", "grant", "--wallet", wallet, "--credits", str(GRANT_CREDITS),
+                "--reference", f"smoke-{wallet}")
     key = doc(compose, "keys", "create", "--wallet", wallet, "--label", "container-smoke")["key"]
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
 
@@ -69,13 +70,15 @@ def main(base_url: str, compose: list[str]) -> None:
     expect(all(c["charged_micros"] > 0 and c["user_price_micros"] >= c["provider_cost_micros"] for c in calls),
            f"a call was not charged or sold below cost: {calls}")
     plain_row = next(c for c in calls if not c["streamed"])
-    expect(header == micros_to_credits(plain_row["charged_micros"]), f"x-gateway-credits-charged {header!r} != {plain_row}")
+    expect(header == micros_to_credits(plain_row["charged_micros"]),
+           f"x-gateway-credits-charged {header!r} != {plain_row}")
     balance = doc(compose, "balance", "--wallet", wallet)
     charged = sum(c["charged_micros"] for c in calls)
     expect(balance["balance_micros"] == grant["amount_micros"] - charged and balance["held_micros"] == 0,
            f"balance {balance} after charges of {charged} micros on a grant of {grant['amount_micros']}")
     reconcile = gateway(compose, "reconcile", check=False)
-    expect(reconcile.returncode == 0 and json.loads(reconcile.stdout)["ok"], f"reconcile: {reconcile.stdout} {reconcile.stderr}")
+    expect(reconcile.returncode == 0 and json.loads(reconcile.stdout)["ok"],
+           f"reconcile: {reconcile.stdout} {reconcile.stderr}")
     print(f"container smoke: 2 calls billed {charged} micros ({micros_to_credits(charged)} credits) "
           f"of {GRANT_CREDITS} granted; balance {balance['balance_credits']}; reconcile ok")
 

@@ -4,13 +4,14 @@ alone, stopped by SIGTERM as a container's PID 1 is)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,10 @@ def wait_live(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise AssertionError("the proxy did not come up")
 
 
+def command_line(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+
+
 class _Proxy:  # what funded_client needs of a proxy
     def __init__(self, port: int):
         self.base_url = f"http://127.0.0.1:{port}/v1"
@@ -66,8 +71,8 @@ async def test_proxy_command_execs_the_billing_proxy_and_stops_on_sigterm(db, pg
     proc = gateway("proxy", "--config", str(config), env=env)
     try:
         wait_live(port, proc)
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-        assert Path(cmdline[1].decode()).name == "litellm" and b"--config" in cmdline  # the same pid: exec'd
+        cmdline = command_line(proc.pid)
+        assert Path(cmdline[1]).name == "litellm" and "--config" in cmdline  # the same pid: exec'd
         account, client = await funded_client(db, _Proxy(port))
         reply = await client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=20)
         assert reply.choices[0].message.content
@@ -101,13 +106,13 @@ async def test_sweep_command_sweeps_at_start_and_stops_on_sigterm(tmp_path):
     await ledger.hold(db, account.id, rid, 5_000)
     async with db.begin() as conn:
         await conn.execute(sa.update(credit_holds).where(credit_holds.c.request_id == rid)
-                           .values(expires_at=datetime.now(timezone.utc) - timedelta(hours=2)))
+                           .values(expires_at=datetime.now(UTC) - timedelta(hours=2)))
     proc = gateway("sweep", "--interval", "1", env=role_env(url, tmp_path))
     try:
         deadline = time.monotonic() + 60
         while (await ledger.get_balance(db, account.id)).held_micros and time.monotonic() < deadline:
             assert proc.poll() is None
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         assert (await ledger.get_balance(db, account.id)).held_micros == 0
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
