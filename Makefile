@@ -1,11 +1,12 @@
-# credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test,
-# `make test-unit` the unit tests alone (no services), `make lint` ruff + mypy.
+# credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test (with the
+# offline container checks: hadolint, `docker compose config`), `make test-unit` the unit tests alone (no services),
+# `make lint` ruff + mypy, `make container-smoke` builds and runs the compose stack.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install up lint test test-unit services bench clean
+.PHONY: install up lint test test-unit services bench container-smoke clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ test: install node_modules/.installed services lint
 
 bench: install services
 	$(PY) -m bench
+
+# Build the image and run the compose stack for real (podman; installs what it needs; ~5 min cold, ~2 warm).
+container-smoke: install
+	PY=$(abspath $(PY)) bash scripts/container-smoke.sh
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .hypothesis

@@ -25,6 +25,8 @@ app.add_typer(credits.credits_app, name="credits")
 for command in (
     payments.watch,
     payments.reconcile,
+    serve.proxy,
+    serve.sweep,
     serve.migrate,
     credits.balance,
     credits.usage,

@@ -1,13 +1,27 @@
-"""`gateway up`, `gateway sidecar` and `gateway migrate`: run the gateway's processes."""
+"""Run the gateway's processes: `gateway up` (everything at once, the embedded default), and the roles a
+deployment runs one per container: `gateway proxy` (a replica: only the LiteLLM proxy with the gateway's
+hooks, started exactly as `gateway up` starts it, by exec, so the process a container engine signals is the
+proxy itself), `gateway sidecar`, `gateway sweep` (the hold sweeper alone) and `gateway migrate`."""
 
 from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
 
 import typer
 
 from gateway.cli.common import JsonOpt, emit
 from gateway.cli.database import DatabaseNotReady, migrate_database, run_with_database, shown
-from gateway.cli.output import fail, out
-from gateway.config import get_settings
+from gateway.cli.master_key import ensure_master_key
+from gateway.cli.output import err, fail, out
+from gateway.cli.supervisor import child_env, proxy_argv
+from gateway.config import REPO_ROOT, Settings, get_settings
+from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
 
 
 def migrate(as_json: bool = JsonOpt) -> None:
@@ -37,3 +51,57 @@ def up() -> None:
         raise typer.Exit(serve(get_settings()))
     except DatabaseNotReady as exc:
         fail(str(exc), 1)
+
+
+ConfigOpt = typer.Option(
+    REPO_ROOT / "litellm_config.yaml",
+    "--config",
+    exists=True,
+    dir_okay=False,
+    readable=True,
+    help="The LiteLLM config: model list, prices, and the gateway's hooks.",
+)
+OnceOpt = typer.Option(False, "--once", help="Sweep once, print what was released, and exit.")
+IntervalOpt = typer.Option(SWEEP_INTERVAL_SECONDS, "--interval", min=1, help="Seconds between sweeps.")
+JsonOpt = typer.Option(False, "--json", help="With --once: print one JSON document.")
+
+
+def proxy(config: Path = ConfigOpt) -> None:
+    """Run the LiteLLM proxy with the gateway's hooks alone on HOST:PROXY_PORT (a replica). Run `migrate` first."""
+    settings = get_settings()
+    run_with_database(settings.effective_database_url)  # unreachable or unmigrated: one line, status 1
+    argv = proxy_argv(settings, config.resolve())
+    env = child_env(settings, ensure_master_key(settings))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)
+
+
+def sweep(once: bool = OnceOpt, interval: float = IntervalOpt, as_json: bool = JsonOpt) -> None:
+    """Release holds whose settle was lost (past HOLD_TTL_SECONDS + HOLD_SWEEP_GRACE_SECONDS), now and every
+    --interval seconds until stopped. Several sweepers may run at once: each hold is released once."""
+    settings = get_settings()
+    if not once:
+        run_with_database(settings.effective_database_url, lambda _db: _sweep_until_stopped(settings, interval))
+        return
+    expired = run_with_database(settings.effective_database_url, lambda db: sweep_once(db, settings)) or []
+    if as_json:
+        sys.stdout.write(json.dumps({"expired": expired}) + "\n")
+    elif expired:
+        out.print(f"released {len(expired)} holds whose settle was lost: {', '.join(expired)}", highlight=False)
+    else:
+        out.print("no hold to release")
+
+
+async def _sweep_until_stopped(settings: Settings, interval: float) -> None:
+    """The sweep loop until SIGINT or SIGTERM (as PID 1 in a container, Python ignores SIGTERM by default)."""
+    report = functools.partial(err.print, highlight=False, markup=False)
+    task = asyncio.create_task(sweep_forever(settings, interval, report))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    report(f"hold sweeper: every {interval:g} s, releasing holds {settings.hold_sweep_grace_seconds} s past their TTL")
+    try:
+        await task
+    except asyncio.CancelledError:
+        err.print("hold sweeper stopped")

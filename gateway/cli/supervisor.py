@@ -2,12 +2,13 @@
 chain watcher as supervised child processes.
 
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
-status says so. The supervisor itself sweeps holds whose settle was lost (past their TTL).
+status says so. The supervisor itself runs the hold sweeper (gateway/ledger/sweeper.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -17,16 +18,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from gateway import ledger
 from gateway.cli.database import migrate_database
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
 from gateway.config import REPO_ROOT, Settings
-from gateway.db.engine import dispose_all, get_engine
+from gateway.db.engine import dispose_all
+from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever
 from gateway.observability.logging import configure as configure_logging
 from gateway.observability.metrics import MULTIPROC_ENV, fresh_multiproc_dir
 
-SWEEP_INTERVAL_SECONDS = 30
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -112,21 +112,9 @@ def _next_steps(settings: Settings, master_key_source: str, payments_note: str |
     console.print("  Ctrl-C stops the gateway.")
 
 
-async def _sweep_holds(settings: Settings) -> None:
-    db = get_engine(settings.effective_database_url)
-    while True:
-        await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
-        for attempt in (1, 2):  # a second try takes a fresh connection after the database came back
-            try:
-                await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
-                break
-            except Exception as exc:  # noqa: BLE001 - keep sweeping; the database may come back
-                if attempt == 2:
-                    console.print(f"hold sweeper: {type(exc).__name__}; retrying in {SWEEP_INTERVAL_SECONDS} s")
-
-
 async def _supervise(procs: list[Child], settings: Settings) -> int:
-    sweeper = asyncio.create_task(_sweep_holds(settings))
+    report = functools.partial(console.print, highlight=False, markup=False)
+    sweeper = asyncio.create_task(sweep_forever(settings, SWEEP_INTERVAL_SECONDS, report))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
