@@ -68,6 +68,13 @@ virtual_keys = sa.Table(
     sa.Column("label", sa.String(100), nullable=False, server_default=""),
     _created_at(),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # per-key credit limit (gateway/core/limits.py): NULL = none; the use counts holds and charges since period_start
+    sa.Column("limit_micros", Micros, nullable=True),
+    sa.Column("limit_reset", sa.String(8), nullable=False, server_default="none"),  # none|daily|weekly|monthly
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("period_used_micros", Micros, nullable=False, server_default="0"),
+    sa.CheckConstraint("limit_micros IS NULL OR limit_micros >= 0", name="limit_not_negative"),
+    sa.CheckConstraint("limit_reset IN ('none', 'daily', 'weekly', 'monthly')", name="limit_reset_known"),
 )
 
 credit_ledger = sa.Table(
@@ -97,6 +104,7 @@ credit_holds = sa.Table(
     _created_at(),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("key_period_start", sa.DateTime(timezone=True), nullable=True),  # the key period it counts in
     sa.CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
     sa.Index("ix_credit_holds_pending_expiry", "status", "expires_at"),
 )

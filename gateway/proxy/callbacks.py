@@ -134,6 +134,8 @@ class BillingCallbacks(CustomLogger):
             )
         except ledger.InsufficientCredit as exc:
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
+        except ledger.KeyLimitExceeded as exc:
+            raise errors.key_limit_exceeded(str(exc)) from None
         except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
             log.warning("hold of %s refused: billing database unreachable (%s)", request_id, type(exc).__name__)
             await self._void_unacknowledged_hold(request_id)
