@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from gateway.core.money import micros_to_credits
 
@@ -61,7 +62,9 @@ def next_reset(reset: str, now: datetime) -> datetime | None:
     if reset == Reset.WEEKLY:
         return start + timedelta(days=7)
     if reset == Reset.MONTHLY:
-        return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return (
+            start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        )
     return None
 
 
@@ -85,19 +88,31 @@ class KeyLimit:
     def remaining_micros(self) -> int | None:
         return None if self.limit_micros is None else max(self.limit_micros - self.used_micros, 0)
 
+    def as_doc(self) -> dict[str, Any]:
+        """The limit as the CLI, the sidecar and the proxy's GET /v1/key show it (micros and credits)."""
+        remaining = self.remaining_micros
+        return {
+            "limit_micros": self.limit_micros,
+            "limit_credits": None if self.limit_micros is None else micros_to_credits(self.limit_micros),
+            "limit_reset": self.reset,
+            "usage_micros": self.used_micros,
+            "usage_credits": micros_to_credits(self.used_micros),
+            "limit_remaining_micros": remaining,
+            "limit_remaining_credits": None if remaining is None else micros_to_credits(remaining),
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+        }
+
 
 def key_limit(
     limit_micros: int | None, reset: str, used_micros: int, counted_since: datetime | None, now: datetime
 ) -> KeyLimit:
-    return KeyLimit(
-        limit_micros, reset, used_in_period(used_micros, counted_since, reset, now), next_reset(reset, now)
-    )
+    return KeyLimit(limit_micros, reset, used_in_period(used_micros, counted_since, reset, now), next_reset(reset, now))
 
 
 class KeyLimitExceeded(Exception):
     """The key's limit for this period does not cover the requested hold."""
 
-    def __init__(self, limit: KeyLimit, requested_micros: int):
+    def __init__(self, limit: KeyLimit, requested_micros: int) -> None:
         self.limit = limit
         self.requested_micros = requested_micros
         super().__init__(limit_message(limit, requested_micros))
@@ -105,7 +120,7 @@ class KeyLimitExceeded(Exception):
 
 def limit_message(limit: KeyLimit, requested_micros: int) -> str:
     assert limit.limit_micros is not None
-    per = "" if limit.reset == Reset.NONE else f" per {_PERIOD_NAMES[limit.reset]}"
+    per = "" if limit.reset == Reset.NONE else f" per {_PERIOD_NAMES[Reset(limit.reset)]}"
     resets = f"it resets at {limit.resets_at.isoformat()}" if limit.resets_at else "it does not reset"
     return (
         f"This key's credit limit is {micros_to_credits(limit.limit_micros)} credits{per}; "

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset, key_limit
 from gateway.core.posting import InsufficientCredit, collectable_micros
+from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
-from gateway.db.schema import as_utc
 from gateway.db.schema import llm_usage as usage_t
 from gateway.db.schema import virtual_keys as vk
 from gateway.ledger.types import (
@@ -157,9 +157,7 @@ async def read_key_limit(conn: AsyncConnection, key_id: int, now: datetime) -> K
     return key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now)
 
 
-async def _count_for_key(
-    conn: AsyncConnection, key_id: int, account_id: int, amount: int, now: datetime
-) -> datetime:
+async def _count_for_key(conn: AsyncConnection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime:
     """Add `amount` to the key's period use in one conditional UPDATE (the limit is the WHERE clause); the
     key's period start it was counted in. Raises KeyLimitExceeded (the caller's transaction rolls back)."""
     period = _key_period(PeriodStarts.at(now))
@@ -307,9 +305,7 @@ async def _give_back_to_key(conn: AsyncConnection, request_id: str, delta: int) 
     gives the difference back, a release all of it; a late settle after expiry counts its charge). Nothing
     when that period has ended: the key's use started again from zero."""
     counted = (
-        await conn.execute(
-            sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id)
-        )
+        await conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
     ).first()
     if counted is None or counted.key_id is None or counted.key_period_start is None or not delta:
         return

@@ -36,7 +36,9 @@ from gateway.core.limits import PeriodStarts
 from gateway.ledger.types import MAX_MODEL_CHARS, Usage
 
 # The key's period start for its reset kind, and its use in that period (0 once the stored period ended).
-_KEY_PERIOD = "CASE limit_reset WHEN 'daily' THEN :day WHEN 'weekly' THEN :week WHEN 'monthly' THEN :month ELSE :epoch END"
+_KEY_PERIOD = (
+    "CASE limit_reset WHEN 'daily' THEN :day WHEN 'weekly' THEN :week WHEN 'monthly' THEN :month ELSE :epoch END"
+)
 _KEY_USED = f"CASE WHEN period_start = {_KEY_PERIOD} THEN period_used_micros ELSE 0 END"
 
 # With a key, `acct` locks the account row first (the order settle and release take too), `keyed` counts the

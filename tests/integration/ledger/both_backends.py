@@ -9,8 +9,8 @@ from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def db(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"], name="db")
+def both_backends_db(request, tmp_path_factory):
     """The same tests on both implementations of hold/settle/release."""
     if request.param == "postgresql":
         return get_engine(request.getfixturevalue("pg_url"))

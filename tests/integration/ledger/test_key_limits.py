@@ -14,7 +14,7 @@ from gateway import ledger
 from gateway.accounts.keys import create_key, set_limit
 from gateway.db.schema import credit_holds, llm_usage
 from tests.conftest import new_request_id
-from tests.integration.ledger.both_backends import db  # noqa: F401 - the fixture: every test on both backends
+from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
 from tests.ledger_checks import assert_books_balance
 
 NOW = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)  # one hour before a daily, and a monthly, reset

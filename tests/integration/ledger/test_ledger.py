@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from gateway import ledger
 from gateway.db.schema import credit_ledger, llm_usage
 from tests.conftest import new_request_id
-from tests.integration.ledger.both_backends import db  # noqa: F401 - the fixture: every test on both backends
+from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
 from tests.ledger_checks import assert_books_balance
 
 
