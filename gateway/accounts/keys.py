@@ -66,9 +66,9 @@ def is_well_formed(raw_key: str) -> bool:
     return bool(_KEY_SHAPE.match(raw_key or ""))
 
 
-def _info(row: sa.Row) -> KeyInfo:
+def _info(row: sa.Row, now: datetime | None = None) -> KeyInfo:
     since = as_utc(row.period_start) if row.period_start else None
-    limit = key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, datetime.now(UTC))
+    limit = key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now or datetime.now(UTC))
     return KeyInfo(row.id, row.account_id, row.key_prefix, row.label, row.created_at, row.revoked_at, limit)
 
 
@@ -114,6 +114,12 @@ async def set_limit(
             )
         ).first()
     return _info(row) if row is not None else None
+
+
+async def get_key(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyInfo | None:
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.select(vk).where(vk.c.id == key_id))).first()
+    return _info(row, now) if row is not None else None
 
 
 async def list_keys(db: AsyncEngine, account_id: int) -> list[KeyInfo]:

@@ -341,6 +341,7 @@ class BillingCallbacks(CustomLogger):
         if call is None:
             return None
         headers = {name: "" for name in _HIDDEN_HEADERS}
+        headers["x-gateway-request-id"] = call.request_id  # look the call up: GET /api/v1/generation?id=
         charged = call.charged_micros
         if charged is None:
             headers["x-litellm-response-cost"] = ""
