@@ -76,7 +76,10 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
 
 def children(settings: Settings, payments_configured: bool) -> list[Child]:
     gateway = [sys.executable, "-m", "gateway"]
-    procs = [Child("proxy", proxy_argv(settings)), Child("sidecar", [*gateway, "sidecar"])]
+    procs = [
+        Child("proxy", proxy_argv(settings, settings.effective_litellm_config)),
+        Child("sidecar", [*gateway, "sidecar"]),
+    ]
     if payments_configured:
         procs.append(Child("watcher", [*gateway, "watch"]))
     return procs
@@ -155,10 +158,26 @@ def _terminate(procs: list[Child]) -> None:
             child.proc.wait()
 
 
+def _check_models(settings: Settings) -> bool:
+    """`gateway check` before anything starts: each error one line (the model and the fix); the price list
+    published for the sidecar when there is none."""
+    from gateway.proxy.catalog import load, publish
+
+    catalog = load(settings.effective_litellm_config, settings.user_price_markup_factor)
+    for problem in catalog.problems:
+        console.print(f"{problem.line()}{'; not starting' if problem.severity == 'error' else ''}", markup=False)
+    if catalog.errors:
+        return False
+    publish(catalog, settings.price_list_path)
+    return True
+
+
 def serve(settings: Settings) -> int:
     chain = check_chain_config(settings)
     if chain.error:
         console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
+        return 2
+    if not _check_models(settings):
         return 2
     master_source = "LITELLM_MASTER_KEY" if settings.litellm_master_key else f"{settings.gateway_home}/master_key"
     master_key = ensure_master_key(settings)
