@@ -2,7 +2,8 @@
 chain watcher as supervised child processes.
 
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
-status says so. The supervisor itself sweeps holds whose settle was lost (past their TTL).
+status says so. The supervisor itself sweeps holds whose settle was lost (past their TTL) and records
+low-balance crossings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gateway import ledger
+from gateway.accounts.low_balance import record_crossings
 from gateway.cli.database import migrate_database
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
@@ -112,6 +114,7 @@ async def _sweep_holds(settings: Settings) -> None:
         for attempt in (1, 2):  # a second try takes a fresh connection after the database came back
             try:
                 await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
+                await record_crossings(db)  # the low-balance signal, off the request path
                 break
             except Exception as exc:  # noqa: BLE001 - keep sweeping; the database may come back
                 if attempt == 2:

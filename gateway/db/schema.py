@@ -55,6 +55,9 @@ billing_accounts = sa.Table(
     sa.Column("balance_micros", Micros, nullable=False, server_default="0"),
     sa.Column("held_micros", Micros, nullable=False, server_default="0"),
     _created_at(),
+    # low-balance signal (gateway/accounts/low_balance.py): the threshold, and since when the balance is below it
+    sa.Column("low_balance_threshold_micros", Micros, nullable=True),
+    sa.Column("low_balance_since", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("held_micros >= 0", name="held_not_negative"),
 )
 
@@ -134,4 +137,15 @@ llm_usage = sa.Table(
         "uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"
     ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
+)
+
+low_balance_events = sa.Table(  # one row per crossing of an account's low-balance threshold (downwards)
+    "low_balance_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False),
+    sa.Column("threshold_micros", Micros, nullable=False),
+    sa.Column("balance_micros", Micros, nullable=False),
+    sa.Column("crossed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_low_balance_events_account_id_id", "account_id", "id"),
 )

@@ -18,7 +18,7 @@ from gateway.config import Settings, get_settings
 from gateway.sidecar import errors
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
-from gateway.sidecar.routes import auth, credits, generation, health, keys, models, payments
+from gateway.sidecar.routes import auth, credits, generation, health, keys, low_balance, models, payments
 
 API_PREFIX = "/api/v1"
 
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, keys, credits, generation, models, payments):
+    for module in (auth, keys, credits, low_balance, generation, models, payments):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
