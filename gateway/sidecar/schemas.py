@@ -26,12 +26,14 @@ def _encodable(value: str) -> str:
 
 
 PlainText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$"), AfterValidator(_encodable)]
-# a key limit in credits: a JSON number or string, at most 3 decimals (one micro), at most 1e12 credits
-LimitCredits = Annotated[Decimal, Field(ge=0, le=10**12, decimal_places=3, description="Credits (1 = $0.001)")]
+# a key limit (or threshold) in credits, as a decimal string: at most 3 decimals (one micro), below 1e12 credits
+LimitCredits = Annotated[
+    str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,3})?$", description="Credits as a decimal string (1 = $0.001)")
+]
 
 
-def limit_micros(credits: Decimal | None) -> int | None:
-    return None if credits is None else int(credits * MICROS_PER_CREDIT)
+def limit_micros(credits: str | None) -> int | None:
+    return None if credits is None else int(Decimal(credits) * MICROS_PER_CREDIT)
 
 
 class KeyOut(BaseModel):

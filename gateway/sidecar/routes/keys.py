@@ -57,7 +57,7 @@ async def post_key(body: CreateKeyIn, svc: ServicesDep, session: SessionDep) -> 
     return NewKeyOut.of_new(await create_key(svc.db, session.account_id, body.label, limit, body.limit_reset))
 
 
-@router.patch("/{key_id}", response_model=KeyOut, responses=documented(401, 403, 404, 422))
+@router.patch("/{key_id}", response_model=KeyOut, responses=documented(400, 401, 403, 404, 422))
 async def patch_key(
     key_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: PatchKeyIn, svc: ServicesDep, session: SessionDep
 ) -> KeyOut:

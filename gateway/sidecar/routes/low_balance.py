@@ -55,7 +55,7 @@ async def get_low_balance(svc: ServicesDep, session: SessionDep) -> LowBalanceOu
     return await _answer(svc, session.account_id)
 
 
-@router.put("", response_model=LowBalanceOut, responses=documented(401, 403, 422))
+@router.put("", response_model=LowBalanceOut, responses=documented(400, 401, 403, 422))
 async def put_low_balance(body: ThresholdIn, svc: ServicesDep, session: SessionDep) -> LowBalanceOut:
     """Set or remove the low-balance threshold; a crossing is recorded by the gateway's next sweep (30 s)."""
     await set_threshold(svc.db, session.account_id, limit_micros(body.threshold_credits))
