@@ -53,7 +53,13 @@ async def test_runway_threshold_and_one_event_per_crossing(client, wallet, db):
 
 async def test_bad_thresholds_are_422_and_off_is_null(client, wallet):
     await sign_in(client, wallet)
-    for body in ({"threshold_credits": "-1"}, {"threshold_credits": "x"}, {}, {"threshold_credits": "1", "y": 2}, {"threshold_credits": 1}):
+    for body in (
+        {"threshold_credits": "-1"},
+        {"threshold_credits": "x"},
+        {},
+        {"threshold_credits": "1", "y": 2},
+        {"threshold_credits": 1},
+    ):
         assert (await client.put("/api/v1/credits/low-balance", json=body)).status_code == 422, body
     off = await client.put("/api/v1/credits/low-balance", json={"threshold_credits": None})
     assert off.status_code == 200 and off.json()["low_balance_threshold_micros"] is None
