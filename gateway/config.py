@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # the sweeper expires a hold only this long after its TTL, so that spooled settles are applied first
     hold_sweep_grace_seconds: int = Field(default=3600, ge=0)
 
+    # the LiteLLM config `gateway up` checks and runs (`gateway up --config PATH` wins); default: the repo's
+    litellm_config: Path | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_LITELLM_CONFIG"))
+
     host: str = "127.0.0.1"
     proxy_port: int = 4000
     sidecar_port: int = 8000
@@ -161,6 +164,15 @@ class Settings(BaseSettings):
     @property
     def effective_spool_dir(self) -> Path:
         return self.spool_dir or self.gateway_home / "spool"
+
+    @property
+    def effective_litellm_config(self) -> Path:
+        return (self.litellm_config or REPO_ROOT / "litellm_config.yaml").resolve()
+
+    @property
+    def price_list_path(self) -> Path:
+        """The price list `gateway up` publishes for the sidecar's GET /api/v1/models."""
+        return self.gateway_home / "price_list.json"
 
     @property
     def is_embedded(self) -> bool:

@@ -1,4 +1,5 @@
-"""Virtual API keys: create (raw key shown once), list, revoke, and the cached key -> account lookup.
+"""Virtual API keys: create (raw key shown once), list, revoke, set a credit limit, and the cached key -> account
+lookup.
 
 Only the SHA-256 of a key is stored. Lookups are cached briefly (positive and negative) so the hot path
 rarely touches the database; revoking deletes the cache entry, and every process forgets it within the
@@ -19,12 +20,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache.ttl import TTLCache
+from gateway.core.limits import KeyLimit, Reset, key_limit
+from gateway.core.money import micros_to_credits
 from gateway.db.engine import read_once_more_after_disconnect
+from gateway.db.schema import as_utc
 from gateway.db.schema import virtual_keys as vk
 
 KEY_PREFIX = "sk-cg-"
 _KEY_SHAPE = re.compile(r"^sk-cg-[A-Za-z0-9_-]{43}$")
 _NEGATIVE = "-"
+MAX_LIMIT_MICROS = 10**15  # the most one ledger write may move (gateway.ledger.MAX_ENTRY_MICROS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class KeyInfo:
     label: str
     created_at: datetime | None
     revoked_at: datetime | None
+    limit: KeyLimit  # its credit limit (limit_micros None: none) and use as of when it was read
 
     @property
     def active(self) -> bool:
@@ -61,23 +67,60 @@ def is_well_formed(raw_key: str) -> bool:
     return bool(_KEY_SHAPE.match(raw_key or ""))
 
 
-def _info(row: sa.Row[Any]) -> KeyInfo:
-    return KeyInfo(row.id, row.account_id, row.key_prefix, row.label, row.created_at, row.revoked_at)
+def _info(row: sa.Row[Any], now: datetime | None = None) -> KeyInfo:
+    since = as_utc(row.period_start) if row.period_start else None
+    limit = key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now or datetime.now(UTC))
+    return KeyInfo(row.id, row.account_id, row.key_prefix, row.label, row.created_at, row.revoked_at, limit)
 
 
-async def create_key(db: AsyncEngine, account_id: int, label: str = "") -> NewKey:
+def check_limit(limit_micros: int | None, reset: str) -> None:
+    """Refuse a limit that is not a whole number of micros in 0..MAX_LIMIT_MICROS, or an unknown period."""
+    if reset not in set(Reset):
+        raise ValueError(f"the reset period is one of {', '.join(Reset)}")
+    if limit_micros is not None and not 0 <= limit_micros <= MAX_LIMIT_MICROS:
+        raise ValueError(f"a key limit is between 0 and {micros_to_credits(MAX_LIMIT_MICROS)} credits")
+
+
+async def create_key(
+    db: AsyncEngine, account_id: int, label: str = "", limit_micros: int | None = None, reset: str = Reset.NONE
+) -> NewKey:
     if len(label) > 100:
         raise ValueError("a key label has at most 100 characters")
+    check_limit(limit_micros, reset)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    values = {"limit_micros": limit_micros, "limit_reset": str(reset)}
     async with db.begin() as conn:
         row = (
             await conn.execute(
                 sa.insert(vk)
-                .values(account_id=account_id, key_hash=hash_key(raw), key_prefix=raw[:12], label=label)
+                .values(account_id=account_id, key_hash=hash_key(raw), key_prefix=raw[:12], label=label, **values)
                 .returning(vk)
             )
         ).one()
     return NewKey(_info(row), raw)
+
+
+async def set_limit(
+    db: AsyncEngine, key_id: int, limit_micros: int | None, reset: str, *, account_id: int | None = None
+) -> KeyInfo | None:
+    """Set (or, with None, remove) a key's credit limit and its reset period; the key's use in the current
+    period is kept (a new reset period starts counting at its next hold). None if there is no such key (on
+    `account_id`'s account, when given)."""
+    check_limit(limit_micros, reset)
+    where = [vk.c.id == key_id] + ([vk.c.account_id == account_id] if account_id is not None else [])
+    async with db.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.update(vk).where(*where).values(limit_micros=limit_micros, limit_reset=str(reset)).returning(vk)
+            )
+        ).first()
+    return _info(row) if row is not None else None
+
+
+async def get_key(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyInfo | None:
+    async with db.connect() as conn:
+        row = (await conn.execute(sa.select(vk).where(vk.c.id == key_id))).first()
+    return _info(row, now) if row is not None else None
 
 
 async def list_keys(db: AsyncEngine, account_id: int) -> list[KeyInfo]:

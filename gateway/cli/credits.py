@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
 from gateway.accounts.history import Window, usage_page
-from gateway.accounts.wallets import get_or_create_account
+from gateway.accounts.low_balance import Runway, runway
+from gateway.accounts.wallets import Account, get_or_create_account
 from gateway.cli.common import JsonOpt, WalletOpt, emit, run, run_for_account
 from gateway.cli.output import fail, out
 from gateway.core.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
@@ -69,8 +70,13 @@ def credits_grant(
 
 
 def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
-    """Show the account's balance, credits held by calls in flight, and what is available."""
-    bal: ledger.Balance = run_for_account(lambda db, acct: ledger.get_balance(db, acct.id), wallet)
+    """Show the account's balance, credits held by calls in flight, what is available, and how long it lasts at
+    the last 7 days' spend rate."""
+
+    async def read(db: AsyncEngine, acct: Account) -> tuple[ledger.Balance, Runway]:
+        return await ledger.get_balance(db, acct.id), await runway(db, acct.id)
+
+    bal, lasts = run_for_account(read, wallet)
     doc = {
         "account_id": bal.account_id,
         "balance_micros": bal.balance_micros,
@@ -79,15 +85,11 @@ def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
         "balance_credits": micros_to_credits(bal.balance_micros),
         "held_credits": micros_to_credits(bal.held_micros),
         "available_credits": micros_to_credits(bal.available_micros),
+        **lasts.as_doc(),
     }
-    emit(
-        as_json,
-        doc,
-        lambda: out.print(
-            f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, "
-            f"available {doc['available_credits']}"
-        ),
-    )
+    at_rate = f"; lasts {doc['runway_days']} days at the last 7 days' rate" if doc["runway_days"] else ""
+    line = f"balance {doc['balance_credits']} credits, held {doc['held_credits']}, available {doc['available_credits']}"
+    emit(as_json, doc, lambda: out.print(line + at_rate))
 
 
 def usage(

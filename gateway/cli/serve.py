@@ -43,12 +43,21 @@ def sidecar() -> None:
     serve(get_settings())
 
 
-def up() -> None:
-    """Start the gateway: migrate, then run the LiteLLM proxy (and sidecar) until Ctrl-C."""
+UpConfigOpt = typer.Option(
+    None, "--config", help="The LiteLLM config to run (default: GATEWAY_LITELLM_CONFIG, else the repo's)."
+)
+
+
+def up(config: Path | None = UpConfigOpt) -> None:
+    """Start the gateway: check the LiteLLM config (`gateway check`), migrate, then run the LiteLLM proxy (and
+    sidecar) until Ctrl-C."""
     from gateway.cli.supervisor import serve
 
+    settings = get_settings()
+    if config is not None:
+        settings = settings.model_copy(update={"litellm_config": config})
     try:
-        raise typer.Exit(serve(get_settings()))
+        raise typer.Exit(serve(settings))
     except DatabaseNotReady as exc:
         fail(str(exc), 1)
 

@@ -2,7 +2,8 @@
 chain watcher as supervised child processes.
 
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
-status says so. The supervisor itself runs the hold sweeper (gateway/ledger/sweeper.py).
+status says so. The supervisor itself runs the hold sweeper (gateway/ledger/sweeper.py), which also records
+low-balance crossings.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.ya
 
 def children(settings: Settings, payments_configured: bool) -> list[Child]:
     gateway = [sys.executable, "-m", "gateway"]
-    procs = [Child("proxy", proxy_argv(settings), metrics=None), Child("sidecar", [*gateway, "sidecar"])]
+    procs = [
+        Child("proxy", proxy_argv(settings, settings.effective_litellm_config), metrics=None),
+        Child("sidecar", [*gateway, "sidecar"]),
+    ]
     if payments_configured:
         procs.append(Child("watcher", [*gateway, "watch"]))
     return procs
@@ -153,11 +157,27 @@ def _terminate(procs: list[Child]) -> None:
             child.proc.wait()
 
 
+def _check_models(settings: Settings) -> bool:
+    """`gateway check` before anything starts: each error one line (the model and the fix); the price list
+    published for the sidecar when there is none."""
+    from gateway.proxy.catalog import load, publish
+
+    catalog = load(settings.effective_litellm_config, settings.user_price_markup_factor)
+    for problem in catalog.problems:
+        console.print(f"{problem.line()}{'; not starting' if problem.severity == 'error' else ''}", markup=False)
+    if catalog.errors:
+        return False
+    publish(catalog, settings.price_list_path)
+    return True
+
+
 def serve(settings: Settings) -> int:
     configure_logging(settings.log_format)  # the sweeper's lines; the children configure their own
     chain = check_chain_config(settings)
     if chain.error:
         console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
+        return 2
+    if not _check_models(settings):
         return 2
     master_source = "LITELLM_MASTER_KEY" if settings.litellm_master_key else f"{settings.gateway_home}/master_key"
     master_key = ensure_master_key(settings)

@@ -134,12 +134,14 @@ def price_call(
 
 
 def user_rates(input_usd: Decimal, output_usd: Decimal, markup: Decimal) -> dict[str, str]:
-    """A model's price list entry at user prices (provider rate x markup), exact decimal strings: USD per token
-    and credits per 1M tokens (1 credit = $0.001)."""
+    """A model's price list entry at user prices (provider rate x markup), exact decimal strings: USD per token,
+    and USD and credits per 1M tokens (1 credit = $0.001). A call's price is the sum over its tokens, rounded up
+    to a whole micro (gateway.core.money.user_price_micros)."""
     per_million = Decimal(1_000_000) * MICROS_PER_USD / MICROS_PER_CREDIT
     fields = {}
     for side, rate in (("prompt", input_usd * markup), ("completion", output_usd * markup)):
         fields[f"{side}_usd_per_token"] = _plain(rate)
+        fields[f"{side}_usd_per_1m_tokens"] = _plain(rate * 1_000_000)
         fields[f"{side}_credits_per_1m_tokens"] = _plain(rate * per_million)
     return fields
 

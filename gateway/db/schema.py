@@ -55,6 +55,9 @@ billing_accounts = sa.Table(
     sa.Column("balance_micros", Micros, nullable=False, server_default="0"),
     sa.Column("held_micros", Micros, nullable=False, server_default="0"),
     _created_at(),
+    # low-balance signal (gateway/accounts/low_balance.py): the threshold, and since when the balance is below it
+    sa.Column("low_balance_threshold_micros", Micros, nullable=True),
+    sa.Column("low_balance_since", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("held_micros >= 0", name="held_not_negative"),
 )
 
@@ -68,6 +71,13 @@ virtual_keys = sa.Table(
     sa.Column("label", sa.String(100), nullable=False, server_default=""),
     _created_at(),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # per-key credit limit (gateway/core/limits.py): NULL = none; the use counts holds and charges since period_start
+    sa.Column("limit_micros", Micros, nullable=True),
+    sa.Column("limit_reset", sa.String(8), nullable=False, server_default="none"),  # none|daily|weekly|monthly
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("period_used_micros", Micros, nullable=False, server_default="0"),
+    sa.CheckConstraint("limit_micros IS NULL OR limit_micros >= 0", name="limit_not_negative"),
+    sa.CheckConstraint("limit_reset IN ('none', 'daily', 'weekly', 'monthly')", name="limit_reset_known"),
 )
 
 credit_ledger = sa.Table(
@@ -97,6 +107,7 @@ credit_holds = sa.Table(
     _created_at(),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("key_period_start", sa.DateTime(timezone=True), nullable=True),  # the key period it counts in
     sa.CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
     sa.Index("ix_credit_holds_pending_expiry", "status", "expires_at"),
 )
@@ -126,4 +137,15 @@ llm_usage = sa.Table(
         "uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"
     ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
+)
+
+low_balance_events = sa.Table(  # one row per crossing of an account's low-balance threshold (downwards)
+    "low_balance_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("account_id", Id, sa.ForeignKey("billing_accounts.id"), nullable=False),
+    sa.Column("threshold_micros", Micros, nullable=False),
+    sa.Column("balance_micros", Micros, nullable=False),
+    sa.Column("crossed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_low_balance_events_account_id_id", "account_id", "id"),
 )

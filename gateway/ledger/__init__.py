@@ -5,11 +5,13 @@ portable.py (SQLAlchemy Core transactions, SQLite and PostgreSQL) and postgres.p
 hold, settle and release); spool.py keeps settles the database could not take.
 """
 
+from gateway.core.limits import KeyLimit, KeyLimitExceeded
 from gateway.core.posting import InsufficientCredit
 from gateway.ledger.service import (
     expire_stale_holds,
     get_balance,
     get_hold,
+    get_key_limit,
     hold,
     post_entry,
     post_entry_in,
@@ -36,6 +38,8 @@ __all__ = [
     "Hold",
     "HoldStatus",
     "InsufficientCredit",
+    "KeyLimit",
+    "KeyLimitExceeded",
     "LedgerEntry",
     "Reason",
     "Settlement",
@@ -44,6 +48,7 @@ __all__ = [
     "expire_stale_holds",
     "get_balance",
     "get_hold",
+    "get_key_limit",
     "hold",
     "post_entry",
     "post_entry_in",

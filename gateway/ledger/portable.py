@@ -14,11 +14,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset, key_limit
 from gateway.core.posting import InsufficientCredit, collectable_micros
+from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
 from gateway.db.schema import credit_ledger as ledger
 from gateway.db.schema import llm_usage as usage_t
+from gateway.db.schema import virtual_keys as vk
 from gateway.ledger.types import (
     MAX_ENTRY_MICROS,
     MAX_MODEL_CHARS,
@@ -109,11 +112,13 @@ async def hold(
     expires_at: datetime,
     key_id: int | None,
     model: str,
+    now: datetime,
 ) -> Hold:
-    """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) in one
-    transaction with the hold's row. A request id held before raises IntegrityError."""
+    """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) and count it in
+    the key's period, in one transaction with the hold's row. A request id held before raises IntegrityError."""
     async with db.begin() as conn:
-        reserved, row = await _reserve(conn, account_id, amount, floor)
+        reserved, row = await _reserve(conn, account_id, amount, floor, key_id, now)
+        counted_in = await _count_for_key(conn, key_id, account_id, reserved, now) if key_id else None
         await conn.execute(
             sa.insert(holds).values(
                 account_id=account_id,
@@ -122,15 +127,64 @@ async def hold(
                 model=model[:MAX_MODEL_CHARS],
                 amount_micros=reserved,
                 expires_at=expires_at,
+                key_period_start=counted_in,
             )
         )
         return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
 
 
+def _key_period(periods: PeriodStarts) -> sa.ColumnElement[datetime]:
+    """The key's current period start for its reset kind (the SQL twin of PeriodStarts.of)."""
+    return sa.case(
+        (vk.c.limit_reset == Reset.DAILY, sa.literal(periods.daily, sa.DateTime(timezone=True))),
+        (vk.c.limit_reset == Reset.WEEKLY, sa.literal(periods.weekly, sa.DateTime(timezone=True))),
+        (vk.c.limit_reset == Reset.MONTHLY, sa.literal(periods.monthly, sa.DateTime(timezone=True))),
+        else_=sa.literal(periods.none, sa.DateTime(timezone=True)),
+    )
+
+
+async def read_key_limit(conn: AsyncConnection, key_id: int, now: datetime) -> KeyLimit | None:
+    row = (
+        await conn.execute(
+            sa.select(vk.c.limit_micros, vk.c.limit_reset, vk.c.period_used_micros, vk.c.period_start).where(
+                vk.c.id == key_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    since = as_utc(row.period_start) if row.period_start else None
+    return key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now)
+
+
+async def _count_for_key(conn: AsyncConnection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime:
+    """Add `amount` to the key's period use in one conditional UPDATE (the limit is the WHERE clause); the
+    key's period start it was counted in. Raises KeyLimitExceeded (the caller's transaction rolls back)."""
+    period = _key_period(PeriodStarts.at(now))
+    used = sa.case((vk.c.period_start == period, vk.c.period_used_micros), else_=0)
+    counted = (
+        await conn.execute(
+            sa.update(vk)
+            .where(
+                vk.c.id == key_id,
+                vk.c.account_id == account_id,
+                sa.or_(vk.c.limit_micros.is_(None), used + amount <= vk.c.limit_micros),
+            )
+            .values(period_start=period, period_used_micros=used + amount)
+            .returning(vk.c.period_start)
+        )
+    ).first()
+    if counted is None:
+        limit = await read_key_limit(conn, key_id, now)
+        raise KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)  # no row: a key of another account
+    return as_utc(counted.period_start)
+
+
 async def _reserve(
-    conn: AsyncConnection, account_id: int, amount: int, floor: int | None
+    conn: AsyncConnection, account_id: int, amount: int, floor: int | None, key_id: int | None, now: datetime
 ) -> tuple[int, sa.Row[tuple[int, int]]]:
-    """Add to the account's held total in one conditional UPDATE; the database refuses what does not fit."""
+    """Add to the account's held total in one conditional UPDATE; the database refuses what does not fit. A
+    flexible hold is also capped by what the key's limit leaves (re-checked by the key's own UPDATE)."""
     available = acc.c.balance_micros - acc.c.held_micros
     for _ in range(5):
         if floor is None:
@@ -138,6 +192,11 @@ async def _reserve(
         else:  # flexible: as much of `amount` as is available now, re-checked by the UPDATE below
             current = await read_balance(conn, account_id)
             reserve = min(amount, current.available_micros)
+            limit = await read_key_limit(conn, key_id, now) if key_id else None
+            key_room = limit.remaining_micros if limit else None
+            if limit is not None and key_room is not None and key_room < floor <= reserve:
+                raise KeyLimitExceeded(limit, floor)
+            reserve = reserve if key_room is None else min(reserve, key_room)
             if reserve < floor:
                 raise InsufficientCredit(current.balance_micros, current.held_micros, floor)
         row = (
@@ -205,6 +264,7 @@ async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> tuple[Settleme
         ).scalar_one()
         await conn.execute(sa.insert(usage_t).values(**usage.row(uncollected_micros=price - charge)))
         await _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
+        await _give_back_to_key(conn, usage.request_id, charge - (held or 0))
     return Settlement(usage.request_id, price, new_balance, False, price - charge), held
 
 
@@ -236,7 +296,25 @@ async def release(db: AsyncEngine, request_id: str, status: HoldStatus, now: dat
             .where(acc.c.id == closed.account_id)
             .values(held_micros=acc.c.held_micros - closed.amount_micros)
         )
+        await _give_back_to_key(conn, request_id, -closed.amount_micros)
         return True
+
+
+async def _give_back_to_key(conn: AsyncConnection, request_id: str, delta: int) -> None:
+    """Move the use of the key period the request's hold was counted in by `delta` (a settle below the hold
+    gives the difference back, a release all of it; a late settle after expiry counts its charge). Nothing
+    when that period has ended: the key's use started again from zero."""
+    counted = (
+        await conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
+    ).first()
+    if counted is None or counted.key_id is None or counted.key_period_start is None or not delta:
+        return
+    moved = vk.c.period_used_micros + delta
+    await conn.execute(
+        sa.update(vk)
+        .where(vk.c.id == counted.key_id, vk.c.period_start == counted.key_period_start)
+        .values(period_used_micros=sa.case((moved > 0, moved), else_=0))
+    )
 
 
 async def stale_holds(db: AsyncEngine, cutoff: datetime) -> list[str]:

@@ -32,17 +32,36 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.core.limits import PeriodStarts
 from gateway.ledger.types import MAX_MODEL_CHARS, Usage
 
+# The key's period start for its reset kind, and its use in that period (0 once the stored period ended).
+_KEY_PERIOD = (
+    "CASE limit_reset WHEN 'daily' THEN :day WHEN 'weekly' THEN :week WHEN 'monthly' THEN :month ELSE :epoch END"
+)
+_KEY_USED = f"CASE WHEN period_start = {_KEY_PERIOD} THEN period_used_micros ELSE 0 END"
+
+# With a key, `acct` locks the account row first (the order settle and release take too), `keyed` counts the
+# hold in the key's period only if the account has room and the key's limit (if any) covers it, and the
+# account is reserved only if the key was: the account's room and the key's limit are decided together.
 HOLD = sa.text(
-    """
-    WITH reserved AS (
+    f"""
+    WITH acct AS (
+        SELECT balance_micros - held_micros AS available FROM billing_accounts WHERE id = :account_id FOR UPDATE
+    ), keyed AS (
+        UPDATE virtual_keys SET period_start = {_KEY_PERIOD}, period_used_micros = {_KEY_USED} + :amount
+        WHERE id = :key_id AND account_id = :account_id AND (SELECT available FROM acct) >= :amount
+          AND (limit_micros IS NULL OR {_KEY_USED} + :amount <= limit_micros)
+        RETURNING period_start
+    ), reserved AS (
         UPDATE billing_accounts SET held_micros = held_micros + :amount
         WHERE id = :account_id AND balance_micros - held_micros >= :amount
+          AND (CAST(:key_id AS BIGINT) IS NULL OR EXISTS (SELECT FROM keyed))
         RETURNING balance_micros, held_micros
     ), pending AS (
-        INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at)
-        SELECT :account_id, :request_id, :key_id, :model, :amount, :expires_at FROM reserved
+        INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at, key_period_start)
+        SELECT :account_id, :request_id, :key_id, :model, :amount, :expires_at, (SELECT period_start FROM keyed)
+        FROM reserved
     )
     SELECT balance_micros, held_micros FROM reserved
     """
@@ -53,6 +72,7 @@ HOLD = sa.text(
     sa.bindparam("model", type_=sa.String),
     sa.bindparam("amount", type_=sa.BigInteger),
     sa.bindparam("expires_at", type_=sa.DateTime(timezone=True)),
+    *(sa.bindparam(name, type_=sa.DateTime(timezone=True)) for name in ("day", "week", "month", "epoch")),
 )
 
 # `acct` locks the account row first (FOR UPDATE returns its newest committed version, so the charge is
@@ -93,6 +113,12 @@ SETTLE = sa.text(
     ), posted AS (
         INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
         SELECT :account_id, -(SELECT amount FROM charge), balance_micros, 'llm_usage', :request_id FROM charged
+    ), key_period AS (
+        UPDATE virtual_keys SET period_used_micros = GREATEST(
+            period_used_micros + (SELECT amount FROM charge) - COALESCE((SELECT amount_micros FROM closed), 0), 0)
+        FROM credit_holds AS h
+        WHERE h.request_id = :request_id AND virtual_keys.id = h.key_id
+          AND virtual_keys.period_start = h.key_period_start AND EXISTS (SELECT FROM charged)
     )
     SELECT (SELECT amount_micros FROM closed) AS held_micros,
            (SELECT balance_micros FROM charged) AS balance_after_micros,
@@ -121,12 +147,16 @@ SETTLE = sa.text(
     sa.bindparam("cost_source", type_=sa.String),
 )
 
+# The key's period use is given back after the account's row is written (the lock order of hold and settle).
 RELEASE = sa.text(
     """
     WITH closed AS (
         UPDATE credit_holds SET status = :status, closed_at = :now
         WHERE request_id = :request_id AND status = 'pending'
-        RETURNING account_id, amount_micros
+        RETURNING account_id, amount_micros, key_id, key_period_start
+    ), key_period AS (
+        UPDATE virtual_keys SET period_used_micros = GREATEST(period_used_micros - closed.amount_micros, 0)
+        FROM closed WHERE virtual_keys.id = closed.key_id AND virtual_keys.period_start = closed.key_period_start
     )
     UPDATE billing_accounts SET held_micros = billing_accounts.held_micros - closed.amount_micros
     FROM closed WHERE billing_accounts.id = closed.account_id
@@ -152,9 +182,15 @@ async def hold(
     expires_at: datetime,
     key_id: int | None,
     model: str,
+    periods: PeriodStarts,
 ) -> asyncpg.Record | None:
-    """Reserve exactly `amount`: the account's (balance, held) after it, or None if it does not fit."""
+    """Reserve exactly `amount` (and count it in the key's period): the account's (balance, held) after it, or
+    None if it does not fit the account or the key's limit."""
     params = {
+        "day": periods.daily,
+        "week": periods.weekly,
+        "month": periods.monthly,
+        "epoch": periods.none,
         "account_id": account_id,
         "request_id": request_id,
         "key_id": key_id,

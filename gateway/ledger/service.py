@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset
 from gateway.core.posting import InsufficientCredit
 from gateway.ledger import portable, postgres
 from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, UnknownAccount, Usage
@@ -62,30 +63,51 @@ async def hold(
     ttl_seconds: int = 900,
     key_id: int | None = None,
     model: str = "",
+    now: datetime | None = None,
 ) -> Hold:
-    """Reserve credit for one request; raises InsufficientCredit if the account cannot cover it.
+    """Reserve credit for one request; raises InsufficientCredit if the account cannot cover it, and
+    KeyLimitExceeded if `key_id`'s credit limit for the period of `now` cannot (the hold counts in it).
 
     With `min_micros`, the hold is flexible: it reserves `amount_micros` if available, else everything
-    available as long as that is at least `min_micros` (used when the client set no max_tokens).
+    available (in the account and in the key's limit) as long as that is at least `min_micros` (used when the
+    client set no max_tokens).
     """
     if amount_micros < 0 or (min_micros is not None and not 0 <= min_micros <= amount_micros):
         raise ValueError("hold amounts must be 0 <= min <= amount")
-    expires_at = _now() + timedelta(seconds=ttl_seconds)
+    now = now or _now()
+    expires_at = now + timedelta(seconds=ttl_seconds)
     try:
         if postgres.serves(db):
-            row = await postgres.hold(db, account_id, request_id, amount_micros, expires_at, key_id, model)
+            periods = PeriodStarts.at(now)
+            row = await postgres.hold(db, account_id, request_id, amount_micros, expires_at, key_id, model, periods)
             if row is not None:
                 return Hold(request_id, account_id, amount_micros, row["balance_micros"], row["held_micros"])
             if min_micros is None:
-                current = await get_balance(db, account_id)
-                raise InsufficientCredit(current.balance_micros, current.held_micros, amount_micros)
+                raise await _refusal(db, account_id, key_id, amount_micros, now)
             # a flexible hold that does not fit in full: the portable path reserves what is available
-        return await portable.hold(db, account_id, request_id, amount_micros, min_micros, expires_at, key_id, model)
+        return await portable.hold(
+            db, account_id, request_id, amount_micros, min_micros, expires_at, key_id, model, now
+        )
     except IntegrityError:  # the same request id was held before: return that hold
         existing = await get_hold(db, request_id)
         if existing is None:
             raise
         return existing
+
+
+async def _refusal(db: AsyncEngine, account_id: int, key_id: int | None, amount: int, now: datetime) -> Exception:
+    """Why a one-statement hold was refused: the account's credit, else the key's limit."""
+    current = await get_balance(db, account_id)
+    if current.available_micros < amount or key_id is None:
+        return InsufficientCredit(current.balance_micros, current.held_micros, amount)
+    limit = await get_key_limit(db, key_id, now)
+    return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
+
+
+async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyLimit | None:
+    """The key's limit, its use in the period of `now` and when that period ends (None: no such key)."""
+    async with db.connect() as conn:
+        return await portable.read_key_limit(conn, key_id, now or _now())
 
 
 async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:

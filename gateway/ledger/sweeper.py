@@ -15,6 +15,7 @@ from collections.abc import Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
+from gateway.accounts.low_balance import record_crossings
 from gateway.config import Settings
 from gateway.db.engine import get_engine
 from gateway.failures import INFRASTRUCTURE_ERRORS
@@ -23,12 +24,15 @@ SWEEP_INTERVAL_SECONDS = 30.0
 
 
 async def sweep_once(db: AsyncEngine, settings: Settings) -> list[str]:
-    """One pass: the request ids of the holds it expired. A pass that meets a dead pooled connection is tried
-    once more (SQLAlchemy has discarded the pool by then, so the second try connects anew)."""
+    """One pass: the request ids of the holds it expired; then the low-balance crossings since the last pass
+    are recorded (off the request path). A pass that meets a dead pooled connection is tried once more
+    (SQLAlchemy has discarded the pool by then, so the second try connects anew)."""
     try:
-        return await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
+        expired = await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
     except INFRASTRUCTURE_ERRORS:
-        return await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
+        expired = await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
+    await record_crossings(db)
+    return expired
 
 
 async def sweep_forever(settings: Settings, interval_seconds: float, report: Callable[[str], None]) -> None:

@@ -18,6 +18,9 @@ from typing import Any
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
 MODELS = "models"
+KEY = "key"
+GENERATION = "generation"
+ANSWERED = frozenset({MODELS, KEY, GENERATION})  # answered by the guard itself, never by LiteLLM
 
 # path -> (kind, method). LiteLLM serves each route with and without the /v1 prefix.
 ROUTES: dict[str, tuple[str, str]] = {
@@ -27,6 +30,12 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v1/embeddings": (EMBEDDINGS, "POST"),
     "/models": (MODELS, "GET"),
     "/v1/models": (MODELS, "GET"),
+    "/key": (KEY, "GET"),
+    "/v1/key": (KEY, "GET"),
+    "/api/v1/key": (KEY, "GET"),
+    "/generation": (GENERATION, "GET"),
+    "/v1/generation": (GENERATION, "GET"),
+    "/api/v1/generation": (GENERATION, "GET"),
 }
 # liveness probes (no provider call, no data) stay open to requests that carry no credential at all
 ANONYMOUS_PROBES = frozenset({"/health/liveliness", "/health/liveness"})

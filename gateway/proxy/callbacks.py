@@ -154,6 +154,8 @@ class BillingCallbacks(CustomLogger):
         except ledger.InsufficientCredit as exc:
             call_metrics.refused(request_id, account_id, key_id, model, "insufficient_credits")
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
+        except ledger.KeyLimitExceeded as exc:
+            raise errors.key_limit_exceeded(str(exc)) from None
         except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
             log.warning("hold of %s refused: billing database unreachable (%s)", request_id, type(exc).__name__)
             await self._void_unacknowledged_hold(request_id)
@@ -372,6 +374,7 @@ class BillingCallbacks(CustomLogger):
         if call is None:
             return None
         headers = {name: "" for name in _HIDDEN_HEADERS}
+        headers["x-gateway-request-id"] = call.request_id  # look the call up: GET /api/v1/generation?id=
         charged = call.charged_micros
         if charged is None:
             headers["x-litellm-response-cost"] = ""

@@ -80,6 +80,10 @@ def insufficient_credits(message: str) -> GatewayError:
     return GatewayError(402, "insufficient_credits", message, "insufficient_quota")
 
 
+def key_limit_exceeded(message: str) -> GatewayError:
+    return GatewayError(402, "key_limit_exceeded", message, "insufficient_quota")
+
+
 def unpriced_model(model: str) -> GatewayError:
     return GatewayError(
         400,

@@ -8,7 +8,8 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
   `PROXY_MAX_BODY_BYTES` (413 beyond it, before it is read in full), parsed once and checked against the
   parameter allow-lists (400 naming the parameter); LiteLLM then reuses the parsed body.
 - The model list is answered here, with user prices (provider price x markup) and nothing of the
-  deployments (no provider price, api_base or litellm_params).
+  deployments (no provider price, api_base or litellm_params); so are the key's own view of itself
+  (`/v1/key`) and the lookup of one of its calls (`/api/v1/generation?id=`): gateway.proxy.introspection.
 - `GET /metrics` (Prometheus text of every worker) is answered here for any caller that presents the
   METRICS_BEARER_TOKEN (or for anyone when none is set); it never reaches LiteLLM or a billed route. Every
   answer on a billed route, refusals included, is counted as a call outcome.
@@ -29,8 +30,9 @@ from typing import Any
 import orjson
 
 from gateway.core.billing import user_rates
+from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.proxy import admission, call_metrics, x402_gate
-from gateway.proxy.errors import GatewayError, route_not_allowed
+from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
 from gateway.proxy.runtime import runtime
 
 log = logging.getLogger("gateway.proxy.guard")
@@ -72,8 +74,8 @@ class Guard:
             return await self.app(scope, receive, send)
         if scope["method"] != method:
             return await _respond(send, GatewayError(405, "method_not_allowed", f"{path} accepts {method} only."))
-        if kind == admission.MODELS:
-            return await self._models(headers, send)
+        if kind in admission.ANSWERED:
+            return await self._answer(kind, headers, scope.get("query_string") or b"", send)
         send = counted = call_metrics.CountedSend(send)  # every billed-route answer counts as a call outcome
         try:
             admission.check_headers(headers, scope.get("query_string") or b"")
@@ -125,14 +127,23 @@ class Guard:
             413, "request_too_large", f"The request body is larger than {self.max_body_bytes} bytes."
         )
 
-    async def _models(self, headers: dict[str, bytes], send: Send) -> None:
+    async def _answer(self, kind: str, headers: dict[str, bytes], query: bytes, send: Send) -> None:
+        """A read-only route answered here for the bearer key: the model list, the key itself, one of its calls."""
         from gateway.proxy.auth import authenticate  # the same key check as custom_auth
+        from gateway.proxy.introspection import generation_document, key_document
 
         authorization = headers.get("authorization", b"").decode("latin-1")
         try:
-            await authenticate(authorization.removeprefix("Bearer ").removeprefix("bearer ").strip())
+            owner = await authenticate(authorization.removeprefix("Bearer ").removeprefix("bearer ").strip())
+            if kind == admission.KEY:
+                return await _send_json(send, 200, await key_document(owner))
+            if kind == admission.GENERATION:
+                return await _send_json(send, 200, await generation_document(owner, query))
         except GatewayError as exc:
             return await _respond(send, exc)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("%s refused: billing database unreachable (%s)", kind, type(exc).__name__)
+            return await _respond(send, billing_unavailable())
         await _send_json(send, 200, {"object": "list", "data": price_list()})
 
 

@@ -128,14 +128,15 @@ def count_prompt_tokens(model: str, data: dict[str, Any], embedding: bool, token
     return token_counter(model=model, text=text) + framing + images * tokens_per_image
 
 
-def model_names() -> list[str]:
-    router = _router()
+def model_names(router: Any = None) -> list[str]:
+    router = router or _router()
     return sorted(router.get_model_names()) if router is not None else []
 
 
-def list_rates(model: str) -> tuple[Decimal, Decimal] | None:
-    """The model group's list price (plain input and output USD per token), or None when it has none."""
-    router = _router()
+def list_rates(model: str, router: Any = None) -> tuple[Decimal, Decimal] | None:
+    """The model group's list price (plain input and output USD per token), or None when it has none. From the
+    proxy's router, or `router` (one `gateway check` built from the same config)."""
+    router = router or _router()
     group = router.get_model_group_info(model) if router is not None else None
     if group is None or not (group.input_cost_per_token or group.output_cost_per_token):
         return None

@@ -21,7 +21,7 @@ from gateway.sidecar import errors
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
 from gateway.sidecar.request_metrics import RequestMetrics
-from gateway.sidecar.routes import auth, credits, health, keys, metrics, payments
+from gateway.sidecar.routes import auth, credits, generation, health, keys, low_balance, metrics, models, payments
 
 API_PREFIX = "/api/v1"
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, keys, credits, payments):
+    for module in (auth, keys, credits, low_balance, generation, models, payments):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -7,11 +7,14 @@ what is accepted.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from gateway.accounts.keys import KeyInfo, NewKey
+from gateway.core.limits import Reset
+from gateway.core.money import MICROS_PER_CREDIT
 
 MAX_ID = 2**63 - 1  # BIGINT
 CURSOR_PATTERN = r"^[0-9]{1,18}$"
@@ -23,6 +26,14 @@ def _encodable(value: str) -> str:
 
 
 PlainText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$"), AfterValidator(_encodable)]
+# a key limit (or threshold) in credits, as a decimal string: at most 3 decimals (one micro), below 1e12 credits
+LimitCredits = Annotated[
+    str, Field(pattern=r"^[0-9]{1,12}(\.[0-9]{1,3})?$", description="Credits as a decimal string (1 = $0.001)")
+]
+
+
+def limit_micros(credits: str | None) -> int | None:
+    return None if credits is None else int(Decimal(credits) * MICROS_PER_CREDIT)
 
 
 class KeyOut(BaseModel):
@@ -32,6 +43,14 @@ class KeyOut(BaseModel):
     active: bool
     created_at: datetime | None
     revoked_at: datetime | None
+    limit_micros: int | None = Field(description="Most the key may hold or spend per period (null: no limit)")
+    limit_credits: str | None
+    limit_reset: Reset = Field(description="When the key's period use starts again, UTC")
+    usage_micros: int = Field(description="What the key holds or spent in the current period")
+    usage_credits: str
+    limit_remaining_micros: int | None
+    limit_remaining_credits: str | None
+    resets_at: datetime | None = Field(description="When the current period ends (null: it does not)")
 
     @classmethod
     def of(cls, info: KeyInfo) -> KeyOut:
@@ -42,6 +61,7 @@ class KeyOut(BaseModel):
             active=info.active,
             created_at=info.created_at,
             revoked_at=info.revoked_at,
+            **info.limit.as_doc(),
         )
 
 

@@ -88,8 +88,10 @@ async def test_the_model_list_shows_user_prices_and_nothing_of_the_deployment(pr
         # gpt-4o-mini: $0.15 / $0.60 per 1M tokens from LiteLLM's map, x markup 2.0
         assert models["gpt-4o-mini"]["pricing"] == {
             "prompt_usd_per_token": "0.0000003",
+            "prompt_usd_per_1m_tokens": "0.3",
             "prompt_credits_per_1m_tokens": "300",
             "completion_usd_per_token": "0.0000012",
+            "completion_usd_per_1m_tokens": "1.2",
             "completion_credits_per_1m_tokens": "1200",
         }
         assert models["demo"]["pricing"]["prompt_usd_per_token"] == "0.000001"  # 0.0000005 x 2

@@ -13,10 +13,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from gateway.accounts.history import MAX_PAGE_SIZE, LedgerRow, UsageRow, Window, ledger_page, usage_page
+from gateway.accounts.low_balance import runway
 from gateway.core.money import micros_to_credits
 from gateway.ledger import Reason, get_balance
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import documented
+from gateway.sidecar.routes.low_balance import RunwayOut
 from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText
 
 router = APIRouter(tags=["credits"])
@@ -52,6 +54,7 @@ class SummaryOut(BaseModel):
     held_credits: Credits
     available_credits: Credits
     recent: list[LedgerEntryOut] = Field(description=f"The last {RECENT_ENTRIES} ledger entries, newest first")
+    runway: RunwayOut = Field(description="How long the balance lasts at the last 7 days' rate; the threshold")
 
 
 class LedgerPage(BaseModel):
@@ -119,6 +122,7 @@ async def summary(svc: ServicesDep, session: SessionDep) -> SummaryOut:
         held_credits=micros_to_credits(balance.held_micros),
         available_credits=micros_to_credits(balance.available_micros),
         recent=[LedgerEntryOut.of(row) for row in recent.items],
+        runway=RunwayOut(**(await runway(svc.db, session.account_id)).as_doc()),
     )
 
 

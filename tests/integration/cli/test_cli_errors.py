@@ -76,8 +76,8 @@ def empty_pg():
         drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def migrated_home(tmp_path_factory):
+@pytest.fixture(scope="module", name="migrated_home")
+def migrated_home_fixture(tmp_path_factory):
     """A GATEWAY_HOME whose embedded database is migrated and holds one key (id returned)."""
     home = tmp_path_factory.mktemp("migrated-home")
     url = f"sqlite+aiosqlite:///{home / 'gateway.db'}"

@@ -10,21 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
-from gateway.db.engine import get_engine
-from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_ledger, llm_usage
 from tests.conftest import new_request_id
+from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
 from tests.ledger_checks import assert_books_balance
-
-
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def db(request, tmp_path_factory):
-    """The same tests on both implementations of hold/settle/release."""
-    if request.param == "postgresql":
-        return get_engine(request.getfixturevalue("pg_url"))
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('ledger') / 'gateway.db'}"
-    upgrade(url)
-    return get_engine(url)
 
 
 def usage_for(account, request_id, price, cost=None, **kw):

@@ -34,19 +34,23 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(make_settings, anvil) -> Iterator[str]:
+def fuzz_server(make_settings, anvil, tmp_path_factory) -> Iterator[str]:
     """The sidecar under uvicorn on a fresh database, payments configured on the local anvil chain (so
-    confirm answers from the chain instead of 503); yields its base URL."""
+    confirm answers from the chain instead of 503) and a price list published (GET /models answers 200);
+    yields its base URL."""
+    home = tmp_path_factory.mktemp("fuzz-home")
+    (home / "price_list.json").write_text('{"object": "list", "data": []}')
     with migrated_database("gw_fuzz") as url:
-        yield from _serve(make_settings, anvil, url)
+        yield from _serve(make_settings, anvil, url, home)
 
 
-def _serve(make_settings, anvil, url: str) -> Iterator[str]:
+def _serve(make_settings, anvil, url: str, home) -> Iterator[str]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn_config(
             make_settings(
                 database_url=url,
+                gateway_home=home,
                 host="127.0.0.1",
                 sidecar_port=port,
                 siwe_domain=f"127.0.0.1:{port}",

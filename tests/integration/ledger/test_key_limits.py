@@ -1,0 +1,153 @@
+"""Per-key credit limits in the ledger, on PostgreSQL (one statement) and SQLite (portable): the limit is
+decided in the hold's own conditional write, a settle and a release give back to the period the hold counted
+in, and a period rolls over on a clock the test controls."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from gateway import ledger
+from gateway.accounts.keys import create_key, set_limit
+from gateway.db.schema import credit_holds, llm_usage
+from tests.conftest import new_request_id
+from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
+from tests.ledger_checks import assert_books_balance
+
+NOW = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)  # one hour before a daily, and a monthly, reset
+
+
+def usage(account_id: int, key_id: int, rid: str, price: int) -> ledger.Usage:
+    return ledger.Usage(rid, account_id, key_id, "demo", 10, 5, price // 2, price, "2.0")
+
+
+async def funded(db, account, micros: int = 1_000_000) -> None:
+    await ledger.post_entry(db, account.id, micros, "admin_grant", new_request_id())
+
+
+async def assert_key_use_matches_holds(db, key_id: int, now: datetime = NOW) -> None:
+    """The key's period use == its pending holds + the charges of its settled calls, in the current period."""
+    limit = await ledger.get_key_limit(db, key_id, now)
+    async with db.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(credit_holds.c.status, credit_holds.c.amount_micros, credit_holds.c.key_period_start,
+                          (llm_usage.c.user_price_micros - llm_usage.c.uncollected_micros).label("charged"))
+                .outerjoin(llm_usage, llm_usage.c.request_id == credit_holds.c.request_id)
+                .where(credit_holds.c.key_id == key_id)
+            )
+        ).all()  # fmt: skip
+    from gateway.core.limits import period_start
+    from gateway.db.schema import as_utc
+
+    start = period_start(limit.reset, now)
+    counted = [r for r in rows if r.key_period_start is not None and as_utc(r.key_period_start) == start]
+    expected = sum(r.amount_micros if r.status == "pending" else (r.charged or 0) for r in counted)
+    assert limit.used_micros == expected
+
+
+async def test_concurrent_holds_on_one_key_never_pass_its_limit(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id, "capped", limit_micros=10_000, reset="monthly")).info
+    other = (await create_key(db, account.id, "free")).info
+
+    async def try_hold(key_id: int) -> bool:
+        try:
+            await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key_id, now=NOW)
+            return True
+        except ledger.KeyLimitExceeded:
+            return False
+
+    results = await asyncio.gather(*[try_hold(key.id) for _ in range(100)])
+    assert sum(results) == 10
+    limit = await ledger.get_key_limit(db, key.id, NOW)
+    assert (limit.used_micros, limit.remaining_micros) == (10_000, 0)
+    assert limit.resets_at == datetime(2027, 1, 1, tzinfo=UTC)
+    assert all(await asyncio.gather(*[try_hold(other.id) for _ in range(20)]))  # the account's other key
+    bal = await ledger.get_balance(db, account.id)
+    assert bal.held_micros == 30_000
+    await assert_key_use_matches_holds(db, key.id)
+
+
+async def test_the_refusal_names_limit_use_and_reset(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id, limit_micros=1_500, reset="daily")).info
+    await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    with pytest.raises(ledger.KeyLimitExceeded) as refused:
+        await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    assert (refused.value.limit.limit_micros, refused.value.limit.used_micros) == (1_500, 1_000)
+    text = str(refused.value)
+    assert "1.5 credits per day" in text and "1 credits are used" in text and "2027-01-01T00:00:00+00:00" in text
+    assert (await ledger.get_balance(db, account.id)).held_micros == 1_000  # the refusal changed nothing
+
+
+async def test_the_account_short_is_insufficient_credit_and_counts_nothing_on_the_key(db, account):
+    await funded(db, account, 500)
+    key = (await create_key(db, account.id, limit_micros=10_000, reset="none")).info
+    with pytest.raises(ledger.InsufficientCredit):
+        await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 0
+
+
+async def test_settle_gives_back_the_rest_of_the_hold_and_release_all_of_it(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id, limit_micros=5_000, reset="monthly")).info
+    settled, released = new_request_id(), new_request_id()
+    await ledger.hold(db, account.id, settled, 2_000, key_id=key.id, now=NOW)
+    await ledger.hold(db, account.id, released, 2_000, key_id=key.id, now=NOW)
+    await ledger.settle(db, usage(account.id, key.id, settled, 700))
+    await ledger.settle(db, usage(account.id, key.id, settled, 700))  # a replay gives back nothing more
+    await ledger.release(db, released)
+    await ledger.release(db, released)
+    assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 700
+    await assert_key_use_matches_holds(db, key.id)
+    await assert_books_balance(db)
+
+
+async def test_a_flexible_hold_reserves_what_the_key_limit_leaves(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id, limit_micros=3_000, reset="none")).info
+    first = await ledger.hold(db, account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
+    assert first.amount_micros == 3_000
+    with pytest.raises(ledger.KeyLimitExceeded):
+        await ledger.hold(db, account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
+    await assert_key_use_matches_holds(db, key.id)
+
+
+async def test_a_period_rolls_over_and_late_closes_leave_the_new_period_alone(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id, limit_micros=2_000, reset="daily")).info
+    old = new_request_id()
+    await ledger.hold(db, account.id, old, 2_000, key_id=key.id, now=NOW)
+    with pytest.raises(ledger.KeyLimitExceeded):
+        await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW + timedelta(minutes=59))
+    tomorrow = NOW + timedelta(hours=1)  # 2027-01-01 00:00 UTC
+    assert (await ledger.get_key_limit(db, key.id, tomorrow)).used_micros == 0
+    new = new_request_id()
+    await ledger.hold(db, account.id, new, 1_500, key_id=key.id, now=tomorrow)
+    await ledger.settle(db, usage(account.id, key.id, old, 400))  # yesterday's call ends today
+    limit = await ledger.get_key_limit(db, key.id, tomorrow)
+    assert (limit.used_micros, limit.resets_at) == (1_500, datetime(2027, 1, 2, tzinfo=UTC))
+    await assert_key_use_matches_holds(db, key.id, tomorrow)
+    await assert_books_balance(db)
+
+
+async def test_set_limit_changes_and_removes_the_limit_and_keeps_the_use(db, account):
+    await funded(db, account)
+    key = (await create_key(db, account.id)).info
+    await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 1_000  # counted without a limit too
+    capped = await set_limit(db, key.id, 1_000, "none", account_id=account.id)
+    assert capped is not None and capped.limit.limit_micros == 1_000
+    with pytest.raises(ledger.KeyLimitExceeded):
+        await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW)
+    assert await set_limit(db, key.id, None, "none", account_id=account.id + 1) is None  # not that account's key
+    await set_limit(db, key.id, None, "none")
+    await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW)
+    with pytest.raises(ValueError):
+        await set_limit(db, key.id, -1, "none")
+    with pytest.raises(ValueError):
+        await set_limit(db, key.id, 1, "hourly")
