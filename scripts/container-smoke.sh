@@ -143,7 +143,7 @@ LITELLM_CONFIG_FILE=$WORK/litellm_config.yaml
 GATEWAY_ENV_FILE=$WORK/smoke.env
 PROXY_WORKERS=1
 EOF
-"$PY" -c "import sys; from pathlib import Path; from tests.e2e.proxy_process import write_test_config
+"$PY" -c "import sys; from pathlib import Path; from devtools.proxy_process import write_test_config
 write_test_config(Path(sys.argv[1]), 'http://fake-upstream:9000/v1')" "$WORK"
 chmod a+r "$WORK/litellm_config.yaml"
 dc config -q

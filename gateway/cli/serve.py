@@ -19,8 +19,8 @@ from gateway.cli.common import JsonOpt, emit
 from gateway.cli.database import DatabaseNotReady, migrate_database, run_with_database, shown
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.output import err, fail, out
-from gateway.cli.supervisor import child_env, proxy_argv
-from gateway.config import REPO_ROOT, Settings, get_settings
+from gateway.cli.supervisor import check_models, child_env, proxy_argv
+from gateway.config import Settings, get_settings
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
 
 
@@ -36,11 +36,13 @@ def migrate(as_json: bool = JsonOpt) -> None:
 
 def sidecar() -> None:
     """Serve the sign-in, keys and credits API alone on HOST:SIDECAR_PORT (`up` runs it too). Run `migrate`
-    first."""
-    run_with_database(get_settings().effective_database_url)
+    first. It publishes the price list it serves from GATEWAY_LITELLM_CONFIG first (naming unpriced models)."""
+    settings = get_settings()
+    run_with_database(settings.effective_database_url)
+    check_models(settings, refuse=False)  # the price list to serve; the proxy refuses unpriced models itself
     from gateway.sidecar.app import serve  # FastAPI and SIWE load only for this command
 
-    serve(get_settings())
+    serve(settings)
 
 
 UpConfigOpt = typer.Option(
@@ -63,23 +65,27 @@ def up(config: Path | None = UpConfigOpt) -> None:
 
 
 ConfigOpt = typer.Option(
-    REPO_ROOT / "litellm_config.yaml",
+    None,
     "--config",
     exists=True,
     dir_okay=False,
     readable=True,
-    help="The LiteLLM config: model list, prices, and the gateway's hooks.",
+    help="The LiteLLM config: model list, prices, and the gateway's hooks (default: GATEWAY_LITELLM_CONFIG, else "
+    "the repo's).",
 )
 OnceOpt = typer.Option(False, "--once", help="Sweep once, print what was released, and exit.")
 IntervalOpt = typer.Option(SWEEP_INTERVAL_SECONDS, "--interval", min=1, help="Seconds between sweeps.")
 JsonOpt = typer.Option(False, "--json", help="With --once: print one JSON document.")
 
 
-def proxy(config: Path = ConfigOpt) -> None:
-    """Run the LiteLLM proxy with the gateway's hooks alone on HOST:PROXY_PORT (a replica). Run `migrate` first."""
+def proxy(config: Path | None = ConfigOpt) -> None:
+    """Run the LiteLLM proxy with the gateway's hooks alone on HOST:PROXY_PORT (a replica). Run `migrate` first.
+    A model its config cannot price is refused per call (400); `gateway check` lists such models."""
     settings = get_settings()
+    if config is not None:
+        settings = settings.model_copy(update={"litellm_config": config})
     run_with_database(settings.effective_database_url)  # unreachable or unmigrated: one line, status 1
-    argv = proxy_argv(settings, config.resolve())
+    argv = proxy_argv(settings, settings.effective_litellm_config)
     env = child_env(settings, ensure_master_key(settings))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -157,15 +157,19 @@ def _terminate(procs: list[Child]) -> None:
             child.proc.wait()
 
 
-def _check_models(settings: Settings) -> bool:
-    """`gateway check` before anything starts: each error one line (the model and the fix); the price list
-    published for the sidecar when there is none."""
+def check_models(settings: Settings, *, refuse: bool = True) -> bool:
+    """`gateway check` before anything starts: each problem one line (the model and the fix), then the price
+    list published for the sidecar. With `refuse`, an error means False (do not start) and nothing published;
+    without, the priced models are published and the unpriced ones named (calls to them are refused anyway)."""
     from gateway.proxy.catalog import load, publish
 
     catalog = load(settings.effective_litellm_config, settings.user_price_markup_factor)
+    stop = refuse and bool(catalog.errors)
     for problem in catalog.problems:
-        console.print(f"{problem.line()}{'; not starting' if problem.severity == 'error' else ''}", markup=False)
-    if catalog.errors:
+        console.print(
+            f"{problem.line()}{'; not starting' if stop and problem.severity == 'error' else ''}", markup=False
+        )
+    if stop:
         return False
     publish(catalog, settings.price_list_path)
     return True
@@ -177,7 +181,7 @@ def serve(settings: Settings) -> int:
     if chain.error:
         console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
         return 2
-    if not _check_models(settings):
+    if not check_models(settings):
         return 2
     master_source = "LITELLM_MASTER_KEY" if settings.litellm_master_key else f"{settings.gateway_home}/master_key"
     master_key = ensure_master_key(settings)
