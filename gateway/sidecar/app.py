@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
-from gateway.sidecar import errors, routes_auth, routes_credits, routes_health, routes_keys, routes_payments
+from gateway.sidecar import errors, routes_auth, routes_config, routes_credits, routes_health, routes_keys, routes_page
+from gateway.sidecar import routes_payments
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
 
@@ -43,10 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (routes_auth, routes_keys, routes_credits, routes_payments):
+    for module in (routes_auth, routes_keys, routes_credits, routes_payments, routes_config):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(routes_health.router)
+    routes_page.install(app)
     app.middleware("http")(_no_store)
     # added last, so outermost: an oversized body is refused before the other middleware run
     app.add_middleware(BodyLimit, max_bytes=settings.sidecar_max_body_bytes, too_large=errors.request_too_large)

@@ -32,12 +32,13 @@ class KeyOut(BaseModel):
     active: bool
     created_at: datetime | None
     revoked_at: datetime | None
+    last_used_at: datetime | None = Field(default=None, description="The key's latest billed call; null if none")
 
     @classmethod
-    def of(cls, info: KeyInfo) -> KeyOut:
+    def of(cls, info: KeyInfo, last_used_at: datetime | None = None) -> KeyOut:
         return cls(
             id=info.id, prefix=info.prefix, label=info.label, active=info.active,
-            created_at=info.created_at, revoked_at=info.revoked_at,
+            created_at=info.created_at, revoked_at=info.revoked_at, last_used_at=last_used_at,
         )  # fmt: skip
 
 

@@ -1,0 +1,115 @@
+"""The credits page end to end, as a wallet user goes through it: connect -> signed in at once -> first key
+shown once -> top up $10 -> "confirming n of N" (surviving a reload) -> blocks mined -> credited ->
+10,000 credits -> a call through the real proxy with that key -> its usage row -> create and revoke a
+key -> sign out. Screenshots 01-09 of these states, and axe-core on each view."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import openai
+import pytest
+from playwright.async_api import expect
+
+from gateway.config import Settings
+from tests.browser.conftest import Ui, notice
+from tests.browser.stack import MIN_CONFIRMATIONS, REDIS_URL
+from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
+from tests.fake_upstream import FakeUpstream
+
+
+@pytest.fixture(scope="module")
+def proxy(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[ProxyProcess]]:
+    """The real LiteLLM proxy on the run's database, started in the background (it takes a while)."""
+    home = tmp_path_factory.mktemp("proxy")
+    with FakeUpstream() as upstream, ThreadPoolExecutor(max_workers=1) as pool:
+        settings = Settings(
+            _env_file=None, gateway_home=home, database_url=pg_url, redis_url=REDIS_URL, proxy_port=free_port(),
+            proxy_workers=1, litellm_master_key="sk-admin-browser-test",
+        )  # fmt: skip
+        process = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log")
+        started = pool.submit(process.start)
+        yield started
+        started.result()
+        process.stop()
+
+
+async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
+    wallet = ui.wallet()
+    page = await ui.open(wallet)
+    await expect(page.get_by_role("heading", name="Prepaid credits for LLM calls")).to_be_visible()
+    await ui.shoot(page, "01-connect")
+    await ui.axe(page)
+
+    # connect: signed in at once, the first key shown once with a copy button
+    await page.get_by_role("button", name="Connect wallet").click()
+    await expect(page.get_by_role("heading", name="Your first API key")).to_be_visible()
+    await expect(page.locator("#who-wallet")).to_have_text(f"{wallet.address[:6]}…{wallet.address[-4:]}")
+    key = await page.locator("#newkey-value").input_value()
+    assert key.startswith("sk-cg-")
+    await page.get_by_role("button", name="Copy").click()
+    await expect(page.locator("#newkey-copied")).to_have_text("Copied to the clipboard.")
+    assert await page.evaluate("navigator.clipboard.readText()") == key
+    await expect(page.locator("#bal-credits")).to_have_text("0")
+    await ui.shoot(page, "02-signed-in-first-key")
+    await ui.axe(page)
+    await page.get_by_role("button", name="I have saved it").click()
+    await expect(page.locator("#newkey")).to_be_hidden()
+    await expect(page.locator("#keys-body tr")).to_have_count(1)
+
+    # top up $10: the wallet sends the USDC transfer, the page confirms it
+    await page.get_by_role("button", name="$10", exact=True).click()
+    await expect(page.locator("#topup-amount")).to_have_value("10")
+    await page.get_by_role("button", name="Pay 10.00 USDC").click()
+    await expect(page.locator("#topup-state")).to_have_text(f"Confirming: 1 of {MIN_CONFIRMATIONS} confirmations.")
+    tx = await page.locator("#topup-tx").text_content()
+    assert tx and tx.startswith("0x") and len(tx) == 66
+    await ui.shoot(page, "03-top-up-confirming")
+
+    # a reload keeps the session and resumes confirming the same transaction
+    await ui.goto(page)
+    await expect(page.locator("#who-wallet")).to_be_visible()
+    await expect(page.locator("#topup-state")).to_have_text(f"Confirming: 1 of {MIN_CONFIRMATIONS} confirmations.")
+    await expect(page.locator("#topup-tx")).to_have_text(tx)
+    ui.chain.mine(MIN_CONFIRMATIONS - 1)
+    await expect(page.locator("#topup-state")).to_have_text("Credited: 10,000 credits from 10.00 USDC.")
+    await expect(page.locator("#bal-credits")).to_have_text("10,000")
+    await expect(page.locator("#bal-usd")).to_have_text("$10.00 at 1,000 credits per USD")
+    await expect(page.locator("#ledger-body tr").first).to_contain_text("USDC top-up")
+    assert await page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('cg.topup.'))") == []
+    await ui.shoot(page, "04-credited")
+
+    # a call through the proxy with the first key; the page shows its usage row at its next refresh
+    client = openai.AsyncOpenAI(base_url=(await asyncio.wrap_future(proxy)).base_url, api_key=key, max_retries=0)
+    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=20)
+    await page.get_by_role("button", name="Refresh").click()
+    row = page.locator("#usage-body tr").first
+    await expect(row).to_contain_text("gpt-4o-mini")
+    await expect(page.locator("#keys-body tr").first).not_to_contain_text("Never")
+    await ui.shoot(page, "05-usage")
+
+    # create a key: shown once, then revoke it after confirming
+    await page.get_by_label("Label for a new key").fill("laptop")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_role("heading", name="Your new API key")).to_be_visible()
+    assert (await page.locator("#newkey-value").input_value()).startswith("sk-cg-")
+    await expect(page.locator("#keys-body tr")).to_have_count(2)
+    await ui.shoot(page, "06-new-key")
+    await page.get_by_role("button", name="I have saved it").click()
+    await page.locator("#keys-body tr", has_text="laptop").get_by_role("button", name="Revoke").click()
+    dialog = page.get_by_role("dialog", name="Revoke this key?")
+    await expect(dialog).to_be_visible()
+    await ui.shoot(page, "07-revoke-confirm")
+    await dialog.get_by_role("button", name="Revoke key").click()
+    await expect(page.locator("#keys-body tr", has_text="laptop")).to_contain_text("Revoked")
+    await expect(page.locator("#keys-body tr", has_text="default")).to_contain_text("Active")
+
+    # sign out: back to connect, and a reload stays signed out without an error
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("button", name="Connect wallet")).to_be_visible()
+    await ui.goto(page)
+    await expect(page.get_by_role("button", name="Connect wallet")).to_be_visible()
+    await expect(notice(page)).to_be_hidden()
+    await ui.shoot(page, "08-signed-out")
