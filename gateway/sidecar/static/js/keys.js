@@ -36,7 +36,7 @@ function hideNewKey() {
 function keyRow(key, onRevoke) {
   const status = key.active ? "Active" : `Revoked ${formatTime(key.revoked_at)}`;
   const action = key.active
-    ? el("button", { type: "button", className: "danger small", onclick: () => onRevoke(key),
+    ? el("button", { type: "button", className: "danger small", onclick: () => onRevoke(key), "data-key-id": key.id,
       "aria-label": `Revoke key ${key.prefix}… ${key.label}`.trim() }, "Revoke")
     : "";
   return el("tr", {},
@@ -55,7 +55,10 @@ export function createKeys(afterChange) {
 
   async function load() {
     const { data } = await api("/keys");
-    $("keys-body").replaceChildren(...data.data.map((k) => keyRow(k, askRevoke)));
+    const body = $("keys-body");
+    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.keyId : undefined;
+    body.replaceChildren(...data.data.map((k) => keyRow(k, askRevoke)));
+    if (focused) body.querySelector(`[data-key-id="${focused}"]`)?.focus(); // a refresh keeps keyboard focus
   }
 
   function askRevoke(key) {
