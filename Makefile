@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install up test services bench clean
+.PHONY: install up test services chromium bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,12 @@ up: install
 services:
 	@bash scripts/services.sh
 
-test: install node_modules/.installed services
+# the browser tests drive Debian's chromium (Playwright never downloads one here)
+chromium:
+	@test -x /usr/bin/chromium || { echo "installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install node_modules/.installed chromium services
 	$(PY) -m pytest -q
 
 bench: install services

@@ -66,6 +66,7 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     await expect(page.locator("#topup-state")).to_have_text(f"Confirming: 1 of {MIN_CONFIRMATIONS} confirmations.")
     tx = await page.locator("#topup-tx").text_content()
     assert tx and tx.startswith("0x") and len(tx) == 66
+    await expect(page.get_by_role("button", name="Pay 10.00 USDC")).to_be_disabled()  # one top-up at a time
     await ui.shoot(page, "03-top-up-confirming")
 
     # a reload keeps the session and resumes confirming the same transaction
@@ -76,6 +77,7 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     ui.chain.mine(MIN_CONFIRMATIONS - 1)
     await expect(page.locator("#topup-state")).to_have_text("Credited: 10,000 credits from 10.00 USDC.")
     await expect(page.locator("#bal-credits")).to_have_text("10,000")
+    await expect(page.get_by_role("button", name="Pay 10.00 USDC")).to_be_enabled()
     await expect(page.locator("#bal-usd")).to_have_text("$10.00 at 1,000 credits per USD")
     await expect(page.locator("#ledger-body tr").first).to_contain_text("USDC top-up")
     assert await page.evaluate("Object.keys(localStorage).filter((k) => k.startsWith('cg.topup.'))") == []

@@ -61,6 +61,7 @@ export function apiErrorText(error) {
 /** Show `message` in the notice; `actions` are [label, handler] buttons; `tone` is "error" or "info". */
 export function notify(message, { actions = [], tone = "error" } = {}) {
   const box = $("notice");
+  announce(""); // what was under way has ended: the notice says how
   box.dataset.tone = tone;
   $("notice-text").textContent = message;
   $("notice-actions").replaceChildren(

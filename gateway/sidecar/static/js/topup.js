@@ -14,6 +14,7 @@ import * as wallet from "./wallet.js";
 const POLL_MS = 2000;
 const RPC_RETRY_S = 5;
 let run = 0; // the tracker of an older run stops when this moves on
+let tracking = false; // a top-up is being confirmed: no second one until it ends
 
 const storageKey = () => `cg.topup.${state.session.wallet_address.toLowerCase()}`;
 
@@ -89,6 +90,15 @@ async function pay(picked) {
     $("topup-amount").focus();
     return;
   }
+  $("topup-pay").disabled = true; // one payment at a time: no double spend by a second click
+  try {
+    await send(micros, picked);
+  } finally {
+    $("topup-pay").disabled = tracking;
+  }
+}
+
+async function send(micros, picked) {
   const { usdc_address: usdc, dao_wallet_address: dao, chain_id: chain } = state.config;
   try {
     if (picked) state.wallet = { ...picked, address: await wallet.requestAccount(picked.provider) };
@@ -104,6 +114,7 @@ async function pay(picked) {
     const tx = await wallet.sendTransaction(payer.provider, {
       from: payer.address, to: usdc, data: transferCallData(dao, micros), value: "0x0",
     });
+    announce("");
     localStorage.setItem(storageKey(), JSON.stringify({ tx, micros: micros.toString() }));
     track({ tx, micros: micros.toString() });
   } catch (error) {
@@ -114,8 +125,18 @@ async function pay(picked) {
 }
 
 /** Ask the gateway to confirm `pending.tx` until it is credited or refused. */
-async function track(pending) {
+function track(pending) {
   const mine = ++run;
+  tracking = true;
+  $("topup-pay").disabled = true;
+  return follow(pending, mine).finally(() => {
+    if (mine !== run) return;
+    tracking = false;
+    $("topup-pay").disabled = false;
+  });
+}
+
+async function follow(pending, mine) {
   const amount = formatUsd(pending.micros).slice(1);
   progress(`Transfer of ${amount} USDC sent. Waiting for the gateway to see it on chain…`, { tx: pending.tx });
   while (mine === run) {
@@ -159,7 +180,8 @@ async function track(pending) {
 export function initTopup() {
   const { config } = state;
   if (!config.payments_enabled) {
-    $("topup-form").replaceChildren(el("p", {}, text.paymentsOff()));
+    show($("topup-form"), false);
+    $("topup").append(el("p", {}, text.paymentsOff()));
     return;
   }
   $("topup-bounds").textContent = `${formatUsd(config.min_topup_micros)} to ${formatUsd(config.max_topup_micros)}`;
@@ -184,7 +206,7 @@ export function initTopup() {
 
 /** At sign-in (or reload): resume the top-up this wallet started, if any; stop a previous account's. */
 export function resumeTopup() {
-  run++;
+  stopTopup();
   show($("topup-progress"), false);
   const pending = state.session && pendingTopup();
   if (pending) track(pending);
@@ -192,4 +214,6 @@ export function resumeTopup() {
 
 export function stopTopup() {
   run++;
+  tracking = false;
+  $("topup-pay").disabled = false;
 }
