@@ -72,8 +72,9 @@ class Ui:
         """A new test wallet holding ETH for gas and `usdc` whole test USDC."""
         return TestWallet(self.chain, **fields).fund(usdc * USDC)
 
-    async def open(self, *wallets: TestWallet, viewport: dict[str, int] = DESKTOP) -> Page:
-        """The page in a fresh context (its own cookies, storage and client IP) with these wallets injected."""
+    async def open(self, *wallets: TestWallet, viewport: dict[str, int] = DESKTOP, clock: bool = False) -> Page:
+        """The page in a fresh context (its own cookies, storage and client IP) with these wallets injected;
+        `clock`: with Playwright's controllable clock installed (then `page.clock.fast_forward`)."""
         context = await self.browser.new_context(
             viewport=viewport, extra_http_headers={"X-Forwarded-For": next(_client_ips)}
         )
@@ -81,6 +82,8 @@ class Ui:
         self.contexts.append(context)
         if wallets:
             await install(context, list(wallets))
+        if clock:
+            await context.clock.install()
         page = await context.new_page()
         page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
         page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
@@ -91,9 +94,9 @@ class Ui:
         await page.goto(self.sidecar.url)
         await expect(page.locator("body[data-ready=true]")).to_be_attached()
 
-    async def sign_in(self, wallet: TestWallet) -> Page:
+    async def sign_in(self, wallet: TestWallet, clock: bool = False) -> Page:
         """Open the page with `wallet`, connect and sign in, and put the first key away."""
-        page = await self.open(wallet)
+        page = await self.open(wallet, clock=clock)
         await page.get_by_role("button", name="Connect wallet").click()
         await expect(page.locator("#newkey")).to_be_visible()
         await page.get_by_role("button", name="I have saved it").click()

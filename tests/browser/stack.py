@@ -17,7 +17,7 @@ import httpx
 import redis
 
 from tests.chain.anvil import Anvil
-from tests.e2e.proxy_process import free_port
+from tests.e2e.proxy_process import free_port, stop_process
 from tests.forwarder import TcpForwarder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,13 +36,7 @@ class Sidecar:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         with redis.Redis.from_url(REDIS_URL) as client:
             for key in client.scan_iter(match=f"{self.redis_prefix}:*"):
                 client.delete(key)

@@ -91,6 +91,7 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     await expect(row).to_contain_text("gpt-4o-mini")
     await expect(page.locator("#keys-body tr").first).not_to_contain_text("Never")
     await ui.shoot(page, "05-usage")
+    await ui.axe(page)
 
     # create a key: shown once, then revoke it after confirming
     await page.get_by_label("Label for a new key").fill("laptop")
@@ -104,6 +105,7 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     dialog = page.get_by_role("dialog", name="Revoke this key?")
     await expect(dialog).to_be_visible()
     await ui.shoot(page, "07-revoke-confirm")
+    await ui.axe(page)
     await dialog.get_by_role("button", name="Revoke key").click()
     await expect(page.locator("#keys-body tr", has_text="laptop")).to_contain_text("Revoked")
     await expect(page.locator("#keys-body tr", has_text="default")).to_contain_text("Active")
@@ -115,3 +117,4 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     await expect(page.get_by_role("button", name="Connect wallet")).to_be_visible()
     await expect(notice(page)).to_be_hidden()
     await ui.shoot(page, "08-signed-out")
+

@@ -7,14 +7,16 @@ const PAGE_SIZE = 10;
 
 /**
  * `path`: the list endpoint; `columns`: [[heading, row => text, className?], ...]; `empty`: the text when
- * there are no rows. Elements (ids) `<name>-body`, `-newer`, `-older`, `-page` and `-pager` must exist.
+ * there are no rows. Elements `<name>-body` (a tbody) and `<name>-pager` (the paging controls' place) must exist.
  */
 export function createPager(name, path, columns, empty) {
   const body = document.getElementById(`${name}-body`);
-  const newer = document.getElementById(`${name}-newer`);
-  const older = document.getElementById(`${name}-older`);
-  const where = document.getElementById(`${name}-page`);
   const pager = document.getElementById(`${name}-pager`);
+  const button = (label) => el("button", { type: "button", className: "secondary small" }, label);
+  const newer = button("Newer");
+  const older = button("Older");
+  const where = el("span");
+  pager.replaceChildren(newer, where, older);
   let cursors = [null]; // cursors[i] reads page i; the last one is the page shown
   let next = null;
 

@@ -11,7 +11,7 @@ import { announce, apiErrorText, clearNotice, notify, text } from "./messages.js
 import { chooseWallet, ensureChain, state } from "./session.js";
 import * as wallet from "./wallet.js";
 
-const POLL_MS = 2000;
+const POLL_MS = 3000; // 20 confirms a minute: under RATE_LIMIT_PAYMENT_CONFIRM (30/minute)
 const RPC_RETRY_S = 5;
 let run = 0; // the tracker of an older run stops when this moves on
 let tracking = false; // a top-up is being confirmed: no second one until it ends
