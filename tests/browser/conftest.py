@@ -1,5 +1,6 @@
-"""Browser tests of the credits page: one headless Debian chromium per session, one real sidecar per module
-(on the run's PostgreSQL, Redis and anvil), and per test a fresh browser context with injected test wallets.
+"""Browser tests of the credits page: one headless Debian chromium and one real sidecar (on the run's
+PostgreSQL, Redis and anvil) per session, and per test a fresh browser context with injected test wallets, a
+fresh wallet key (so tests share the database without seeing each other) and the `chain` snapshot.
 
 `ui` is the per-test handle: open the page with wallets, sign in, take screenshots at 1280 and 360 px
 (under $BROWSER_SHOTS_DIR, default .test-output/screenshots), run axe-core, and at the end check that the
@@ -49,7 +50,7 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sidecar(pg_url: str, anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     dao = Web3.to_checksum_address("0x" + secrets.token_hex(20))
     with TcpForwarder("127.0.0.1", anvil.port) as rpc:
