@@ -124,4 +124,5 @@ llm_usage = sa.Table(
     sa.CheckConstraint("user_price_micros >= provider_cost_micros", name="price_covers_cost"),
     sa.CheckConstraint("uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
+    sa.Index("ix_llm_usage_account_id_created_at", "account_id", "created_at"),  # spend per day (history_daily)
 )

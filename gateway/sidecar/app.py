@@ -16,7 +16,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
 from gateway.sidecar import errors, routes_auth, routes_config, routes_credits, routes_health, routes_keys, routes_page
-from gateway.sidecar import routes_payments
+from gateway.sidecar import routes_payments, routes_usage_daily
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
 
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (routes_auth, routes_keys, routes_credits, routes_payments, routes_config):
+    for module in (routes_auth, routes_keys, routes_credits, routes_payments, routes_config, routes_usage_daily):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(routes_health.router)

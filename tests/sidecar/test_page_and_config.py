@@ -115,3 +115,21 @@ async def test_keys_show_when_they_were_last_used(client, wallet, db):
     other = (await client.post("/api/v1/keys", json={"label": "unused"})).json()
     keys = {k["id"]: k for k in (await client.get("/api/v1/keys")).json()["data"]}
     assert keys[key_id]["last_used_at"] is not None and keys[other["id"]]["last_used_at"] is None
+
+
+async def test_usage_daily_is_the_sessions_own_spend(client, wallet, db, make_settings):
+    assert (await client.get("/api/v1/usage/daily")).status_code == 401
+    me = await sign_in(client, wallet)
+    await ledger.post_entry(db, me["account_id"], 1_000_000, "admin_grant", f"test-{uuid.uuid4()}")
+    for model, price in (("b-model", 10), ("a-model", 2_500), ("b-model", 5)):
+        await ledger.settle(db, ledger.Usage(f"req-{uuid.uuid4()}", me["account_id"], None, model, 3, 4, 1, price, "2.0"))
+    daily = (await client.get("/api/v1/usage/daily", params={"days": 7})).json()
+    assert len(daily["days"]) == 7 and daily["days"][-1]["day"] == daily["last_day"]
+    assert [d["calls"] for d in daily["days"][:-1]] == [0] * 6
+    today = daily["days"][-1]
+    assert (today["calls"], today["prompt_tokens"], today["completion_tokens"], today["charged_micros"]) == (3, 9, 12, 2_515)
+    assert [(m["model"], m["charged_micros"], m["calls"]) for m in today["models"]] == [("a-model", 2_500, 1), ("b-model", 15, 2)]
+    assert daily["total"]["charged_credits"] == "2.515"
+    assert [m["model"] for m in daily["models"]] == ["a-model", "b-model"]
+    for bad in ("0", "367", "x"):
+        assert (await client.get("/api/v1/usage/daily", params={"days": bad})).status_code == 422
