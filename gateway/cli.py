@@ -21,7 +21,9 @@ from gateway.config import SettingsError, get_settings
 from gateway.commands.database import DatabaseNotReady, migrate_database, run_with_database, shown
 from gateway.commands.output import err, fail, out
 from gateway.commands.payments import reconcile, watch
+from gateway.commands.usage_daily import daily_table
 from gateway.history import Window, usage_page
+from gateway.history_daily import MAX_DAYS, as_document, daily_usage
 from gateway.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
 
 app = typer.Typer(help="credit-gateway: a credit-metered LLM gateway on LiteLLM.", no_args_is_help=True, add_completion=False)
@@ -205,8 +207,15 @@ def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def usage(wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=1, max=100), as_json: bool = JsonOpt) -> None:
-    """Show the account's most recent calls: tokens, provider cost and what the user paid."""
+def usage(
+    wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=1, max=100), as_json: bool = JsonOpt,
+    daily: bool = typer.Option(False, "--daily", help="Spend per UTC day (calls, tokens, credits) instead."),
+    days: int = typer.Option(30, "--days", min=1, max=MAX_DAYS, help="With --daily: how many days, up to today."),
+) -> None:
+    """Show the account's most recent calls: tokens, provider cost and what the user paid (or, --daily, per day)."""
+    if daily:
+        spend = run_for_account(lambda db, acct: daily_usage(db, acct.id, days), wallet)
+        return emit(as_json, as_document(spend), lambda: out.print(daily_table(spend)))
     page = run_for_account(lambda db, acct: usage_page(db, acct.id, Window(limit=limit), with_provider_cost=True), wallet)
     rows = [dataclasses.asdict(r) for r in page.items]
 

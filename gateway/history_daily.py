@@ -3,6 +3,7 @@
 One grouped query (by UTC day and model) over `llm_usage`, served by the (account_id, created_at) index;
 days without calls are filled in as zeros here, so a window of N days always has N days. "Charged" is
 what the account paid: the user price less what went uncollected, the same figure as its ledger debits.
+`as_document` is the JSON shape both the API and `gateway usage --daily --json` give.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from gateway.db.schema import llm_usage
+from gateway.money import micros_to_credits
 
 MAX_DAYS = 366
 
@@ -113,3 +115,25 @@ async def daily_usage(db: AsyncEngine, account_id: int, days: int = 30, today: d
         out.append(Day(day, sum(models.values(), Spend()), models))
     total = sum(by_model.values(), Spend())
     return DailyUsage(first, last, out, _dearest_first(by_model), total)
+
+
+def _spend_document(spend: Spend) -> dict[str, int | str]:
+    return {**vars(spend), "charged_credits": micros_to_credits(spend.charged_micros)}
+
+
+def _models_document(spend: dict[str, Spend]) -> list[dict[str, int | str]]:
+    return [{"model": model, **_spend_document(s)} for model, s in spend.items()]
+
+
+def as_document(usage: DailyUsage) -> dict[str, object]:
+    """Plain JSON types: micros as integers, credits as exact decimal strings, days as ISO dates."""
+    return {
+        "first_day": usage.first_day.isoformat(),
+        "last_day": usage.last_day.isoformat(),
+        "days": [
+            {"day": d.day.isoformat(), **_spend_document(d.total), "models": _models_document(d.by_model)}
+            for d in usage.days
+        ],
+        "models": _models_document(usage.by_model),
+        "total": _spend_document(usage.total),
+    }

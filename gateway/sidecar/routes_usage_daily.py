@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from gateway.history_daily import MAX_DAYS, Spend, daily_usage
-from gateway.money import micros_to_credits
+from gateway.history_daily import MAX_DAYS, as_document, daily_usage
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import documented
 
@@ -22,10 +21,6 @@ class SpendOut(BaseModel):
     completion_tokens: int
     charged_micros: int = Field(description="What the calls cost the account (its ledger debits)")
     charged_credits: str = Field(description="The same in credits, exact")
-
-    @classmethod
-    def fields_of(cls, spend: Spend) -> dict[str, int | str]:
-        return {**vars(spend), "charged_credits": micros_to_credits(spend.charged_micros)}
 
 
 class ModelSpendOut(SpendOut):
@@ -45,10 +40,6 @@ class DailyOut(BaseModel):
     total: SpendOut
 
 
-def _models(spend: dict[str, Spend]) -> list[ModelSpendOut]:
-    return [ModelSpendOut(model=model, **SpendOut.fields_of(s)) for model, s in spend.items()]
-
-
 @router.get("/usage/daily", response_model=DailyOut, responses=documented(401, 422))
 async def usage_daily(
     svc: ServicesDep,
@@ -56,11 +47,4 @@ async def usage_daily(
     days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="How many UTC days, up to today")] = 30,
 ) -> DailyOut:
     """Calls, tokens and credits charged per UTC day and model, for the last `days` days."""
-    usage = await daily_usage(svc.db, session.account_id, days)
-    return DailyOut(
-        first_day=usage.first_day,
-        last_day=usage.last_day,
-        days=[DayOut(day=d.day, models=_models(d.by_model), **SpendOut.fields_of(d.total)) for d in usage.days],
-        models=_models(usage.by_model),
-        total=SpendOut(**SpendOut.fields_of(usage.total)),
-    )
+    return DailyOut.model_validate(as_document(await daily_usage(svc.db, session.account_id, days)))
