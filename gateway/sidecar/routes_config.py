@@ -37,6 +37,8 @@ class ConfigOut(BaseModel):
     siwe_domain: str = Field(description="The domain (host[:port]) a sign-in message must be for")
     siwe_statement: str = Field(description="The statement the page puts in its sign-in message")
     siwe_version: str = Field(description="The EIP-4361 message version")
+    api_base_url: str = Field(description="The OpenAI-compatible base URL to use API keys with")
+    price_list_url: str | None = Field(description="Where the prices per model are listed, if the operator set one")
 
 
 @router.get("/config", response_model=ConfigOut, responses=documented())
@@ -61,4 +63,6 @@ async def config(svc: ServicesDep) -> ConfigOut:
         siwe_domain=settings.siwe_domain,
         siwe_statement=SIWE_STATEMENT,
         siwe_version="1",
+        api_base_url=settings.effective_api_base_url,
+        price_list_url=settings.price_list_url,
     )

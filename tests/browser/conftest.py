@@ -35,6 +35,7 @@ USDC = 1_000_000
 SHOTS_DIR = Path(os.environ.get("BROWSER_SHOTS_DIR", REPO_ROOT / ".test-output" / "screenshots"))
 AXE_SOURCE = (REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js").read_text()
 _NETWORK_ERROR = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+_NEXT_FRAMES = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 _client_ips = (f"198.51.100.{n}" for n in itertools.cycle(range(1, 255)))  # TEST-NET-2: a header value only
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
@@ -107,15 +108,18 @@ class Ui:
         """HTTP error statuses the test provokes: their "Failed to load resource" console lines are expected."""
         self.expected_statuses.update(statuses)
 
-    async def shoot(self, page: Page, name: str) -> None:
-        """Screenshots `name-1280.png` and `name-360.png` (full page); at 360 px nothing may scroll sideways."""
+    async def shoot(self, page: Page, name: str, part: Locator | None = None) -> None:
+        """Screenshots `name-1280.png` and `name-360.png` (the full page, or one `part` of it); at 360 px
+        nothing may scroll sideways."""
         SHOTS_DIR.mkdir(parents=True, exist_ok=True)
         original = page.viewport_size
         for size in (DESKTOP, PHONE):
             await page.set_viewport_size(size)
+            await page.evaluate(_NEXT_FRAMES)  # the page's resize observers (the chart) redraw first
             overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px at {size['width']}px"
-            await page.screenshot(path=SHOTS_DIR / f"{name}-{size['width']}.png", full_page=True)
+            path = SHOTS_DIR / f"{name}-{size['width']}.png"
+            await (part.screenshot(path=path) if part else page.screenshot(path=path, full_page=True))
         await page.set_viewport_size(original)
 
     async def axe(self, page: Page) -> None:

@@ -1,12 +1,19 @@
-"""The account view keeps itself current (every 15 s while visible) and pages through long histories."""
+"""The account view keeps itself current (every 15 s while visible), pages through long histories, and charts
+a month of spend on more models than it has colours for (the top five and "other")."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
 from playwright.async_api import expect
 
 from gateway import ledger
 from gateway.accounts import get_or_create_account
+from gateway.db.schema import llm_usage
 from tests.browser.conftest import Ui
+from tests.browser.test_flow import formatted_credits
 
 
 async def _grant(ui: Ui, wallet: str, micros: int, reference: str) -> None:
@@ -43,3 +50,58 @@ async def test_the_ledger_pages_ten_rows_at_a_time(ui: Ui) -> None:
     await pager.get_by_role("button", name="Newer").click()
     await expect(rows).to_have_count(10)
     await expect(page.get_by_role("navigation", name="Usage pages")).to_be_hidden()  # one page: no controls
+
+
+MONTH_MODELS = {"gpt-4o": 9_000, "claude-sonnet": 7_000, "gpt-4o-mini": 3_000, "gemini-flash": 2_000,
+                "mistral-small": 1_000, "llama-3-8b": 400, "qwen-small": 300}  # fmt: skip
+
+
+async def _seed_month(ui: Ui, wallet: str) -> dict[str, int]:
+    """30 days of calls on seven models (none on some days), written as the proxy writes them."""
+    account = await get_or_create_account(ui.db, wallet)
+    today = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+    totals = dict.fromkeys(MONTH_MODELS, 0)
+    rows = []
+    for back in range(30):
+        if back % 7 == 3:
+            continue  # a quiet day
+        for i, (model, price) in enumerate(MONTH_MODELS.items()):
+            if (back + i) % 3 == 0:
+                charged = price * (1 + (back * 7 + i) % 5)
+                totals[model] += charged
+                rows.append({
+                    "request_id": f"month-{uuid.uuid4()}", "account_id": account.id, "model": model,
+                    "prompt_tokens": 100 + back, "completion_tokens": 50 + i, "total_tokens": 150 + back + i,
+                    "provider_cost_micros": charged // 2, "user_price_micros": charged, "markup": "2.0",
+                    "created_at": today - timedelta(days=back),
+                })  # fmt: skip
+    async with ui.db.begin() as conn:
+        await conn.execute(sa.insert(llm_usage), rows)
+    return totals
+
+
+async def test_a_month_of_seven_models_shows_the_top_five_and_other(ui: Ui) -> None:
+    wallet = ui.wallet()
+    page = await ui.sign_in(wallet)
+    totals = await _seed_month(ui, wallet.address)
+    await _grant(ui, wallet.address, 5_000_000, "month")
+    await page.get_by_role("button", name="Refresh").click()
+    table = page.locator("#chart-table table")
+    await expect(table.locator("tbody tr")).to_have_count(30)
+    names = (await table.locator("thead th").all_text_contents())[1:-1]
+    dearest = sorted(totals, key=lambda m: -totals[m])
+    assert names == [*dearest[:5], "other"]
+    expected = [totals[m] for m in dearest[:5]] + [sum(totals[m] for m in dearest[5:])]
+    assert await table.locator("tfoot td").all_text_contents() == [
+        *(formatted_credits(v) for v in expected), formatted_credits(sum(totals.values()))
+    ]
+    await expect(page.locator("#chart-legend li")).to_have_count(6)
+    await expect(page.locator("#bal-runway")).to_contain_text("At your last-30-day rate, this lasts about")
+    await page.locator("#chart .hit[tabindex='0']").focus()
+    await page.keyboard.press("Home")
+    first_day = (await table.locator("tbody th").first.text_content()) or ""
+    await expect(page.locator("#chart .hit:focus")).to_have_attribute("data-day", first_day)
+    await expect(page.locator("#chart-detail")).to_contain_text(" credits, ")
+    await ui.shoot(page, "09-activity-card", part=page.locator("#activity"))
+    await ui.shoot(page, "09-activity-month")
+    await ui.axe(page)

@@ -1,7 +1,8 @@
 """The credits page end to end, as a wallet user goes through it: connect -> signed in at once -> first key
 shown once -> top up $10 -> "confirming n of N" (surviving a reload) -> blocks mined -> credited ->
 10,000 credits -> a call through the real proxy with that key -> its usage row -> create and revoke a
-key -> sign out. Screenshots 01-09 of these states, and axe-core on each view."""
+key -> sign out. Then the activity chart of those calls (two models).
+Screenshots 01-08 of these states, and axe-core on each view."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import openai
 import pytest
+import sqlalchemy as sa
 from playwright.async_api import expect
 
+from gateway.accounts import find_account
 from gateway.config import Settings
+from gateway.db.schema import llm_usage
 from tests.browser.conftest import Ui, notice
 from tests.browser.stack import MIN_CONFIRMATIONS, REDIS_URL
 from tests.e2e.proxy_process import ProxyProcess, free_port, write_test_config
@@ -84,13 +88,32 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     await ui.shoot(page, "04-credited")
 
     # a call through the proxy with the first key; the page shows its usage row at its next refresh
+    await expect(page.locator("#activity-empty")).to_contain_text("No calls in the last 30 days yet.")
     client = openai.AsyncOpenAI(base_url=(await asyncio.wrap_future(proxy)).base_url, api_key=key, max_retries=0)
-    await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=20)
+    for model in ("gpt-4o-mini", "demo", "gpt-4o-mini"):
+        await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=20)
     await page.get_by_role("button", name="Refresh").click()
-    row = page.locator("#usage-body tr").first
-    await expect(row).to_contain_text("gpt-4o-mini")
+    await expect(page.locator("#usage-body tr")).to_have_count(3)
+    await expect(page.locator("#usage-body tr").first).to_contain_text("gpt-4o-mini")
     await expect(page.locator("#keys-body tr").first).not_to_contain_text("Never")
-    await ui.shoot(page, "05-usage")
+
+    # the activity chart: two series whose totals are what the calls were charged
+    charged = await _charged_per_model(ui, wallet.address)
+    assert set(charged) == {"gpt-4o-mini", "demo"}
+    table = page.locator("#chart-table table")
+    names = await table.locator("thead th").all_text_contents()
+    assert sorted(names[1:-1]) == ["demo", "gpt-4o-mini"]
+    totals = await table.locator("tfoot td").all_text_contents()
+    assert dict(zip(names[1:-1], totals)) == {m: formatted_credits(v) for m, v in charged.items()}
+    assert totals[-1] == formatted_credits(sum(charged.values()))
+    await expect(page.locator("#chart-legend li")).to_have_count(2)
+    await expect(page.locator("#chart-summary")).to_contain_text("in 3 calls over the last 30 days")
+    await expect(page.locator("#bal-runway")).to_have_text("At your last-30-day rate, this lasts more than ten years.")
+    await page.locator("#chart .hit[tabindex='0']").focus()  # today's bar, where the keyboard enters
+    await expect(page.locator("#chart-detail")).to_contain_text(f"{formatted_credits(sum(charged.values()))} credits, 3 calls")
+    await page.keyboard.press("ArrowLeft")
+    await expect(page.locator("#chart-detail")).to_contain_text("0 credits, 0 calls")
+    await ui.shoot(page, "05-usage-and-activity")
     await ui.axe(page)
 
     # create a key: shown once, then revoke it after confirming
@@ -118,3 +141,20 @@ async def test_the_whole_flow(ui: Ui, proxy: Future[ProxyProcess]) -> None:
     await expect(notice(page)).to_be_hidden()
     await ui.shoot(page, "08-signed-out")
 
+
+
+async def _charged_per_model(ui: Ui, wallet: str) -> dict[str, int]:
+    account = await find_account(ui.db, wallet)
+    async with ui.db.connect() as conn:
+        rows = await conn.execute(
+            sa.select(llm_usage.c.model, sa.func.sum(llm_usage.c.user_price_micros - llm_usage.c.uncollected_micros))
+            .where(llm_usage.c.account_id == account.id)
+            .group_by(llm_usage.c.model)
+        )
+        return {model: int(total) for model, total in rows}
+
+
+def formatted_credits(micros: int) -> str:
+    """Credits as the page writes them: grouped thousands, up to 3 decimals, no trailing zeros."""
+    whole, fraction = divmod(micros, 1000)
+    return f"{whole:,}" + (f".{fraction:03d}".rstrip("0") if fraction else "")

@@ -81,7 +81,7 @@ async def test_config_says_what_the_page_needs(make_settings):
     settings = make_settings(
         chain_id=84532, chain_rpc_url="http://127.0.0.1:1", dao_wallet_address="0x" + "ab" * 20,
         min_topup_usd=Decimal("2.5"), max_topup_usd=Decimal("30"), min_confirmations=7,
-        user_price_markup_factor=Decimal("1.5"),
+        user_price_markup_factor=Decimal("1.5"), price_list_url="https://example.com/prices",
     )  # fmt: skip
     async with running(create_app(settings)) as app, client_for(app) as client:
         config = (await client.get("/api/v1/config")).json()
@@ -91,6 +91,7 @@ async def test_config_says_what_the_page_needs(make_settings):
         "min_topup_micros": 2_500_000, "max_topup_micros": 30_000_000, "topup_presets_micros": [10_000_000, 25_000_000],
         "min_confirmations": 7, "micros_per_credit": 1000, "credits_per_usd": 1000, "markup": "1.5",
         "siwe_domain": "localhost:8000", "siwe_statement": config["siwe_statement"], "siwe_version": "1",
+        "api_base_url": "http://localhost:4000/v1", "price_list_url": "https://example.com/prices",
     }  # fmt: skip
     assert config["siwe_statement"] and "\n" not in config["siwe_statement"]
 

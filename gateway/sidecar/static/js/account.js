@@ -1,5 +1,6 @@
 // The account: balance, held and available credit, and the usage and ledger tables (paged).
 
+import { loadActivity, showRunway } from "./activity.js";
 import { $ } from "./dom.js";
 import { formatCount, formatCredits, formatTime, formatUsd } from "./format.js";
 import { api } from "./api.js";
@@ -39,12 +40,13 @@ export async function loadSummary() {
 }
 
 /** Reload everything the account shows (the tables stay on the page they show). */
-export function refreshAccount() {
-  return Promise.all([loadSummary(), usage.load(), ledger.load()]);
+export async function refreshAccount() {
+  const [summary, daily] = await Promise.all([loadSummary(), loadActivity(), usage.load(), ledger.load()]);
+  showRunway(summary, daily);
 }
 
 export function resetAccount() {
   usage.reset();
   ledger.reset();
-  for (const id of ["bal-credits", "bal-usd", "bal-held", "bal-available"]) $(id).textContent = "";
+  for (const id of ["bal-credits", "bal-usd", "bal-held", "bal-available", "bal-runway"]) $(id).textContent = "";
 }

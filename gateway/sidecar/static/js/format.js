@@ -53,3 +53,11 @@ export function formatTime(iso) {
   if (!iso) return "—";
   return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(iso));
 }
+
+/** Whole days `availableMicros` lasts at the rate of `spentMicros` per `days` days; null without spend. */
+export function daysLeft(availableMicros, spentMicros, days) {
+  const spent = toMicros(spentMicros);
+  if (spent <= 0n) return null;
+  const available = toMicros(availableMicros);
+  return available <= 0n ? 0n : (available * BigInt(days)) / spent;
+}

@@ -77,6 +77,7 @@ async function start() {
   $("refresh").onclick = refresh;
   $("notice-close").onclick = clearNotice;
   state.config = (await api("/config")).data;
+  $("api-base").textContent = state.config.api_base_url;
   initTopup();
   // Only a browser that had a session asks for it, so a first visit makes no failing request.
   const current = session.rememberedSession() ? await session.loadSession() : null;
