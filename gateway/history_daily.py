@@ -9,11 +9,13 @@ what the account paid: the user price less what went uncollected, the same figur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from gateway.db.schema import llm_usage
@@ -22,7 +24,7 @@ from gateway.money import micros_to_credits
 MAX_DAYS = 366
 
 
-class utc_day(FunctionElement):  # noqa: N801 (a SQL function, named like one)
+class utc_day(FunctionElement):
     """The UTC calendar day of a timestamp column, as an ISO 'YYYY-MM-DD' string on every database."""
 
     type = sa.String()
@@ -30,12 +32,12 @@ class utc_day(FunctionElement):  # noqa: N801 (a SQL function, named like one)
 
 
 @compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler, **kw) -> str:  # noqa: ANN001 (SQLAlchemy's compiler)
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
     return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
 @compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element: utc_day, compiler, **kw) -> str:  # noqa: ANN001
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"  # stored as UTC text
 
 
@@ -70,7 +72,7 @@ class DailyUsage:
 
 
 def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def _dearest_first(spend: dict[str, Spend]) -> dict[str, Spend]:
@@ -98,7 +100,7 @@ async def daily_usage(db: AsyncEngine, account_id: int, days: int = 30, today: d
         raise ValueError(f"days must be from 1 to {MAX_DAYS}")
     last = today or utc_today()
     first = last - timedelta(days=days - 1)
-    since = datetime.combine(first, time.min, tzinfo=timezone.utc)
+    since = datetime.combine(first, time.min, tzinfo=UTC)
     async with db.connect() as conn:
         rows = (await conn.execute(_query(account_id, since, since + timedelta(days=days)))).all()
     cells: dict[date, dict[str, Spend]] = {}

@@ -5,7 +5,7 @@ uncollected amounts not counted as charged, and one SQL statement per window."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from gateway.history_daily import Spend, daily_usage
 from tests.conftest import random_wallet
 
 TODAY = date(2026, 3, 10)
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(day: date, hh: int, mm: int = 0, ss: int = 0, us: int = 0) -> datetime:

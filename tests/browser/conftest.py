@@ -13,7 +13,7 @@ import itertools
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ USDC = 1_000_000
 SHOTS_DIR = Path(os.environ.get("BROWSER_SHOTS_DIR", REPO_ROOT / ".test-output" / "screenshots"))
 AXE_SOURCE = (REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js").read_text()
 _NETWORK_ERROR = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+_SIDEWAYS = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
 _NEXT_FRAMES = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 _client_ips = (f"198.51.100.{n}" for n in itertools.cycle(range(1, 255)))  # TEST-NET-2: a header value only
 
@@ -111,12 +112,12 @@ class Ui:
     async def shoot(self, page: Page, name: str, part: Locator | None = None) -> None:
         """Screenshots `name-1280.png` and `name-360.png` (the full page, or one `part` of it); at 360 px
         nothing may scroll sideways."""
-        SHOTS_DIR.mkdir(parents=True, exist_ok=True)
+        SHOTS_DIR.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (a test's folder, once: not worth a thread)
         original = page.viewport_size
         for size in (DESKTOP, PHONE):
             await page.set_viewport_size(size)
             await page.evaluate(_NEXT_FRAMES)  # the page's resize observers (the chart) redraw first
-            overflow = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            overflow = await page.evaluate(_SIDEWAYS)
             assert overflow <= 0, f"{name}: the page scrolls sideways by {overflow}px at {size['width']}px"
             path = SHOTS_DIR / f"{name}-{size['width']}.png"
             await (part.screenshot(path=path) if part else page.screenshot(path=path, full_page=True))

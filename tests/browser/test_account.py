@@ -4,7 +4,7 @@ a month of spend on more models than it has colours for (the top five and "other
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from playwright.async_api import expect
@@ -59,7 +59,7 @@ MONTH_MODELS = {"gpt-4o": 9_000, "claude-sonnet": 7_000, "gpt-4o-mini": 3_000, "
 async def _seed_month(ui: Ui, wallet: str) -> dict[str, int]:
     """30 days of calls on seven models (none on some days), written as the proxy writes them."""
     account = await get_or_create_account(ui.db, wallet)
-    today = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     totals = dict.fromkeys(MONTH_MODELS, 0)
     rows = []
     for back in range(30):
@@ -93,7 +93,8 @@ async def test_a_month_of_seven_models_shows_the_top_five_and_other(ui: Ui) -> N
     assert names == [*dearest[:5], "other"]
     expected = [totals[m] for m in dearest[:5]] + [sum(totals[m] for m in dearest[5:])]
     assert await table.locator("tfoot td").all_text_contents() == [
-        *(formatted_credits(v) for v in expected), formatted_credits(sum(totals.values()))
+        *(formatted_credits(v) for v in expected),
+        formatted_credits(sum(totals.values())),
     ]
     await expect(page.locator("#chart-legend li")).to_have_count(6)
     await expect(page.locator("#bal-runway")).to_contain_text("At your last-30-day rate, this lasts about")

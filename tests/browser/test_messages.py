@@ -131,9 +131,7 @@ async def test_chain_rpc_down_then_back(ui: Ui) -> None:
     await ui.shoot(page, "17-chain-rpc-down")
     ui.sidecar.rpc.restore()
     ui.chain.mine(MIN_CONFIRMATIONS - 1)
-    await expect(page.locator("#topup-state")).to_have_text(
-        "Credited: 10,000 credits from 10.00 USDC.", timeout=15_000
-    )
+    await expect(page.locator("#topup-state")).to_have_text("Credited: 10,000 credits from 10.00 USDC.", timeout=15_000)
     await expect(notice(page)).to_be_hidden()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,7 +68,7 @@ def test_node_unit_tests_pass() -> None:
 
 async def test_sign_in_messages_are_accepted_by_the_server() -> None:
     wallets = [Account.create() for _ in range(3)]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     fields = [
         {"domain": "127.0.0.1:8000", "address": w.address.lower(), "statement": "Sign in to credit-gateway.",
          "uri": "http://127.0.0.1:8000/", "version": "1", "chainId": 8453, "nonce": secrets.token_hex(16),
@@ -77,11 +77,14 @@ async def test_sign_in_messages_are_accepted_by_the_server() -> None:
     ]  # fmt: skip
     messages = run_node({"messages": fields, "addresses": [], "transfers": []})["messages"]
     policy = SiwePolicy(domain="127.0.0.1:8000", chain_id=8453)
-    for wallet, sent, text in zip(wallets, fields, messages):
+    for wallet, sent, text in zip(wallets, fields, messages, strict=True):
         parsed = siwe.SiweMessage.from_message(text, abnf=True)  # the strict ABNF parser agrees too
         assert parsed.address == wallet.address  # EIP-55, as EIP-4361 requires
         assert (parsed.domain, parsed.chain_id, parsed.nonce, str(parsed.uri)) == (
-            sent["domain"], 8453, sent["nonce"], sent["uri"]
+            sent["domain"],
+            8453,
+            sent["nonce"],
+            sent["uri"],
         )
         assert parsed.statement == sent["statement"]
         expires = datetime.fromisoformat(str(parsed.expiration_time).replace("Z", "+00:00"))

@@ -66,7 +66,9 @@ def test_no_inline_code_that_the_policy_would_block():
     assert checker.problems == []
     for module in (STATIC_DIR / "js").glob("*.js"):
         source = module.read_text()
-        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function", source), module
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function", source), (
+            module
+        )
 
 
 def test_every_page_file_ships_in_the_package():
@@ -123,13 +125,16 @@ async def test_usage_daily_is_the_sessions_own_spend(client, wallet, db, make_se
     me = await sign_in(client, wallet)
     await ledger.post_entry(db, me["account_id"], 1_000_000, "admin_grant", f"test-{uuid.uuid4()}")
     for model, price in (("b-model", 10), ("a-model", 2_500), ("b-model", 5)):
-        await ledger.settle(db, ledger.Usage(f"req-{uuid.uuid4()}", me["account_id"], None, model, 3, 4, 1, price, "2.0"))
+        call = ledger.Usage(f"req-{uuid.uuid4()}", me["account_id"], None, model, 3, 4, 1, price, "2.0")
+        await ledger.settle(db, call)
     daily = (await client.get("/api/v1/usage/daily", params={"days": 7})).json()
     assert len(daily["days"]) == 7 and daily["days"][-1]["day"] == daily["last_day"]
     assert [d["calls"] for d in daily["days"][:-1]] == [0] * 6
     today = daily["days"][-1]
-    assert (today["calls"], today["prompt_tokens"], today["completion_tokens"], today["charged_micros"]) == (3, 9, 12, 2_515)
-    assert [(m["model"], m["charged_micros"], m["calls"]) for m in today["models"]] == [("a-model", 2_500, 1), ("b-model", 15, 2)]
+    figures = (today["calls"], today["prompt_tokens"], today["completion_tokens"], today["charged_micros"])
+    assert figures == (3, 9, 12, 2_515)
+    models = [(m["model"], m["charged_micros"], m["calls"]) for m in today["models"]]
+    assert models == [("a-model", 2_500, 1), ("b-model", 15, 2)]
     assert daily["total"]["charged_credits"] == "2.515"
     assert [m["model"] for m in daily["models"]] == ["a-model", "b-model"]
     for bad in ("0", "367", "x"):

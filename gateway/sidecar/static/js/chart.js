@@ -124,7 +124,8 @@ export function legendItems(daily, series) {
   return series.map((s, i) => {
     const total = stacks.reduce((sum, st) => sum + st.micros[i], 0n);
     return el("li", {},
-      svg("svg", { width: 14, height: 14, "aria-hidden": "true" }, svg("rect", { width: 14, height: 14, fill: s.colour })),
+      svg("svg", { width: 14, height: 14, "aria-hidden": "true" },
+        svg("rect", { width: 14, height: 14, fill: s.colour })),
       el("span", { className: "series-name" }, s.name),
       el("span", { className: "num" }, `${formatCredits(total)} credits`));
   });

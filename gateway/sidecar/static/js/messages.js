@@ -5,7 +5,9 @@ import { ApiError } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { formatUsd } from "./format.js";
 
-const CHAINS = { 1: "Ethereum", 10: "OP Mainnet", 137: "Polygon", 8453: "Base", 84532: "Base Sepolia", 42161: "Arbitrum" };
+const CHAINS = {
+  1: "Ethereum", 10: "OP Mainnet", 137: "Polygon", 8453: "Base", 84532: "Base Sepolia", 42161: "Arbitrum",
+};
 
 export function chainName(id) {
   return CHAINS[id] ? `${CHAINS[id]} (chain ${id})` : `chain ${id}`;
@@ -65,7 +67,8 @@ export function notify(message, { actions = [], tone = "error" } = {}) {
   box.dataset.tone = tone;
   $("notice-text").textContent = message;
   $("notice-actions").replaceChildren(
-    ...actions.map(([label, handler]) => el("button", { type: "button", className: "secondary", onclick: handler }, label)),
+    ...actions.map(([label, handler]) =>
+      el("button", { type: "button", className: "secondary", onclick: handler }, label)),
   );
   show(box, true);
 }

@@ -142,7 +142,8 @@ async function follow(pending, mine) {
   while (mine === run) {
     let wait = POLL_MS;
     try {
-      const { status, data } = await api("/payments/credits/confirm", { method: "POST", body: { tx_hash: pending.tx } });
+      const body = { tx_hash: pending.tx };
+      const { status, data } = await api("/payments/credits/confirm", { method: "POST", body });
       if (mine !== run) return;
       if (status === 200) {
         localStorage.removeItem(storageKey());
