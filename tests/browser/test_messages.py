@@ -169,3 +169,14 @@ async def test_session_expired_asks_to_sign_in_again(ui: Ui) -> None:
     await ui.goto(page)  # at the next visit
     await expect(notice(page)).to_have_text(expired)
     await expect(page.get_by_role("button", **CONNECT)).to_be_visible()
+
+
+async def test_a_page_opened_at_another_host_says_where_to_open_it(ui: Ui) -> None:
+    page = await ui.open(ui.wallet())
+    domain = ui.sidecar.url.removeprefix("http://")
+    await page.goto(ui.sidecar.url.replace("127.0.0.1", "localhost"))
+    await expect(page.locator("body[data-ready=true]")).to_be_attached()
+    await page.get_by_role("button", **CONNECT).click()
+    await expect(notice(page)).to_have_text(
+        f"This page must be opened at {domain} (the gateway's SIWE_DOMAIN) to sign in: open it there."
+    )
