@@ -5,6 +5,7 @@ uncollected amounts not counted as charged, and one SQL statement per window."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from gateway.db.migrate import upgrade
 from gateway.db.schema import llm_usage
 from gateway.history_daily import Spend, daily_usage
 from tests.conftest import random_wallet
+from tests.pg import migrated_database
 
 TODAY = date(2026, 3, 10)
 UTC = UTC
@@ -76,9 +78,16 @@ async def _check(db: AsyncEngine) -> None:
     assert (usage.first_day, usage.last_day) == (TODAY - timedelta(days=3), TODAY)
 
 
-async def test_daily_sums_on_postgresql_whatever_the_session_time_zone(pg_url: str) -> None:
+@pytest.fixture
+def private_pg_url() -> Iterator[str]:
+    """A database of this test's own: its calls have no ledger rows, and the run's shared books must balance."""
+    with migrated_database() as url:
+        yield url
+
+
+async def test_daily_sums_on_postgresql_whatever_the_session_time_zone(private_pg_url: str) -> None:
     # a session 14 hours ahead of UTC: days must still be UTC days
-    engine = create_async_engine(pg_url, connect_args={"server_settings": {"timezone": "Pacific/Kiritimati"}})
+    engine = create_async_engine(private_pg_url, connect_args={"server_settings": {"timezone": "Pacific/Kiritimati"}})
     try:
         await _check(engine)
     finally:

@@ -57,11 +57,12 @@ MONTH_MODELS = {"gpt-4o": 9_000, "claude-sonnet": 7_000, "gpt-4o-mini": 3_000, "
 
 
 async def _seed_month(ui: Ui, wallet: str) -> dict[str, int]:
-    """30 days of calls on seven models (none on some days), written as the proxy writes them."""
+    """30 days of calls on seven models (none on some days): settled as the proxy settles them (usage row and
+    ledger debit), then dated back, so the shared database's books stay balanced for every other test."""
     account = await get_or_create_account(ui.db, wallet)
+    await _grant(ui, wallet, 5_000_000, "month-funds")  # 5,000 credits
     today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     totals = dict.fromkeys(MONTH_MODELS, 0)
-    rows = []
     for back in range(30):
         if back % 7 == 3:
             continue  # a quiet day
@@ -69,14 +70,17 @@ async def _seed_month(ui: Ui, wallet: str) -> dict[str, int]:
             if (back + i) % 3 == 0:
                 charged = price * (1 + (back * 7 + i) % 5)
                 totals[model] += charged
-                rows.append({
-                    "request_id": f"month-{uuid.uuid4()}", "account_id": account.id, "model": model,
-                    "prompt_tokens": 100 + back, "completion_tokens": 50 + i, "total_tokens": 150 + back + i,
-                    "provider_cost_micros": charged // 2, "user_price_micros": charged, "markup": "2.0",
-                    "created_at": today - timedelta(days=back),
-                })  # fmt: skip
-    async with ui.db.begin() as conn:
-        await conn.execute(sa.insert(llm_usage), rows)
+                request_id = f"month-{uuid.uuid4()}"
+                prompt, completion = 100 + back, 50 + i
+                call = ledger.Usage(
+                    request_id, account.id, None, model, prompt, completion, charged // 2, charged, "2.0"
+                )
+                await ledger.settle(ui.db, call)
+                async with ui.db.begin() as conn:
+                    when = today - timedelta(days=back)
+                    await conn.execute(
+                        sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(created_at=when)
+                    )
     return totals
 
 
@@ -84,7 +88,6 @@ async def test_a_month_of_seven_models_shows_the_top_five_and_other(ui: Ui) -> N
     wallet = ui.wallet()
     page = await ui.sign_in(wallet)
     totals = await _seed_month(ui, wallet.address)
-    await _grant(ui, wallet.address, 5_000_000, "month")
     await page.get_by_role("button", name="Refresh").click()
     table = page.locator("#chart-table table")
     await expect(table.locator("tbody tr")).to_have_count(30)
@@ -97,7 +100,10 @@ async def test_a_month_of_seven_models_shows_the_top_five_and_other(ui: Ui) -> N
         formatted_credits(sum(totals.values())),
     ]
     await expect(page.locator("#chart-legend li")).to_have_count(6)
-    await expect(page.locator("#bal-runway")).to_contain_text("At your last-30-day rate, this lasts about")
+    spent = sum(totals.values())
+    days_left = (5_000_000 - spent) * 30 // spent
+    runway = f"At your last-30-day rate, this lasts about {days_left} days."
+    await expect(page.locator("#bal-runway")).to_have_text(runway)
     await page.locator("#chart .hit[tabindex='0']").focus()
     await page.keyboard.press("Home")
     first_day = (await table.locator("tbody th").first.text_content()) or ""

@@ -180,3 +180,17 @@ async def test_a_page_opened_at_another_host_says_where_to_open_it(ui: Ui) -> No
     await expect(notice(page)).to_have_text(
         f"This page must be opened at {domain} (the gateway's SIWE_DOMAIN) to sign in: open it there."
     )
+
+
+async def test_paying_from_another_account_than_the_signed_in_one_is_stopped(ui: Ui) -> None:
+    wallet = ui.wallet()
+    page = await ui.sign_in(wallet)
+    signed_in = wallet.address
+    wallet.account = ui.wallet().account  # the person switches accounts in the wallet
+    await page.get_by_role("button", name="Pay 10.00 USDC").click()
+    await expect(notice(page)).to_have_text(
+        f"Your wallet is using {wallet.address[:6]}…{wallet.address[-4:]}, but you are signed in as "
+        f"{signed_in[:6]}…{signed_in[-4:]}. Switch to that account in your wallet, or sign out and sign in with "
+        "this one."
+    )
+    assert "eth_sendTransaction" not in wallet.calls

@@ -21,6 +21,7 @@ export const text = {
   signatureRejected: () =>
     "You declined the sign-in signature, so you are not signed in. Signing costs nothing and sends nothing. " +
     "Press “Connect wallet” to try again.",
+  walletError: (error) => `Your wallet reported an error: ${error.message}`,
   txRejected: () => "You rejected the transaction in your wallet. No USDC was sent and nothing was charged.",
   wrongNetwork: (current, wanted) =>
     `Your wallet is on ${chainName(current)}. This gateway signs in and takes USDC on ${chainName(wanted)} only: ` +

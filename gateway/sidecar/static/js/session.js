@@ -102,7 +102,7 @@ export async function connectAndSignIn(chosen, onSignedIn) {
   } catch (error) {
     announce("");
     if (error instanceof wallet.WalletError) {
-      notify(error.rejected ? (signing ? text.signatureRejected() : text.connectRejected()) : error.message);
+      notify(error.rejected ? (signing ? text.signatureRejected() : text.connectRejected()) : text.walletError(error));
     } else if (error instanceof ApiError) notify(apiErrorText(error));
     else throw error;
   }

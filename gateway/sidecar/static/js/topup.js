@@ -69,13 +69,11 @@ function renderAmount() {
 
 /** The connected wallet for the signed-in account, connecting one if needed; null after a message. */
 async function signedInWallet() {
-  let chosen = state.wallet;
-  if (!chosen) {
-    const found = await chooseWallet((w) => pay(w));
-    if (!found) return null;
-    chosen = { ...found, address: await wallet.requestAccount(found.provider) };
-    state.wallet = chosen;
-  }
+  const found = state.wallet ?? (await chooseWallet((w) => pay(w)));
+  if (!found) return null;
+  // asked each time: the person may have switched accounts in the wallet since
+  const chosen = { ...found, address: await wallet.requestAccount(found.provider) };
+  state.wallet = chosen;
   if (!sameAddress(chosen.address, state.session.wallet_address)) {
     notify(text.otherAccount(shortAddress(chosen.address), shortAddress(state.session.wallet_address)));
     return null;
@@ -101,7 +99,7 @@ async function pay(picked) {
 async function send(micros, picked) {
   const { usdc_address: usdc, dao_wallet_address: dao, chain_id: chain } = state.config;
   try {
-    if (picked) state.wallet = { ...picked, address: await wallet.requestAccount(picked.provider) };
+    if (picked) state.wallet = picked;
     const payer = await signedInWallet();
     if (!payer || !(await ensureChain(payer.provider, () => pay()))) return;
     const balance = await wallet.ethCall(payer.provider, usdc, balanceOfCallData(payer.address))
@@ -120,7 +118,7 @@ async function send(micros, picked) {
   } catch (error) {
     announce("");
     if (!(error instanceof wallet.WalletError)) throw error;
-    notify(error.rejected ? text.txRejected() : `Your wallet could not send the transfer: ${error.message}`);
+    notify(error.rejected ? text.txRejected() : text.walletError(error));
   }
 }
 
