@@ -1,5 +1,5 @@
 """Browser tests of the credits page: one headless Debian chromium and one real sidecar (on the run's
-PostgreSQL, Redis and anvil) per session, and per test a fresh browser context with injected test wallets, a
+PostgreSQL, Redis and anvil) for this package, both gone when its last test ends, and per test a fresh browser context with injected test wallets, a
 fresh wallet key (so tests share the database without seeing each other) and the `chain` snapshot.
 
 `ui` is the per-test handle: open the page with wallets, sign in, take screenshots at 1280 and 360 px
@@ -42,7 +42,7 @@ _client_ips = (f"198.51.100.{n}" for n in itertools.cycle(range(1, 255)))  # TES
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
@@ -52,7 +52,7 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sidecar(pg_url: str, anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     dao = Web3.to_checksum_address("0x" + secrets.token_hex(20))
     with TcpForwarder("127.0.0.1", anvil.port) as rpc:
