@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install up lint test test-unit services bench container-smoke clean
+.PHONY: install up lint test test-unit services chromium bench container-smoke clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +36,12 @@ lint: install
 test-unit: install
 	$(PY) -m pytest -q tests/unit
 
-test: install node_modules/.installed services lint
+# the browser tests drive Debian's chromium (Playwright never downloads one here)
+chromium:
+	@test -x /usr/bin/chromium || { echo "installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install node_modules/.installed chromium services lint
 	$(PY) -m pytest -q
 
 bench: install services

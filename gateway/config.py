@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     watcher_poll_seconds: float = Field(default=2.0, gt=0)
     watcher_start_block: int | None = Field(default=None, ge=0)  # None: the confirmed head at first start
     siwe_domain: str = "localhost:8000"
+    # what the credits page tells users: where to use their keys (default: this host's proxy) and a price list
+    public_api_base_url: str | None = None
+    price_list_url: str | None = None
     session_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     # sidecar rate limits, in the `limits` notation ("10/minute", "5 per 2 seconds"), moving window
     rate_limit_nonce: str = "30/minute"  # GET /auth/nonce, per client IP
@@ -130,6 +133,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a host[:port] like 'credits.example.com' (no scheme, no path)")
         return value.lower()
 
+    @field_validator("public_api_base_url", "price_list_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^\s\"'<>]+", value):
+            raise ValueError(f"{value!r} must be an http:// or https:// URL")
+        return value
+
     @field_validator("rate_limit_nonce", "rate_limit_verify", "rate_limit_key_create", "rate_limit_payment_confirm")
     @classmethod
     def _rate_limit_notation(cls, value: str) -> str:
@@ -160,6 +170,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.gateway_home / 'gateway.db').resolve()}"
+
+    @property
+    def effective_api_base_url(self) -> str:
+        return self.public_api_base_url or f"http://{self.siwe_domain.rsplit(':', 1)[0]}:{self.proxy_port}/v1"
 
     @property
     def effective_spool_dir(self) -> Path:

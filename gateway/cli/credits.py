@@ -10,10 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
 from gateway.accounts.history import Window, usage_page
+from gateway.accounts.history_daily import MAX_DAYS, as_document, daily_usage
 from gateway.accounts.low_balance import Runway, runway
 from gateway.accounts.wallets import Account, get_or_create_account
 from gateway.cli.common import JsonOpt, WalletOpt, emit, run, run_for_account
 from gateway.cli.output import fail, out
+from gateway.cli.usage_daily import daily_table
 from gateway.core.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
 
 credits_app = typer.Typer(help="Credits.", no_args_is_help=True)
@@ -93,9 +95,16 @@ def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:
 
 
 def usage(
-    wallet: str = WalletOpt, limit: int = typer.Option(50, "--limit", min=1, max=100), as_json: bool = JsonOpt
+    wallet: str = WalletOpt,
+    limit: int = typer.Option(50, "--limit", min=1, max=100),
+    as_json: bool = JsonOpt,
+    daily: bool = typer.Option(False, "--daily", help="Spend per UTC day (calls, tokens, credits) instead."),
+    days: int = typer.Option(30, "--days", min=1, max=MAX_DAYS, help="With --daily: how many days, up to today."),
 ) -> None:
-    """Show the account's most recent calls: tokens, provider cost and what the user paid."""
+    """Show the account's most recent calls: tokens, provider cost and what the user paid (or, --daily, per day)."""
+    if daily:
+        spend = run_for_account(lambda db, acct: daily_usage(db, acct.id, days), wallet)
+        return emit(as_json, as_document(spend), lambda: out.print(daily_table(spend)))
     page = run_for_account(
         lambda db, acct: usage_page(db, acct.id, Window(limit=limit), with_provider_cost=True), wallet
     )

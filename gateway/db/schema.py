@@ -137,6 +137,7 @@ llm_usage = sa.Table(
         "uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"
     ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
+    sa.Index("ix_llm_usage_account_id_created_at", "account_id", "created_at"),  # spend per day (history_daily)
 )
 
 low_balance_events = sa.Table(  # one row per crossing of an account's low-balance threshold (downwards)

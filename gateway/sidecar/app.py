@@ -21,7 +21,20 @@ from gateway.sidecar import errors
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
 from gateway.sidecar.request_metrics import RequestMetrics
-from gateway.sidecar.routes import auth, credits, generation, health, keys, low_balance, metrics, models, payments
+from gateway.sidecar.routes import (
+    auth,
+    config,
+    credits,
+    generation,
+    health,
+    keys,
+    low_balance,
+    metrics,
+    models,
+    page,
+    payments,
+    usage_daily,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -47,11 +60,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, keys, credits, low_balance, generation, models, payments):
+    for module in (auth, keys, credits, low_balance, generation, models, payments, config, usage_daily):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    page.install(app)
     app.middleware("http")(_no_store)
     # added last, so outermost: an oversized body is refused before the other middleware run
     app.add_middleware(BodyLimit, max_bytes=settings.sidecar_max_body_bytes, too_large=errors.request_too_large)

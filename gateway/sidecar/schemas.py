@@ -51,9 +51,10 @@ class KeyOut(BaseModel):
     limit_remaining_micros: int | None
     limit_remaining_credits: str | None
     resets_at: datetime | None = Field(description="When the current period ends (null: it does not)")
+    last_used_at: datetime | None = Field(default=None, description="The key's latest billed call; null if none")
 
     @classmethod
-    def of(cls, info: KeyInfo) -> KeyOut:
+    def of(cls, info: KeyInfo, last_used_at: datetime | None = None) -> KeyOut:
         return cls(
             id=info.id,
             prefix=info.prefix,
@@ -61,6 +62,7 @@ class KeyOut(BaseModel):
             active=info.active,
             created_at=info.created_at,
             revoked_at=info.revoked_at,
+            last_used_at=last_used_at,
             **info.limit.as_doc(),
         )
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.accounts.key_activity import last_used_by_key
 from gateway.accounts.keys import create_key, list_keys, revoke_key, set_limit
 from gateway.core.limits import Reset
 from gateway.sidecar.deps import ServicesDep, SessionDep, limit_key_creation
@@ -41,7 +42,8 @@ class PatchKeyIn(BaseModel):
 @router.get("", response_model=KeyList, responses=documented(401))
 async def get_keys(svc: ServicesDep, session: SessionDep) -> KeyList:
     """The account's keys, active and revoked (never the raw keys)."""
-    return KeyList(data=[KeyOut.of(k) for k in await list_keys(svc.db, session.account_id)])
+    last_used = await last_used_by_key(svc.db, session.account_id)
+    return KeyList(data=[KeyOut.of(k, last_used.get(k.id)) for k in await list_keys(svc.db, session.account_id)])
 
 
 @router.post(
