@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from gateway.history_daily import DailyUsage
-from gateway.money import micros_to_credits
+from gateway.accounts.history_daily import DailyUsage
+from gateway.core.money import micros_to_credits
 
 BAR_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

@@ -19,8 +19,8 @@ import redis
 from devtools.chain.anvil import Anvil
 from devtools.forwarder import TcpForwarder
 from devtools.proxy_process import free_port, stop_process
+from gateway.config import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MIN_CONFIRMATIONS = 3
 NONCES_PER_MINUTE = 6  # per client IP; every test browses from an IP of its own (X-Forwarded-For)

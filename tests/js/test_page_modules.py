@@ -8,7 +8,6 @@ import json
 import secrets
 import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import siwe
@@ -18,8 +17,8 @@ from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 
 from gateway.auth.siwe import IssuedNonce, SiwePolicy, verify_message
+from gateway.config import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 JS = REPO_ROOT / "gateway" / "sidecar" / "static" / "js"
 SCRIPT = """
 const [{ buildSiweMessage }, { toChecksumAddress }, { transferCallData }] = await Promise.all(

@@ -4,7 +4,6 @@ on chain and in the ledger, plain and streamed, by EOAs and smart wallets."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +12,7 @@ from eth_account import Account
 from web3 import Web3
 
 from gateway.accounts.wallets import find_account
+from gateway.config import REPO_ROOT
 from gateway.db.schema import credit_holds, llm_usage
 from gateway.payments.chain import ChainRPC
 from gateway.payments.reconcile import reconcile
@@ -21,7 +21,7 @@ from tests.e2e.x402.agent import CHAT
 from tests.e2e.x402.helpers import USDC, ledger_of, new_payer, payments_from, post, usdc_of
 
 pytestmark = pytest.mark.timeout(180)
-README = Path(__file__).resolve().parents[3] / "README.md"
+README = REPO_ROOT / "README.md"
 
 
 def readme_client():

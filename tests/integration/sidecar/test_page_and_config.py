@@ -9,14 +9,12 @@ import uuid
 from decimal import Decimal
 from fnmatch import fnmatch
 from html.parser import HTMLParser
-from pathlib import Path
 
 from gateway import ledger
+from gateway.config import REPO_ROOT
 from gateway.sidecar.app import create_app
-from gateway.sidecar.routes_page import CONTENT_SECURITY_POLICY, STATIC_DIR
-from tests.sidecar.conftest import client_for, running, sign_in
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from gateway.sidecar.routes.page import CONTENT_SECURITY_POLICY, STATIC_DIR
+from tests.integration.sidecar.conftest import client_for, running, sign_in
 
 
 async def test_the_page_is_served_with_a_strict_policy_and_revalidated(client):
