@@ -15,6 +15,7 @@ from gateway.sidecar.deps import ServicesDep
 from gateway.sidecar.errors import documented
 
 router = APIRouter(tags=["config"])
+PUBLIC_PRICE_LIST = "/api/v1/models"  # the sidecar's own price list (gateway/sidecar/routes/models.py)
 
 SIWE_STATEMENT = "Sign in to credit-gateway to manage your credits and API keys."
 USDC_DECIMALS = 6
@@ -38,7 +39,8 @@ class ConfigOut(BaseModel):
     siwe_statement: str = Field(description="The statement the page puts in its sign-in message")
     siwe_version: str = Field(description="The EIP-4361 message version")
     api_base_url: str = Field(description="The OpenAI-compatible base URL to use API keys with")
-    price_list_url: str | None = Field(description="Where the prices per model are listed, if the operator set one")
+    price_list_url: str = Field(description="Where the prices per model are listed: PRICE_LIST_URL, else this sidecar's "
+                                "public GET /api/v1/models")
 
 
 @router.get("/config", response_model=ConfigOut, responses=documented())
@@ -64,5 +66,5 @@ async def config(svc: ServicesDep) -> ConfigOut:
         siwe_statement=SIWE_STATEMENT,
         siwe_version="1",
         api_base_url=settings.effective_api_base_url,
-        price_list_url=settings.price_list_url,
+        price_list_url=settings.price_list_url or PUBLIC_PRICE_LIST,
     )
