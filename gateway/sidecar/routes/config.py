@@ -39,8 +39,9 @@ class ConfigOut(BaseModel):
     siwe_statement: str = Field(description="The statement the page puts in its sign-in message")
     siwe_version: str = Field(description="The EIP-4361 message version")
     api_base_url: str = Field(description="The OpenAI-compatible base URL to use API keys with")
-    price_list_url: str = Field(description="Where the prices per model are listed: PRICE_LIST_URL, else this sidecar's "
-                                "public GET /api/v1/models")
+    price_list_url: str = Field(
+        description="Where prices per model are listed: PRICE_LIST_URL, else GET /api/v1/models"
+    )
 
 
 @router.get("/config", response_model=ConfigOut, responses=documented())
