@@ -16,7 +16,8 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils import to_checksum_address
 
-from gateway.auth.siwe import IssuedNonce, SiwePolicy, verify_message
+from gateway.auth.nonces import IssuedNonce
+from gateway.auth.siwe import SiwePolicy, verify_message
 from gateway.config import REPO_ROOT
 
 JS = REPO_ROOT / "gateway" / "sidecar" / "static" / "js"

@@ -14,7 +14,7 @@ from gateway.cli.usage_daily import BAR_WIDTH, bar
 from gateway.db.engine import dispose_all, get_engine
 from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_ledger
-from tests.test_cli_errors import WALLET, gateway
+from tests.integration.cli.test_cli_errors import WALLET, gateway
 
 
 def test_bars_are_proportional_to_the_eighth_of_a_cell() -> None:
