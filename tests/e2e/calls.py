@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
 import openai
 import sqlalchemy as sa
 
@@ -43,6 +46,15 @@ async def call(client, streamed: bool) -> str:
         body = exc.response.text
         assert not any(word in body for word in INTERNAL_WORDS), body
         return str(exc.status_code)
+
+
+async def burst(base_urls: list[str], key: str, calls: int) -> list[str]:
+    """`calls` concurrent calls with one key, every fourth streamed, spread over the proxies at `base_urls` in
+    runs of four (so each proxy gets plain and streamed calls); their outcomes in order (see `call`)."""
+    limits = httpx.Limits(max_connections=calls + 100, max_keepalive_connections=calls + 100)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
+        clients = [openai.AsyncOpenAI(base_url=u, api_key=key, max_retries=0, http_client=http) for u in base_urls]
+        return await asyncio.gather(*[call(clients[i // 4 % len(clients)], streamed=i % 4 == 0) for i in range(calls)])
 
 
 async def usage_count(db, account_id: int) -> int:

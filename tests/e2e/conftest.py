@@ -38,14 +38,14 @@ def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess
     proc.stop()
 
 
-def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path) -> ProxyProcess:
-    """A real proxy with 2 workers on the run's PostgreSQL and Redis (environment: the test process's)."""
+def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path, workers: int = 2) -> ProxyProcess:
+    """A real proxy (2 workers unless told) on the run's PostgreSQL and Redis (environment: the test process's)."""
     settings = Settings(
         gateway_home=home,
         database_url=pg_url,
         redis_url=REDIS_URL,
         proxy_port=free_port(),
-        proxy_workers=2,
+        proxy_workers=workers,
         litellm_master_key="sk-admin-e2e-test",
     )
     return ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()

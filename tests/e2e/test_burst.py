@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-import openai
 import pytest
 
 from gateway.accounts.keys import create_key
-from tests.e2e.calls import assert_every_served_call_billed_once, call, funded_client
+from tests.e2e.calls import assert_every_served_call_billed_once, burst, funded_client
 
 pytestmark = pytest.mark.timeout(300)
-
-
-async def burst(base_url: str, key: str, calls: int) -> list[str]:
-    limits = httpx.Limits(max_connections=calls + 100, max_keepalive_connections=calls + 100)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0, http_client=http)
-        return await asyncio.gather(*[call(client, streamed=i % 4 == 0) for i in range(calls)])
 
 
 async def test_500_concurrent_calls_are_all_served_and_billed_once(db, proxy, upstream):
@@ -30,6 +21,6 @@ async def test_500_concurrent_calls_are_all_served_and_billed_once(db, proxy, up
     # servers and reset links can leave a selector registration behind for a closed socket; a new socket
     # given the same fd number is then never watched, and its response sits unread in the kernel (seen as
     # 54 of 500 calls "hanging" with their whole response in the socket's receive queue).
-    outcomes = await asyncio.to_thread(asyncio.run, burst(proxy.base_url, key.raw_key, 500))
+    outcomes = await asyncio.to_thread(asyncio.run, burst([proxy.base_url], key.raw_key, 500))
     assert outcomes.count("ok") == 500, {o: outcomes.count(o) for o in set(outcomes)}
     await assert_every_served_call_billed_once(db, account.id, upstream)
