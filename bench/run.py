@@ -1,19 +1,21 @@
 """`make bench`: is billing ever what limits the gateway?
 
 Starts a fast fake OpenAI upstream (devtools/fake_upstream.py), PostgreSQL and Redis if they are down, and
-three proxies side by side, all with the same LiteLLM version, worker count and model list:
+four proxies side by side, all with the same LiteLLM version, worker count and model list:
 
   A  plain LiteLLM: master key only, no hooks;
+  T  LiteLLM with do-nothing hooks (bench/noop_hooks): a custom_auth that accepts any key and a pre-call hook
+     that returns the request unchanged, i.e. LiteLLM's own per-key and per-callback work, no billing;
   B  the gateway: our auth + billing hooks, PostgreSQL (a bench database of its own) + Redis;
   C  the gateway on its embedded defaults: SQLite in a temporary GATEWAY_HOME, no Redis.
 
 Then wrk (a separate process, bench/chat.lua) posts chat completions with a bearer key at concurrency
-1, 16 and 64, plain and streamed, each point in alternating rounds A,B,C,A,B,C,... and reports medians:
+1, 16 and 64, plain and streamed, each point in alternating rounds A,T,B,C,A,T,B,C,... and reports medians:
 req/s, p50, p99 and CPU-ms per request (the proxy's processes; for B also PostgreSQL + Redis, from /proc).
 Finally the money-path micro-benchmark (bench/money_path.py). Everything goes to bench/RESULTS.md.
 
 Knobs (environment): BENCH_QUICK=1 (a ~3-minute smoke run), BENCH_ROUNDS, BENCH_DURATION (seconds per
-point), BENCH_VARIANTS (default "ABC"), BENCH_SKIP_MONEY=1. `python -m bench --serve` only starts
+point), BENCH_VARIANTS (default "ATBC"), BENCH_SKIP_MONEY=1. `python -m bench --serve` only starts
 everything and prints the URLs and keys (for profiling by hand), until Ctrl-C.
 """
 
@@ -59,7 +61,7 @@ if str(REPO) not in sys.path:
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS") or (1 if QUICK else 3))
 DURATION = float(os.environ.get("BENCH_DURATION") or (4 if QUICK else 8))
-VARIANTS = tuple(os.environ.get("BENCH_VARIANTS") or "ABC")
+VARIANTS = tuple(os.environ.get("BENCH_VARIANTS") or "ATBC")
 CONCURRENCY = (1, 16, 64)
 MODES = (False, True)  # streamed?
 MODEL = "gpt-4o-mini"
@@ -72,6 +74,7 @@ GRANT_MICROS = 10**12  # $1M of credits: never the limit
 MASTER_KEY = "sk-admin-bench-" + os.urandom(8).hex()
 TITLES = {
     "A": "plain LiteLLM (master key, no hooks)",
+    "T": "LiteLLM with do-nothing hooks (custom_auth accepting any key, pre-call hook returning the request)",
     "B": "gateway, PostgreSQL + Redis",
     "C": "gateway, embedded SQLite, no Redis",
 }
@@ -276,9 +279,9 @@ class Proxy:
         return [p for p in procstat.tree_pids(self.proc.pid) if p != self.proc.pid]
 
 
-def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path]:
-    """(gateway config, plain config): the repo's litellm_config.yaml + the fake upstream's models, and the
-    same model list with nothing of ours (no custom_auth, no callbacks)."""
+def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path, Path]:
+    """(gateway config, plain config, no-op hooks config): the repo's litellm_config.yaml + the fake upstream's
+    models; the same model list with nothing of ours (no custom_auth, no callbacks); and with bench/noop_hooks."""
     from devtools.proxy_process import write_test_config
 
     gateway_cfg = write_test_config(folder, upstream_base_url)
@@ -287,7 +290,17 @@ def _configs(folder: Path, upstream_base_url: str) -> tuple[Path, Path]:
     plain["litellm_settings"] = {k: v for k, v in (plain.get("litellm_settings") or {}).items() if k != "callbacks"}
     plain_cfg = folder / "litellm_config_plain.yaml"
     plain_cfg.write_text(yaml.safe_dump(plain))
-    return gateway_cfg, plain_cfg
+    noop = {
+        **plain,
+        "general_settings": {**plain["general_settings"], "custom_auth": "bench.noop_hooks.auth.user_api_key_auth"},
+        "litellm_settings": {
+            **plain["litellm_settings"],
+            "callbacks": "bench.noop_hooks.callback.proxy_handler_instance",
+        },
+    }
+    noop_cfg = folder / "litellm_config_noop.yaml"
+    noop_cfg.write_text(yaml.safe_dump(noop))
+    return gateway_cfg, plain_cfg, noop_cfg
 
 
 async def _fund_account(url: str) -> str:
@@ -330,7 +343,8 @@ def make_proxies(work: Path, upstream_base_url: str) -> dict[str, Proxy]:
     from gateway.cli.supervisor import child_env
     from gateway.config import Settings
 
-    gateway_cfg, plain_cfg = _configs(work, upstream_base_url)
+    gateway_cfg, plain_cfg, noop_cfg = _configs(work, upstream_base_url)
+    configs = {"A": plain_cfg, "T": noop_cfg}
     proxies: dict[str, Proxy] = {}
     for name in VARIANTS:
         home = work / f"home-{name}"
@@ -348,13 +362,18 @@ def make_proxies(work: Path, upstream_base_url: str) -> dict[str, Proxy]:
             litellm_master_key=MASTER_KEY,
         )
         env = child_env(settings, MASTER_KEY)  # as `gateway up` runs the proxy (B: GATEWAY_REDIS_URL)
-        bearer = MASTER_KEY if name == "A" else asyncio.run(_fund_account(db_url))
+        if name == "A":
+            bearer = MASTER_KEY
+        elif name == "T":
+            bearer = "sk-any-" + os.urandom(8).hex()  # T's custom_auth accepts any key
+        else:
+            bearer = asyncio.run(_fund_account(db_url))
         proxies[name] = Proxy(
             name,
             _free_port(),
             bearer,
             env,
-            plain_cfg if name == "A" else gateway_cfg,
+            configs.get(name, gateway_cfg),
             work / f"proxy-{name}.log",
             db_url,
         )
@@ -369,7 +388,7 @@ def probe(p: Proxy) -> None:
     if r.status_code != 200 or not r.json()["choices"][0]["message"]["content"]:
         raise SystemExit(f"probe of {p.name} failed: {r.status_code} {r.text[:500]}")
     billed = "x-gateway-credits-charged" in r.headers
-    if billed != (p.name != "A"):
+    if billed != (p.name in ("B", "C")):
         raise SystemExit(f"probe of {p.name}: the gateway's hooks are {'active' if billed else 'missing'}")
     with httpx.stream("POST", p.url, json={**body, "stream": True}, headers=headers, timeout=60) as s:
         text = s.read().decode()
@@ -428,6 +447,7 @@ def run_wrk(p: Proxy, stream: bool, conc: int, duration: float) -> dict:
         "rps": r["requests"] / (r["duration_us"] / 1e6),
         "p50": r["p50_us"] / 1000,
         "p99": r["p99_us"] / 1000,
+        "max": r["max_us"] / 1000,
         "cpu": (cpu1 - cpu0) * 1000 / n,
         "db_cpu": db_cpu * 1000 / n,
         "others": others_pct,
@@ -466,32 +486,55 @@ def summarize(results: list[dict]) -> list[dict]:
                             "variant": v,
                             "rounds": len(runs),
                             **{k: _median(runs, k) for k in ("rps", "p50", "p99", "cpu", "db_cpu", "others")},
+                            "max": max(r["max"] for r in runs),
                             "errors": sum(r["errors"] for r in runs),
                         }
                     )
     return rows
 
 
+RATIOS = (("B", "A"), ("B", "T"), ("C", "A"), ("C", "B"))  # (variant, base), in the report's column order
+
+
 def ratios(rows: list[dict]) -> list[dict]:
+    """Per point, each of RATIOS both variants ran: entry["B/T"] = B's throughput, latency and CPU beside T's."""
     out = []
     by = {(r["stream"], r["conc"], r["variant"]): r for r in rows}
     for stream in MODES:
         for conc in CONCURRENCY:
-            a = by.get((stream, conc, "A"))
-            if a is None:
-                continue
-            entry = {"stream": stream, "conc": conc}
-            for v in ("B", "C"):
-                x = by.get((stream, conc, v))
-                if x is not None:
-                    entry[v] = {
-                        "rps": x["rps"] / a["rps"],
-                        "dp50": x["p50"] - a["p50"],
-                        "dp99": x["p99"] - a["p99"],
-                        "cpu": (x["cpu"] + x["db_cpu"]) / (a["cpu"] + a["db_cpu"]),
+            entry: dict = {"stream": stream, "conc": conc}
+            for v, base in RATIOS:
+                x, b = by.get((stream, conc, v)), by.get((stream, conc, base))
+                if x is not None and b is not None:
+                    entry[f"{v}/{base}"] = {
+                        "rps": x["rps"] / b["rps"],
+                        "dp50": x["p50"] - b["p50"],
+                        "dp99": x["p99"] - b["p99"],
+                        "p99x": x["p99"] / b["p99"],
+                        "cpu": (x["cpu"] + x["db_cpu"]) / (b["cpu"] + b["db_cpu"]),
+                        "dcpu": x["cpu"] + x["db_cpu"] - b["cpu"] - b["db_cpu"],
+                        "dproxy": x["cpu"] - b["cpu"],
                     }
-            out.append(entry)
+            if len(entry) > 2:
+                out.append(entry)
     return out
+
+
+RATIO_COLS = ("req/s", "p50 ms", "p99 ms", "CPU")
+
+
+def _ratio_header() -> list[str]:
+    return ["mode", "conc"] + [
+        f"{v}/{b} {c}" if c in ("req/s", "CPU") else f"{v}-{b} {c}" for v, b in RATIOS for c in RATIO_COLS
+    ]
+
+
+def _ratio_cells(e: dict) -> list[str]:
+    cells = [_mode(e["stream"]), str(e["conc"])]
+    for v, b in RATIOS:
+        x = e.get(f"{v}/{b}")
+        cells += [f"{x['rps']:.3f}", f"{x['dp50']:+.2f}", f"{x['dp99']:+.2f}", f"{x['cpu']:.2f}"] if x else ["-"] * 4
+    return cells
 
 
 def _mode(stream: bool) -> str:
@@ -534,28 +577,11 @@ def rich_table(rows: list[dict]) -> Table:
 
 
 def rich_ratio_table(rat: list[dict]) -> Table:
-    t = Table(title="ratios to A (plain LiteLLM)", title_justify="left")
-    for col in (
-        "mode",
-        "conc",
-        "B/A req/s",
-        "B-A p50 ms",
-        "B-A p99 ms",
-        "B/A CPU",
-        "C/A req/s",
-        "C-A p50 ms",
-        "C-A p99 ms",
-        "C/A CPU",
-    ):
+    t = Table(title="ratios: B to A (plain LiteLLM) and to T (do-nothing hooks), C to A and to B", title_justify="left")
+    for col in _ratio_header():
         t.add_column(col, justify="left" if col == "mode" else "right")
     for e in rat:
-        cells = [_mode(e["stream"]), str(e["conc"])]
-        for v in ("B", "C"):
-            x = e.get(v)
-            cells += (
-                [f"{x['rps']:.3f}", f"{x['dp50']:+.2f}", f"{x['dp99']:+.2f}", f"{x['cpu']:.2f}"] if x else ["-"] * 4
-            )
-        t.add_row(*cells)
+        t.add_row(*_ratio_cells(e))
     return t
 
 
@@ -602,26 +628,46 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _worst(rat: list[dict], ratio: str, key: str, lowest: bool = True) -> tuple[float, str] | None:
+    """The lowest (or highest) value of entry[ratio][key] over the points, and where it was."""
+    found = [(e[ratio][key], f"{_mode(e['stream'])} c={e['conc']}") for e in rat if ratio in e]
+    if not found:
+        return None
+    return min(found) if lowest else max(found)
+
+
+def _verdict(text: str, ok: bool, detail: str) -> str:
+    return f"- {text}: **{'met' if ok else 'MISSED'}** ({detail})."
+
+
 def verdicts(rat: list[dict], rows: list[dict]) -> list[str]:
+    """Issue 14's targets, each met or missed and by how much."""
     out = []
-    worst = (
-        min((e["B"]["rps"], _mode(e["stream"]), e["conc"]) for e in rat if "B" in e)
-        if any("B" in e for e in rat)
-        else None
-    )
-    if worst:
-        ok = worst[0] >= 0.95
-        out.append(
-            f"- B/A throughput >= 0.95 at every point: **{'met' if ok else 'MISSED'}** "
-            f"(lowest {worst[0]:.3f}, {worst[1]} at concurrency {worst[2]})."
-        )
-    for e in rat:
-        if e["conc"] == 1 and "B" in e:
-            d = e["B"]["dp50"]
+    for ratio, floor in (("B/A", 1.0), ("B/T", 0.95), ("C/B", 0.8)):
+        w = _worst(rat, ratio, "rps")
+        if w:
             out.append(
-                f"- B p50 at concurrency 1 ({_mode(e['stream'])}) at most 2 ms above A: "
-                f"**{'met' if d <= 2 else 'MISSED'}** ({d:+.2f} ms)."
+                _verdict(f"{ratio} throughput >= {floor:g} at every point", w[0] >= floor, f"lowest {w[0]:.3f}, {w[1]}")
             )
+    for e in rat:
+        if e["conc"] == 1 and "B/T" in e:
+            d = e["B/T"]["dp50"]
+            out.append(_verdict(f"B p50 at c=1 ({_mode(e['stream'])}) within 1 ms of T's", d <= 1, f"{d:+.2f} ms"))
+    for key, cap, what in (("dcpu", 1.0, "proxy + database"), ("dproxy", 0.5, "proxy only")):
+        w = _worst(rat, "B/T", key, lowest=False)
+        if w:
+            out.append(
+                _verdict(
+                    f"billing CPU per call (B-T, {what}) <= {cap:g} ms", w[0] <= cap, f"highest {w[0]:.2f} ms, {w[1]}"
+                )
+            )
+    for e in rat:
+        if e["conc"] == 16 and "C/B" in e:
+            x = e["C/B"]["p99x"]
+            out.append(_verdict(f"C p99 at c=16 ({_mode(e['stream'])}) within 3x of B's", x <= 3, f"{x:.2f}x"))
+    c_max = max((r["max"] for r in rows if r["variant"] == "C"), default=None)
+    if c_max is not None:
+        out.append(_verdict("no C request over 2 s", c_max <= 2000, f"slowest {c_max:.0f} ms"))
     return out
 
 
@@ -693,38 +739,11 @@ def write_results(
             ],
         ),
         "",
-        "### Ratios to A",
+        "### Ratios: B to A and to T, C to A and to B",
         "",
-        _md_table(
-            [
-                "mode",
-                "conc",
-                "B/A req/s",
-                "B-A p50 ms",
-                "B-A p99 ms",
-                "B/A CPU",
-                "C/A req/s",
-                "C-A p50 ms",
-                "C-A p99 ms",
-                "C/A CPU",
-            ],
-            [
-                [
-                    _mode(e["stream"]),
-                    str(e["conc"]),
-                    *(
-                        cell
-                        for v in ("B", "C")
-                        for cell in (
-                            [f"{e[v]['rps']:.3f}", f"{e[v]['dp50']:+.2f}", f"{e[v]['dp99']:+.2f}", f"{e[v]['cpu']:.2f}"]
-                            if v in e
-                            else ["-"] * 4
-                        )
-                    ),
-                ]
-                for e in rat
-            ],
-        ),
+        "CPU columns: total CPU per request (proxy + database) of the first variant over the second's.",
+        "",
+        _md_table(_ratio_header(), [_ratio_cells(e) for e in rat]),
         "",
         "### Targets",
         "",
