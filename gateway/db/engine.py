@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _engines: dict[str, AsyncEngine] = {}
+# asyncpg's connect arguments, for the engine's pool and for the ledger's own (gateway.ledger.pg_connections)
+PG_CONNECT_ARGS: dict[str, float] = {"timeout": 5, "command_timeout": 10}
 
 
 def get_engine(url: str) -> AsyncEngine:
@@ -43,7 +45,7 @@ def _create(url: str) -> AsyncEngine:
         max_overflow=4,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"timeout": 5, "command_timeout": 10},
+        connect_args=PG_CONNECT_ARGS,
     )
 
 

@@ -9,20 +9,18 @@ unique constraints on request_id and (reason, reference) still decide every race
 whole statement with an IntegrityError, as it aborts the portable transaction). The ledger tests run on
 both this path and the portable one.
 
-Speed (bench/money_path.py, bench/RESULTS.md): the statement goes straight to the asyncpg connection that
-SQLAlchemy's pool lends us (SQLAlchemy's per-statement execution machinery cost more CPU than asyncpg and
-PostgreSQL together), compiled once, and prepared once per connection by asyncpg. Calls on one account take
-turns within a process (`_account_turn`), so a busy account has at most one statement per process waiting
-on its row lock in PostgreSQL, where every commit wakes all waiters.
+Speed (bench/money_path.py, bench/RESULTS.md): the statement goes straight to an asyncpg connection of the
+ledger's own pool (pg_connections.py: SQLAlchemy's execution machinery, and then its pool's checkout, cost
+more CPU than asyncpg and PostgreSQL together), compiled once, and prepared once per connection by asyncpg.
+Holds and settles are group-committed (pg_batches.py): those a process sends while its previous batch is in
+flight go together in the next one, one round trip and one commit for all; so a busy account also has at
+most one batch per process waiting on its row lock in PostgreSQL, where every commit wakes all waiters.
 
 Errors are raised as SQLAlchemy's (IntegrityError, OperationalError, DBAPIError), like every other query.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import weakref
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,9 +28,10 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.limits import PeriodStarts
+from gateway.ledger import pg_batches, pg_connections
 from gateway.ledger.types import MAX_MODEL_CHARS, Usage
 
 # The key's period start for its reset kind, and its use in that period (0 once the stored period ended).
@@ -63,7 +62,7 @@ HOLD = sa.text(
         SELECT :account_id, :request_id, :key_id, :model, :amount, :expires_at, (SELECT period_start FROM keyed)
         FROM reserved
     )
-    SELECT balance_micros, held_micros FROM reserved
+    SELECT (SELECT balance_micros FROM reserved) AS balance_micros, (SELECT held_micros FROM reserved) AS held_micros
     """
 ).bindparams(
     sa.bindparam("account_id", type_=sa.BigInteger),
@@ -185,7 +184,7 @@ async def hold(
     periods: PeriodStarts,
 ) -> asyncpg.Record | None:
     """Reserve exactly `amount` (and count it in the key's period): the account's (balance, held) after it, or
-    None if it does not fit the account or the key's limit."""
+    None if it does not fit the account or the key's limit (the statement's one row then holds NULLs)."""
     params = {
         "day": periods.daily,
         "week": periods.weekly,
@@ -198,7 +197,8 @@ async def hold(
         "amount": amount,
         "expires_at": expires_at,
     }
-    return await _execute(db, HOLD, params, account_id)
+    row = await _execute(db, HOLD, params, account_id)
+    return row if row is not None and row["balance_micros"] is not None else None
 
 
 async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> asyncpg.Record:
@@ -214,72 +214,55 @@ async def release(db: AsyncEngine, request_id: str, status: str, now: datetime) 
 
 
 _compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
-_turns: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _account_turn(account_id: int) -> asyncio.Lock:
-    """The lock that lines up this process's money statements on one account (gone when nobody holds it)."""
-    turn = _turns.get(account_id)
-    if turn is None:
-        turn = _turns[account_id] = asyncio.Lock()
-    return turn
 
 
 async def _execute(
     db: AsyncEngine, statement: sa.TextClause, params: Mapping[str, Any], account_id: int | None = None
 ) -> asyncpg.Record | None:
-    """Run one statement on its own (autocommit) and return its first row or None."""
-    if account_id is None:
-        return await _fetchrow(db, statement, params)
-    async with _account_turn(account_id):  # wait here, before taking a connection from the pool
-        return await _fetchrow(db, statement, params)
-
-
-async def _fetchrow(db: AsyncEngine, statement: sa.TextClause, params: Mapping[str, Any]) -> asyncpg.Record | None:
-    """Every statement here is idempotent (on the request id), so one that met a dead pooled connection (the
-    server restarted, or the network dropped it) is sent once more on a fresh one before the call fails."""
+    """Run one statement (autocommit) and return its first row or None; one on an account (hold, settle) goes
+    in this process's next batch of its kind (pg_batches.py: group commit)."""
     sql, names = _compiled.get(id(statement)) or _compile(statement, db)
     args = [params[name] for name in names]
+    if account_id is None:
+        (row,) = await _send(db, sql, [args])
+        return row
+    return await pg_batches.batcher(db, sql, _send).run(account_id, args)
+
+
+async def _send(db: AsyncEngine, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
+    """The first row of each statement (one per argument set, all in one atomic batch when several). Every
+    statement here is idempotent (on the request id), so a batch that met a dead pooled connection (the
+    server restarted, or the network dropped it) is sent once more on a fresh one before it fails."""
     try:
-        return await _fetchrow_once(db, sql, args)
+        return await _send_once(db, sql, arg_sets)
     except _DeadConnection:
         pass
     try:
-        return await _fetchrow_once(db, sql, args)
+        return await _send_once(db, sql, arg_sets)
     except _DeadConnection as dead:
-        raise sa.exc.OperationalError(sql, args, dead.cause) from dead.cause
+        raise sa.exc.OperationalError(sql, arg_sets, dead.cause) from dead.cause
 
 
 class _DeadConnection(Exception):
-    """The pooled connection failed before or while the statement ran (it has been discarded)."""
+    """The pooled connection failed before or while the statement ran (the pool has closed it)."""
 
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
 
 
-async def _fetchrow_once(db: AsyncEngine, sql: str, args: list[Any]) -> asyncpg.Record | None:
-    async with db.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        try:
-            return await driver.fetchrow(sql, *args)
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(sql, args, exc) from exc
-        except (TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-            await _discard(conn)
-            raise _DeadConnection(exc) from exc
-        except asyncpg.PostgresError as exc:
-            raise sa.exc.DBAPIError(sql, args, exc) from exc
-        except BaseException:  # cancelled mid-statement: the connection may still be busy with it
-            await _discard(conn)
-            raise
-
-
-async def _discard(conn: AsyncConnection) -> None:
-    """Make sure the pool never lends this connection again (its state is unknown)."""
-    with contextlib.suppress(Exception):
-        await conn.invalidate()
+async def _send_once(db: AsyncEngine, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
+    try:
+        async with pg_connections.for_engine(db).lend() as driver:  # closes it unless the batch completed
+            if len(arg_sets) == 1:
+                return [await driver.fetchrow(sql, *arg_sets[0])]
+            return list(await driver.fetchmany(sql, arg_sets))
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(sql, arg_sets, exc) from exc
+    except pg_connections.WIRE_ERRORS as exc:
+        raise _DeadConnection(exc) from exc
+    except asyncpg.PostgresError as exc:
+        raise sa.exc.DBAPIError(sql, arg_sets, exc) from exc
 
 
 def _compile(statement: sa.TextClause, db: AsyncEngine) -> tuple[str, tuple[str, ...]]:

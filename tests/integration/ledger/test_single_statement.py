@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from gateway import ledger
 from gateway.accounts.wallets import Account
 from gateway.db.schema import credit_holds
+from gateway.ledger import pg_connections
 from tests.conftest import new_request_id
 from tests.integration.ledger.test_ledger import usage_for
 from tests.ledger_checks import assert_books_balance
@@ -20,7 +21,8 @@ from tests.ledger_checks import assert_books_balance
 
 @contextlib.contextmanager
 def statements(db):
-    """The first word of every statement sent to PostgreSQL meanwhile (BEGIN and COMMIT included)."""
+    """The first word of every statement sent to PostgreSQL meanwhile (BEGIN and COMMIT included), on the
+    connections of SQLAlchemy's pool and of the ledger's own (gateway.ledger.pg_connections)."""
     seen: list[str] = []
 
     def log(query) -> None:
@@ -32,11 +34,26 @@ def statements(db):
     def on_checkin(dbapi_conn, record) -> None:
         record.driver_connection.remove_query_logger(log)
 
+    pool = pg_connections.for_engine(db)
+    lend = pool.lend
+
+    @contextlib.asynccontextmanager
+    async def logged_lend():
+        async with lend() as conn:
+            conn.add_query_logger(log)
+            try:
+                yield conn
+            finally:
+                await asyncio.sleep(0)  # asyncpg calls its query loggers soon after the statement, not during it
+                conn.remove_query_logger(log)
+
     sa.event.listen(db.sync_engine.pool, "checkout", on_checkout)
     sa.event.listen(db.sync_engine.pool, "checkin", on_checkin)
+    pool.lend = logged_lend
     try:
         yield seen
     finally:
+        del pool.lend
         sa.event.remove(db.sync_engine.pool, "checkout", on_checkout)
         sa.event.remove(db.sync_engine.pool, "checkin", on_checkin)
 
