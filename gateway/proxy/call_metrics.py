@@ -36,6 +36,12 @@ def model_label(model: object) -> str:
     return metrics.model_label(model, _configured())
 
 
+@functools.lru_cache(maxsize=1024)  # label values are bounded (configured models, outcomes): no eviction churn
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per label set instead of on every call."""
+    return metric.labels(*labels)
+
+
 class CountedSend:
     """`send` that counts the call's outcome when its response starts; the guard sets `model` once read."""
 
@@ -45,27 +51,27 @@ class CountedSend:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            metrics.CALLS.labels(model_label(self.model), metrics.outcome(int(message["status"]))).inc()
+            _child(metrics.CALLS, model_label(self.model), metrics.outcome(int(message["status"]))).inc()
         await self._send(message)
 
 
 def held() -> None:
-    metrics.HOLD_EVENTS.labels("opened").inc()
+    _child(metrics.HOLD_EVENTS, "opened").inc()
 
 
 def settled(call: Call, provider_cost_micros: int, user_price_micros: int, seconds: float, spooled: bool) -> None:
     model = model_label(call.model)
     charged = call.charged_micros or 0
-    metrics.HOLD_EVENTS.labels("settled").inc()
+    _child(metrics.HOLD_EVENTS, "settled").inc()
     metrics.SETTLE_SECONDS.observe(seconds)
-    metrics.PROVIDER_COST.labels(model).inc(provider_cost_micros)
-    metrics.REVENUE.labels(model).inc(charged)
-    metrics.UNCOLLECTED.labels(model).inc(max(0, user_price_micros - charged))
+    _child(metrics.PROVIDER_COST, model).inc(provider_cost_micros)
+    _child(metrics.REVENUE, model).inc(charged)
+    _child(metrics.UNCOLLECTED, model).inc(max(0, user_price_micros - charged))  # 0 too: the series exists
     _log(call, "settled", charged_micros=charged, spooled=spooled)
 
 
 def released(call: Call, spooled: bool) -> None:
-    metrics.HOLD_EVENTS.labels("released").inc()
+    _child(metrics.HOLD_EVENTS, "released").inc()
     _log(call, "released", charged_micros=0, spooled=spooled)
 
 

@@ -32,6 +32,11 @@ class Call:
     client_wants_usage: bool  # the client asked for the streamed usage chunk itself
     charged_micros: int | None = None  # set by the settle
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Call:
+        """Itself: LiteLLM deep-copies request metadata along the way, and every copy must be this call (the
+        settle sets `charged_micros` on it for the headers hook); copying it would also cost time per call."""
+        return self
+
 
 def tagged(data: Mapping[str, Any] | None) -> Call | None:
     """The `Call` our pre-call hook put in a request's metadata (untrusted: see `Inflight.get`)."""
