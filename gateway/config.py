@@ -210,4 +210,8 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings (read once)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # LiteLLM counts a Llama/Mistral-family model's tokens with a Hugging Face tokenizer it downloads at
+    # first use (retrying for ~30 s without internet, on the call's path); offline, it uses a local copy or
+    # falls back to tiktoken at once. The hold's prompt bound errs high either way (gateway.proxy.pricing).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return load_settings()
