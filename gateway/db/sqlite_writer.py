@@ -1,0 +1,84 @@
+"""SQLite's write transactions, each run whole in ONE call into this process's writer thread.
+
+Owns: the per-process writer thread of a SQLite file, its synchronous connection (from engine.py's
+`get_sync_sqlite_engine`), and the lock file that queues the writers of every process on that file.
+
+Why: through aiosqlite, a transaction is BEGIN IMMEDIATE, then each statement an await that hops to
+aiosqlite's thread and back through the (busy) event loop, so SQLite's write lock was held for many
+milliseconds per transaction while the other LiteLLM worker slept in SQLite's busy handler (sleeps growing
+to 100 ms): the embedded default's tail. Here `run(db, fn, *args)` sends `fn(conn, *args)` to one thread
+that runs BEGIN IMMEDIATE, fn's statements and COMMIT synchronously, so the write lock is held only while
+that code runs, and there is one thread hop per transaction instead of one per statement.
+
+Writers of different processes take turns on a blocking `flock` of `<database>.write-lock` around the
+transaction: the kernel wakes the next waiter as soon as the lock is released, instead of SQLite's busy
+handler polling with backoff. The flock only queues; SQLite's own lock still decides (a writer that does
+not take the flock, e.g. the sidecar's key writes, is waited for by busy_timeout as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db.engine import get_sync_sqlite_engine
+
+T = TypeVar("T")
+
+
+def serves(db: AsyncEngine) -> bool:
+    """Whether `db`'s writes go through a writer thread: a SQLite file (an in-memory database is private to its
+    connection, so a second connection would not see it)."""
+    database = db.url.database
+    return db.dialect.name == "sqlite" and bool(database) and database != ":memory:"
+
+
+class _Writer:
+    """One SQLite file's writer in this process: one thread, one connection, the lock file."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.engine = get_sync_sqlite_engine(url)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self.lock_path = Path(database + ".write-lock")
+        self.lock_fd: int | None = None
+
+    def call(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        if self.lock_fd is None:
+            self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn, *args)
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+
+_writers: dict[tuple[int, str], _Writer] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer(db: AsyncEngine) -> _Writer:
+    url = db.url.render_as_string(hide_password=False)
+    key = (os.getpid(), url)  # a forked child gets a thread and connection of its own
+    writer = _writers.get(key)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(key)
+            if writer is None:
+                writer = _writers[key] = _Writer(url, str(db.url.database))
+    return writer
+
+
+async def run(db: AsyncEngine, fn: Callable[..., T], *args: object) -> T:
+    """`fn(conn, *args)` in one transaction (BEGIN IMMEDIATE ... COMMIT, rolled back if it raises) on `db`'s
+    file, in this process's writer thread; its result or its exception."""
+    writer = _writer(db)
+    return await asyncio.get_running_loop().run_in_executor(writer.executor, writer.call, fn, args)
