@@ -57,29 +57,34 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def get_sync_sqlite_engine(url: str) -> sa.Engine:
+def get_sync_sqlite_engine(url: str, *, wait: bool = True) -> sa.Engine:
     """A synchronous engine (the standard library's sqlite3) on the SQLite file of `url`, shared in this process,
-    with the async engine's settings: WAL, busy timeout, foreign keys, `BEGIN IMMEDIATE`."""
+    with the async engine's settings: WAL, foreign keys, `BEGIN IMMEDIATE`. With `wait`, a busy database is
+    waited for (busy timeout, as the async engine); without, a locked database fails at once (SQLITE_BUSY) and
+    the connection never checkpoints the WAL itself (`PRAGMA wal_autocheckpoint=0`: the caller runs the
+    checkpoints elsewhere), so that nothing run on it ever blocks: it is used on the event loop's thread."""
     sync_url = sa.engine.make_url(url).set(drivername="sqlite+pysqlite")
-    key = sync_url.render_as_string(hide_password=False)
+    key = f"{sync_url.render_as_string(hide_password=False)} wait={wait}"
     engine = _sync_engines.get(key)
     if engine is None:
         ensure_sqlite_folder(url)
-        engine = sa.create_engine(sync_url, connect_args={"timeout": 30, "check_same_thread": False})
-        _make_sqlite_serializable(engine)
+        engine = sa.create_engine(sync_url, connect_args={"timeout": 30 if wait else 0, "check_same_thread": False})
+        _make_sqlite_serializable(engine, busy_timeout_ms=30000 if wait else 0, autocheckpoint=wait)
         _sync_engines[key] = engine
     return engine
 
 
-def _make_sqlite_serializable(engine: sa.Engine) -> None:
+def _make_sqlite_serializable(engine: sa.Engine, busy_timeout_ms: int = 30000, autocheckpoint: bool = True) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.engine import get_sync_sqlite_engine
@@ -41,24 +42,71 @@ def serves(db: AsyncEngine) -> bool:
     return db.dialect.name == "sqlite" and bool(database) and database != ":memory:"
 
 
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+_INLINE_TRIES = 500  # ~0.5 s, then the writer thread, which waits (for a writer holding the lock across awaits)
+_CHECKPOINT_EVERY = 200  # inline commits (each a few pages; SQLite's own default is every 1000 WAL pages)
+
+
+def _busy(exc: sa.exc.OperationalError) -> bool:
+    return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) in _BUSY
+
+
 class _Writer:
-    """One SQLite file's writer in this process: one thread, one connection, the lock file."""
+    """One SQLite file's writer in this process: a connection used on the event loop's thread that never waits,
+    the thread and connection that do, and a lock-file descriptor for each (two descriptors: flock excludes
+    them from each other as it excludes other processes)."""
 
     def __init__(self, url: str, database: str) -> None:
+        self.inline_engine = get_sync_sqlite_engine(url, wait=False)
         self.engine = get_sync_sqlite_engine(url)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.lock_path = Path(database + ".write-lock")
-        self.lock_fd: int | None = None
+        self.inline_fd = self._open_lock()
+        self.thread_fd = self._open_lock()
+        self.inline_mutex = threading.Lock()  # one inline transaction at a time if several threads run loops
+        self.inline_commits = 0
+
+    def _open_lock(self) -> int:
+        return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def try_inline(self, fn: Callable[..., T], args: tuple[object, ...]) -> tuple[bool, T | None]:
+        """(True, result) if `fn` ran, (False, None) if the lock was taken (nothing written; try again)."""
+        if not self.inline_mutex.acquire(blocking=False):
+            return False, None
+        try:
+            try:
+                fcntl.flock(self.inline_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False, None
+            try:
+                with self.inline_engine.begin() as conn:
+                    result = fn(conn, *args)
+            except sa.exc.OperationalError as exc:  # a writer outside the flock holds SQLite's lock: rolled back
+                if _busy(exc):
+                    return False, None
+                raise
+            finally:
+                fcntl.flock(self.inline_fd, fcntl.LOCK_UN)
+            self.inline_commits += 1
+            if self.inline_commits % _CHECKPOINT_EVERY == 0:  # the inline connection never checkpoints itself
+                self.executor.submit(self.checkpoint)
+            return True, result
+        finally:
+            self.inline_mutex.release()
 
     def call(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
-        if self.lock_fd is None:
-            self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        """`fn` in the writer thread: waits for the lock file, then for SQLite's lock (busy timeout)."""
+        fcntl.flock(self.thread_fd, fcntl.LOCK_EX)
         try:
             with self.engine.begin() as conn:
                 return fn(conn, *args)
         finally:
-            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+            fcntl.flock(self.thread_fd, fcntl.LOCK_UN)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's pages back into the database file, as far as readers allow (never blocks writers)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 _writers: dict[tuple[int, str], _Writer] = {}
@@ -81,4 +129,9 @@ async def run(db: AsyncEngine, fn: Callable[..., T], *args: object) -> T:
     """`fn(conn, *args)` in one transaction (BEGIN IMMEDIATE ... COMMIT, rolled back if it raises) on `db`'s
     file, in this process's writer thread; its result or its exception."""
     writer = _writer(db)
+    for attempt in range(_INLINE_TRIES):
+        ran, result = writer.try_inline(fn, args)
+        if ran:
+            return result  # type: ignore[return-value]  # T itself may be Optional
+        await asyncio.sleep(0 if attempt < 4 else 0.001)  # let the holder (maybe on this loop) finish
     return await asyncio.get_running_loop().run_in_executor(writer.executor, writer.call, fn, args)
