@@ -255,14 +255,15 @@ async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:
 
 def _close_hold(
     conn: sa.Connection, request_id: str, status: HoldStatus, now: datetime
-) -> sa.Row[tuple[int, int]] | None:
-    """Move a pending hold to `status`; returns (account_id, amount_micros) or None if none was pending."""
+) -> sa.Row[tuple[int, int, int | None, datetime | None]] | None:
+    """Move a pending hold to `status`; returns (account_id, amount_micros, key_id, key_period_start) or None if
+    none was pending."""
     return (
         conn.execute(
             sa.update(holds)
             .where(holds.c.request_id == request_id, holds.c.status == HoldStatus.PENDING)
             .values(status=status, closed_at=now)
-            .returning(holds.c.account_id, holds.c.amount_micros)
+            .returning(holds.c.account_id, holds.c.amount_micros, holds.c.key_id, holds.c.key_period_start)
         )
     ).first()
 
@@ -289,7 +290,7 @@ def settle_in(conn: sa.Connection, usage: Usage, now: datetime) -> tuple[Settlem
     ).scalar_one()
     conn.execute(sa.insert(usage_t).values(**usage.row(uncollected_micros=price - charge)))
     _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
-    _give_back_to_key(conn, usage.request_id, charge - (held or 0))
+    _give_back_to_key(conn, usage.request_id, charge - (held or 0), closed)
     return Settlement(usage.request_id, price, new_balance, False, price - charge), held
 
 
@@ -322,17 +323,26 @@ def release_in(conn: sa.Connection, request_id: str, status: HoldStatus, now: da
     conn.execute(
         sa.update(acc).where(acc.c.id == closed.account_id).values(held_micros=acc.c.held_micros - closed.amount_micros)
     )
-    _give_back_to_key(conn, request_id, -closed.amount_micros)
+    _give_back_to_key(conn, request_id, -closed.amount_micros, closed)
     return True
 
 
-def _give_back_to_key(conn: sa.Connection, request_id: str, delta: int) -> None:
+def _give_back_to_key(
+    conn: sa.Connection,
+    request_id: str,
+    delta: int,
+    closed: sa.Row[tuple[int, int, int | None, datetime | None]] | None,
+) -> None:
     """Move the use of the key period the request's hold was counted in by `delta` (a settle below the hold
     gives the difference back, a release all of it; a late settle after expiry counts its charge). Nothing
-    when that period has ended: the key's use started again from zero."""
+    when that period has ended: the key's use started again from zero. `closed`: the hold just closed (its key
+    and period, read by the close's RETURNING), else the hold is looked up (one that expired before)."""
     counted = (
-        conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
-    ).first()
+        closed
+        or (
+            conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
+        ).first()
+    )
     if counted is None or counted.key_id is None or counted.key_period_start is None or not delta:
         return
     moved = vk.c.period_used_micros + delta
