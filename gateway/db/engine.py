@@ -1,7 +1,9 @@
 """Database engines: one async SQLAlchemy engine per process and URL, tuned for PostgreSQL or SQLite.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction starts with
-`BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade.
+`BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade. Beside the async
+engine, a process may also open a synchronous one on the same file (`get_sync_sqlite_engine`, the same
+settings): the ledger's writes run on it whole, in one thread (gateway/db/sqlite_writer.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 _engines: dict[str, AsyncEngine] = {}
 # asyncpg's connect arguments, for the engine's pool and for the ledger's own (gateway.ledger.pg_connections)
 PG_CONNECT_ARGS: dict[str, float] = {"timeout": 5, "command_timeout": 10}
+_sync_engines: dict[str, sa.Engine] = {}
 
 
 def get_engine(url: str) -> AsyncEngine:
@@ -32,7 +35,7 @@ def _create(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
-        _make_sqlite_serializable(engine)
+        _make_sqlite_serializable(engine.sync_engine)
         return engine
     # pool_size is how many connections a process keeps open (each is opened when first needed). Beyond
     # it, max_overflow connections are opened for a burst and closed again when returned, and opening one
@@ -56,18 +59,37 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _make_sqlite_serializable(engine: AsyncEngine) -> None:
-    @sa.event.listens_for(engine.sync_engine, "connect")
+def get_sync_sqlite_engine(url: str, *, wait: bool = True) -> sa.Engine:
+    """A synchronous engine (the standard library's sqlite3) on the SQLite file of `url`, shared in this process,
+    with the async engine's settings: WAL, foreign keys, `BEGIN IMMEDIATE`. With `wait`, a busy database is
+    waited for (busy timeout, as the async engine); without, a locked database fails at once (SQLITE_BUSY) and
+    the connection never checkpoints the WAL itself (`PRAGMA wal_autocheckpoint=0`: the caller runs the
+    checkpoints elsewhere), so that nothing run on it ever blocks: it is used on the event loop's thread."""
+    sync_url = sa.engine.make_url(url).set(drivername="sqlite+pysqlite")
+    key = f"{sync_url.render_as_string(hide_password=False)} wait={wait}"
+    engine = _sync_engines.get(key)
+    if engine is None:
+        ensure_sqlite_folder(url)
+        engine = sa.create_engine(sync_url, connect_args={"timeout": 30 if wait else 0, "check_same_thread": False})
+        _make_sqlite_serializable(engine, busy_timeout_ms=30000 if wait else 0, autocheckpoint=wait)
+        _sync_engines[key] = engine
+    return engine
+
+
+def _make_sqlite_serializable(engine: sa.Engine, busy_timeout_ms: int = 30000, autocheckpoint: bool = True) -> None:
+    @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
-    @sa.event.listens_for(engine.sync_engine, "begin")
+    @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -92,3 +114,6 @@ async def dispose_all() -> None:
     for engine in list(_engines.values()):
         await engine.dispose()
     _engines.clear()
+    for sync_engine in list(_sync_engines.values()):
+        sync_engine.dispose()
+    _sync_engines.clear()

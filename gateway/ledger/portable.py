@@ -4,18 +4,26 @@ PostgreSQL for grants and for flexible holds that do not fit in full.
 Each operation is one transaction. "available >= hold" is enforced by the UPDATE's WHERE clause, so
 concurrent holds can never reserve more than the balance, on any number of processes; the unique
 constraints on `request_id` and `(reason, reference)` make every write idempotent.
+
+The transactions are synchronous functions over a `sqlalchemy.Connection` (`*_in`), written once and run two
+ways (`_write`): on a SQLite file whole, in one synchronous call (gateway/db/sqlite_writer.py: the write
+lock is held only while they run, not across one event-loop hop per statement);
+elsewhere inside the async engine's transaction through `AsyncConnection.run_sync`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset, key_limit
 from gateway.core.posting import InsufficientCredit, collectable_micros
+from gateway.db import sqlite_writer
 from gateway.db.schema import as_utc
 from gateway.db.schema import billing_accounts as acc
 from gateway.db.schema import credit_holds as holds
@@ -35,18 +43,26 @@ from gateway.ledger.types import (
     Usage,
 )
 
+T = TypeVar("T")
 
-async def read_balance(conn: AsyncConnection, account_id: int) -> Balance:
-    row = (await conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))).first()
+
+async def _write(db: AsyncEngine, fn: Callable[..., T], *args: object) -> T:
+    """`fn(conn, *args)` as one transaction: on a SQLite file through sqlite_writer, else via run_sync."""
+    if sqlite_writer.serves(db):
+        return await sqlite_writer.run(db, fn, *args)
+    async with db.begin() as conn:
+        return await conn.run_sync(fn, *args)
+
+
+def read_balance(conn: sa.Connection, account_id: int) -> Balance:
+    row = (conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))).first()
     if row is None:
         raise UnknownAccount(account_id)
     return Balance(account_id, row.balance_micros, row.held_micros)
 
 
-async def _existing_entry(conn: AsyncConnection, reason: str, reference: str) -> LedgerEntry | None:
-    row = (
-        await conn.execute(sa.select(ledger).where(ledger.c.reason == reason, ledger.c.reference == reference))
-    ).first()
+def _existing_entry(conn: sa.Connection, reason: str, reference: str) -> LedgerEntry | None:
+    row = (conn.execute(sa.select(ledger).where(ledger.c.reason == reason, ledger.c.reference == reference))).first()
     if row is None:
         return None
     return LedgerEntry(
@@ -54,30 +70,25 @@ async def _existing_entry(conn: AsyncConnection, reason: str, reference: str) ->
     )
 
 
-async def _append(
-    conn: AsyncConnection, account_id: int, amount: int, balance_after: int, reason: str, ref: str
-) -> int:
+def _append(conn: sa.Connection, account_id: int, amount: int, balance_after: int, reason: str, ref: str) -> int:
     entry = sa.insert(ledger).values(
         account_id=account_id, amount_micros=amount, balance_after_micros=balance_after, reason=reason, reference=ref
     )
-    return int((await conn.execute(entry.returning(ledger.c.id))).scalar_one())
+    return int((conn.execute(entry.returning(ledger.c.id))).scalar_one())
 
 
 async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
     try:
-        async with db.begin() as conn:
-            return await post_entry_in(conn, account_id, amount_micros, reason, reference)
+        return await _write(db, post_entry_in, account_id, amount_micros, reason, reference)
     except IntegrityError:  # a concurrent writer committed the same (reason, reference) first
         async with db.connect() as conn:
-            existing = await _existing_entry(conn, reason, reference)
+            existing = await conn.run_sync(_existing_entry, reason, reference)
         if existing is None:
             raise
         return existing
 
 
-async def post_entry_in(
-    conn: AsyncConnection, account_id: int, amount_micros: int, reason: str, reference: str
-) -> LedgerEntry:
+def post_entry_in(conn: sa.Connection, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
     if reason not in REASONS:
         raise ValueError(f"unknown ledger reason {reason!r}")
     if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
@@ -86,11 +97,11 @@ async def post_entry_in(
         raise ValueError(f"a ledger entry moves at most {MAX_ENTRY_MICROS} micros")
     if not reference:
         raise ValueError("a ledger entry needs a reference")
-    existing = await _existing_entry(conn, reason, reference)
+    existing = _existing_entry(conn, reason, reference)
     if existing is not None:
         return existing
     new_balance = (
-        await conn.execute(
+        conn.execute(
             sa.update(acc)
             .where(acc.c.id == account_id)
             .values(balance_micros=acc.c.balance_micros + amount_micros)
@@ -99,7 +110,7 @@ async def post_entry_in(
     ).scalar_one_or_none()
     if new_balance is None:
         raise UnknownAccount(account_id)
-    entry_id = await _append(conn, account_id, amount_micros, new_balance, reason, reference)
+    entry_id = _append(conn, account_id, amount_micros, new_balance, reason, reference)
     return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
 
 
@@ -116,21 +127,34 @@ async def hold(
 ) -> Hold:
     """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) and count it in
     the key's period, in one transaction with the hold's row. A request id held before raises IntegrityError."""
-    async with db.begin() as conn:
-        reserved, row = await _reserve(conn, account_id, amount, floor, key_id, now)
-        counted_in = await _count_for_key(conn, key_id, account_id, reserved, now) if key_id else None
-        await conn.execute(
-            sa.insert(holds).values(
-                account_id=account_id,
-                request_id=request_id,
-                key_id=key_id,
-                model=model[:MAX_MODEL_CHARS],
-                amount_micros=reserved,
-                expires_at=expires_at,
-                key_period_start=counted_in,
-            )
+    return await _write(db, hold_in, account_id, request_id, amount, floor, expires_at, key_id, model, now)
+
+
+def hold_in(
+    conn: sa.Connection,
+    account_id: int,
+    request_id: str,
+    amount: int,
+    floor: int | None,
+    expires_at: datetime,
+    key_id: int | None,
+    model: str,
+    now: datetime,
+) -> Hold:
+    reserved, row = _reserve(conn, account_id, amount, floor, key_id, now)
+    counted_in = _count_for_key(conn, key_id, account_id, reserved, now) if key_id else None
+    conn.execute(
+        sa.insert(holds).values(
+            account_id=account_id,
+            request_id=request_id,
+            key_id=key_id,
+            model=model[:MAX_MODEL_CHARS],
+            amount_micros=reserved,
+            expires_at=expires_at,
+            key_period_start=counted_in,
         )
-        return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
+    )
+    return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
 
 
 def _key_period(periods: PeriodStarts) -> sa.ColumnElement[datetime]:
@@ -143,9 +167,9 @@ def _key_period(periods: PeriodStarts) -> sa.ColumnElement[datetime]:
     )
 
 
-async def read_key_limit(conn: AsyncConnection, key_id: int, now: datetime) -> KeyLimit | None:
+def read_key_limit(conn: sa.Connection, key_id: int, now: datetime) -> KeyLimit | None:
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(vk.c.limit_micros, vk.c.limit_reset, vk.c.period_used_micros, vk.c.period_start).where(
                 vk.c.id == key_id
             )
@@ -157,13 +181,13 @@ async def read_key_limit(conn: AsyncConnection, key_id: int, now: datetime) -> K
     return key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now)
 
 
-async def _count_for_key(conn: AsyncConnection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime:
+def _count_for_key(conn: sa.Connection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime:
     """Add `amount` to the key's period use in one conditional UPDATE (the limit is the WHERE clause); the
     key's period start it was counted in. Raises KeyLimitExceeded (the caller's transaction rolls back)."""
     period = _key_period(PeriodStarts.at(now))
     used = sa.case((vk.c.period_start == period, vk.c.period_used_micros), else_=0)
     counted = (
-        await conn.execute(
+        conn.execute(
             sa.update(vk)
             .where(
                 vk.c.id == key_id,
@@ -175,13 +199,13 @@ async def _count_for_key(conn: AsyncConnection, key_id: int, account_id: int, am
         )
     ).first()
     if counted is None:
-        limit = await read_key_limit(conn, key_id, now)
+        limit = read_key_limit(conn, key_id, now)
         raise KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)  # no row: a key of another account
     return as_utc(counted.period_start)
 
 
-async def _reserve(
-    conn: AsyncConnection, account_id: int, amount: int, floor: int | None, key_id: int | None, now: datetime
+def _reserve(
+    conn: sa.Connection, account_id: int, amount: int, floor: int | None, key_id: int | None, now: datetime
 ) -> tuple[int, sa.Row[tuple[int, int]]]:
     """Add to the account's held total in one conditional UPDATE; the database refuses what does not fit. A
     flexible hold is also capped by what the key's limit leaves (re-checked by the key's own UPDATE)."""
@@ -190,9 +214,9 @@ async def _reserve(
         if floor is None:
             reserve = amount
         else:  # flexible: as much of `amount` as is available now, re-checked by the UPDATE below
-            current = await read_balance(conn, account_id)
+            current = read_balance(conn, account_id)
             reserve = min(amount, current.available_micros)
-            limit = await read_key_limit(conn, key_id, now) if key_id else None
+            limit = read_key_limit(conn, key_id, now) if key_id else None
             key_room = limit.remaining_micros if limit else None
             if limit is not None and key_room is not None and key_room < floor <= reserve:
                 raise KeyLimitExceeded(limit, floor)
@@ -200,7 +224,7 @@ async def _reserve(
             if reserve < floor:
                 raise InsufficientCredit(current.balance_micros, current.held_micros, floor)
         row = (
-            await conn.execute(
+            conn.execute(
                 sa.update(acc)
                 .where(acc.c.id == account_id, available >= reserve)
                 .values(held_micros=acc.c.held_micros + reserve)
@@ -211,7 +235,7 @@ async def _reserve(
             return reserve, row
         if floor is None:
             break
-    current = await read_balance(conn, account_id)
+    current = read_balance(conn, account_id)
     raise InsufficientCredit(current.balance_micros, current.held_micros, amount if floor is None else floor)
 
 
@@ -229,16 +253,17 @@ async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:
     return Hold(request_id, row.account_id, row.amount_micros, row.balance_micros, row.held_micros)
 
 
-async def _close_hold(
-    conn: AsyncConnection, request_id: str, status: HoldStatus, now: datetime
-) -> sa.Row[tuple[int, int]] | None:
-    """Move a pending hold to `status`; returns (account_id, amount_micros) or None if none was pending."""
+def _close_hold(
+    conn: sa.Connection, request_id: str, status: HoldStatus, now: datetime
+) -> sa.Row[tuple[int, int, int | None, datetime | None]] | None:
+    """Move a pending hold to `status`; returns (account_id, amount_micros, key_id, key_period_start) or None if
+    none was pending."""
     return (
-        await conn.execute(
+        conn.execute(
             sa.update(holds)
             .where(holds.c.request_id == request_id, holds.c.status == HoldStatus.PENDING)
             .values(status=status, closed_at=now)
-            .returning(holds.c.account_id, holds.c.amount_micros)
+            .returning(holds.c.account_id, holds.c.amount_micros, holds.c.key_id, holds.c.key_period_start)
         )
     ).first()
 
@@ -246,36 +271,37 @@ async def _close_hold(
 async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
     """The settlement and the hold it posted (None: none was pending). Raises IntegrityError when a
     concurrent settle of the same request committed first."""
+    return await _write(db, settle_in, usage, now)
+
+
+def settle_in(conn: sa.Connection, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
     price = usage.user_price_micros
-    async with db.begin() as conn:
-        closed = await _close_hold(conn, usage.request_id, HoldStatus.POSTED, now)
-        if closed is None and await _usage_exists(conn, usage.request_id):
-            return await replayed_settlement(conn, usage.request_id), None
-        held = closed.amount_micros if closed is not None else None
-        current = await read_balance(conn, usage.account_id)  # after our write: the row is ours until commit
-        charge = collectable_micros(price, held, current.balance_micros, current.held_micros)
-        new_balance = (
-            await conn.execute(
-                sa.update(acc)
-                .where(acc.c.id == usage.account_id)
-                .values(balance_micros=acc.c.balance_micros - charge, held_micros=acc.c.held_micros - (held or 0))
-                .returning(acc.c.balance_micros)
-            )
-        ).scalar_one()
-        await conn.execute(sa.insert(usage_t).values(**usage.row(uncollected_micros=price - charge)))
-        await _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
-        await _give_back_to_key(conn, usage.request_id, charge - (held or 0))
+    closed = _close_hold(conn, usage.request_id, HoldStatus.POSTED, now)
+    if closed is None and _usage_exists(conn, usage.request_id):
+        return replayed_settlement(conn, usage.request_id), None
+    held = closed.amount_micros if closed is not None else None
+    current = read_balance(conn, usage.account_id)  # after our write: the row is ours until commit
+    charge = collectable_micros(price, held, current.balance_micros, current.held_micros)
+    new_balance = conn.execute(
+        sa.update(acc)
+        .where(acc.c.id == usage.account_id)
+        .values(balance_micros=acc.c.balance_micros - charge, held_micros=acc.c.held_micros - (held or 0))
+        .returning(acc.c.balance_micros)
+    ).scalar_one()
+    conn.execute(sa.insert(usage_t).values(**usage.row(uncollected_micros=price - charge)))
+    _append(conn, usage.account_id, -charge, new_balance, "llm_usage", usage.request_id)
+    _give_back_to_key(conn, usage.request_id, charge - (held or 0), closed)
     return Settlement(usage.request_id, price, new_balance, False, price - charge), held
 
 
-async def _usage_exists(conn: AsyncConnection, request_id: str) -> bool:
-    found = await conn.execute(sa.select(usage_t.c.id).where(usage_t.c.request_id == request_id))
+def _usage_exists(conn: sa.Connection, request_id: str) -> bool:
+    found = conn.execute(sa.select(usage_t.c.id).where(usage_t.c.request_id == request_id))
     return found.first() is not None
 
 
-async def replayed_settlement(conn: AsyncConnection, request_id: str) -> Settlement:
+def replayed_settlement(conn: sa.Connection, request_id: str) -> Settlement:
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(usage_t.c.user_price_micros, usage_t.c.uncollected_micros, ledger.c.balance_after_micros)
             .join(ledger, sa.and_(ledger.c.reason == "llm_usage", ledger.c.reference == usage_t.c.request_id))
             .where(usage_t.c.request_id == request_id)
@@ -287,30 +313,40 @@ async def replayed_settlement(conn: AsyncConnection, request_id: str) -> Settlem
 
 
 async def release(db: AsyncEngine, request_id: str, status: HoldStatus, now: datetime) -> bool:
-    async with db.begin() as conn:
-        closed = await _close_hold(conn, request_id, status, now)
-        if closed is None:
-            return False
-        await conn.execute(
-            sa.update(acc)
-            .where(acc.c.id == closed.account_id)
-            .values(held_micros=acc.c.held_micros - closed.amount_micros)
-        )
-        await _give_back_to_key(conn, request_id, -closed.amount_micros)
-        return True
+    return await _write(db, release_in, request_id, status, now)
 
 
-async def _give_back_to_key(conn: AsyncConnection, request_id: str, delta: int) -> None:
+def release_in(conn: sa.Connection, request_id: str, status: HoldStatus, now: datetime) -> bool:
+    closed = _close_hold(conn, request_id, status, now)
+    if closed is None:
+        return False
+    conn.execute(
+        sa.update(acc).where(acc.c.id == closed.account_id).values(held_micros=acc.c.held_micros - closed.amount_micros)
+    )
+    _give_back_to_key(conn, request_id, -closed.amount_micros, closed)
+    return True
+
+
+def _give_back_to_key(
+    conn: sa.Connection,
+    request_id: str,
+    delta: int,
+    closed: sa.Row[tuple[int, int, int | None, datetime | None]] | None,
+) -> None:
     """Move the use of the key period the request's hold was counted in by `delta` (a settle below the hold
     gives the difference back, a release all of it; a late settle after expiry counts its charge). Nothing
-    when that period has ended: the key's use started again from zero."""
+    when that period has ended: the key's use started again from zero. `closed`: the hold just closed (its key
+    and period, read by the close's RETURNING), else the hold is looked up (one that expired before)."""
     counted = (
-        await conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
-    ).first()
+        closed
+        or (
+            conn.execute(sa.select(holds.c.key_id, holds.c.key_period_start).where(holds.c.request_id == request_id))
+        ).first()
+    )
     if counted is None or counted.key_id is None or counted.key_period_start is None or not delta:
         return
     moved = vk.c.period_used_micros + delta
-    await conn.execute(
+    conn.execute(
         sa.update(vk)
         .where(vk.c.id == counted.key_id, vk.c.period_start == counted.key_period_start)
         .values(period_used_micros=sa.case((moved > 0, moved), else_=0))

@@ -31,7 +31,7 @@ def _now() -> datetime:
 
 async def get_balance(db: AsyncEngine, account_id: int) -> Balance:
     async with db.connect() as conn:
-        return await portable.read_balance(conn, account_id)
+        return await conn.run_sync(portable.read_balance, account_id)
 
 
 async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
@@ -50,7 +50,7 @@ async def post_entry_in(
     own writes (a payment row marked credited). A concurrent duplicate surfaces as an IntegrityError in
     the caller's transaction unless the caller serialises on a row of its own (as gateway.payments does).
     """
-    return await portable.post_entry_in(conn, account_id, amount_micros, reason, reference)
+    return await conn.run_sync(portable.post_entry_in, account_id, amount_micros, reason, reference)
 
 
 async def hold(
@@ -107,7 +107,7 @@ async def _refusal(db: AsyncEngine, account_id: int, key_id: int | None, amount:
 async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyLimit | None:
     """The key's limit, its use in the period of `now` and when that period ends (None: no such key)."""
     async with db.connect() as conn:
-        return await portable.read_key_limit(conn, key_id, now or _now())
+        return await conn.run_sync(portable.read_key_limit, key_id, now or _now())
 
 
 async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:
@@ -130,7 +130,7 @@ async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
         settlement, held = await portable.settle(db, usage, _now())
     except IntegrityError:  # a concurrent settle of the same request committed first
         async with db.connect() as conn:
-            return await portable.replayed_settlement(conn, usage.request_id)
+            return await conn.run_sync(portable.replayed_settlement, usage.request_id)
     if not settlement.replayed:
         _report(usage, held, settlement.uncollected_micros)
     return settlement
