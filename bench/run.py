@@ -69,7 +69,7 @@ MAX_TOKENS = 256  # every call holds its worst case: prompt + 256 output tokens 
 TAIL_SECONDS = 0.5  # CPU is counted until this long after wrk ends (background logging of the last calls)
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "gw_bench"
+BENCH_DB = f"gw_bench_{os.getpid()}"  # per run: two runs on one machine never drop each other's
 GRANT_MICROS = 10**12  # $1M of credits: never the limit
 MASTER_KEY = "sk-admin-bench-" + os.urandom(8).hex()
 TITLES = {
@@ -319,6 +319,16 @@ async def _fund_account(url: str) -> str:
         return (await create_key(db, account.id, "bench")).raw_key
     finally:
         await dispose_all()
+
+
+async def _drop_bench_db() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 async def _recreate_bench_db() -> str:
@@ -828,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for p in proxies.values():
                 p.stop()
+            if "B" in proxies:
+                asyncio.run(_drop_bench_db())
     shutil.rmtree(work, ignore_errors=True)
     money_md = None
     if os.environ.get("BENCH_SKIP_MONEY") != "1":
