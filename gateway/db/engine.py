@@ -1,9 +1,11 @@
 """Database engines: one async SQLAlchemy engine per process and URL, tuned for PostgreSQL or SQLite.
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction starts with
-`BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade. Beside the async
-engine, a process may also open a synchronous one on the same file (`get_sync_sqlite_engine`, the same
-settings): the ledger's writes run on it whole, in one thread (gateway/db/sqlite_writer.py).
+`BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade; a read that says so
+(`READ_ONLY`, as `read_once_more_after_disconnect` does for the key lookup) begins deferred and takes no
+lock. Beside the async engine, a process may also open a synchronous one on the same file
+(`get_sync_sqlite_engine`, the same settings): the ledger's writes run on it whole
+(gateway/db/sqlite_writer.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _engines: dict[str, AsyncEngine] = {}
+READ_ONLY = "gateway_read_only"  # execution option of a connection that only reads (SQLite: no write lock)
 # asyncpg's connect arguments, for the engine's pool and for the ledger's own (gateway.ledger.pg_connections)
 PG_CONNECT_ARGS: dict[str, float] = {"timeout": 5, "command_timeout": 10}
 _sync_engines: dict[str, sa.Engine] = {}
@@ -91,7 +94,8 @@ def _make_sqlite_serializable(engine: sa.Engine, busy_timeout_ms: int = 30000, a
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read says so (READ_ONLY): a deferred BEGIN takes no lock (a WAL reader never waits for a writer)
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 async def read_once_more_after_disconnect(
@@ -102,12 +106,12 @@ async def read_once_more_after_disconnect(
     second try connects anew instead of failing a call for a connection nobody could have used."""
     try:
         async with db.connect() as conn:
-            return (await query(conn)).first()
+            return (await query(await conn.execution_options(**{READ_ONLY: True}))).first()
     except sa.exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
     async with db.connect() as conn:
-        return (await query(conn)).first()
+        return (await query(await conn.execution_options(**{READ_ONLY: True}))).first()
 
 
 async def dispose_all() -> None:
