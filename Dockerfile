@@ -47,7 +47,6 @@ RUN /opt/gateway/bin/python -m compileall -q /app/gateway /app/hooks /app/migrat
 ENV PATH=/opt/gateway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True \
-    HF_HUB_OFFLINE=1 \
     GATEWAY_HOME=/var/lib/gateway \
     SPOOL_DIR=/var/lib/gateway/spool \
     HOST=0.0.0.0

@@ -213,5 +213,6 @@ def get_settings() -> Settings:
     # LiteLLM counts a Llama/Mistral-family model's tokens with a Hugging Face tokenizer it downloads at
     # first use (retrying for ~30 s without internet, on the call's path); offline, it uses a local copy or
     # falls back to tiktoken at once. The hold's prompt bound errs high either way (gateway.proxy.pricing).
+    # Set here, the one place every gateway process (the proxy's hooks included) reads its settings first.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return load_settings()

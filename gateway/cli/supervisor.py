@@ -53,7 +53,6 @@ def child_env(settings: Settings, master_key: str, metrics: str | None = None) -
     folder = settings.gateway_home.resolve() / "metrics" / (metrics or f"proxy-{settings.proxy_port}")
     env[MULTIPROC_ENV] = str(fresh_multiproc_dir(folder))
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    env.setdefault("HF_HUB_OFFLINE", "1")  # see gateway.config.get_settings
     env["LITELLM_MASTER_KEY"] = master_key
     env["GATEWAY_DATABASE_URL"] = settings.effective_database_url
     env["GATEWAY_HOME"] = str(settings.gateway_home.resolve())
