@@ -56,11 +56,12 @@ def credits_to_micros(credits: str | int) -> int:
 
 @dataclass(frozen=True)
 class TokenPrices:
-    """A model's provider prices, USD per token (Decimal), and its output-token limit."""
+    """A model's provider prices, USD per token (Decimal), and its output- and input-token limits."""
 
     input_usd: Decimal
     output_usd: Decimal
     max_output_tokens: int | None = None
+    max_input_tokens: int | None = None
 
     @property
     def is_priced(self) -> bool:

@@ -193,6 +193,28 @@ def _check_stream(body: dict[str, Any]) -> None:
         )
 
 
+def _is_token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(type(item) is int and item >= 0 for item in value)
+
+
+def _check_embedding_input(value: Any) -> None:
+    """OpenAI's four shapes, each homogeneous: a string, an array of strings, an array of token ids, an array
+    of arrays of token ids. A mix (`[[1], "<long text>"]`) would be counted by the wrong rule for one shape."""
+    if isinstance(value, str) and value:
+        return
+    if isinstance(value, list) and value:
+        if all(isinstance(item, str) and item for item in value) or _is_token_ids(value):
+            return
+        if all(_is_token_ids(item) for item in value):
+            return
+    raise _bad(
+        "invalid_parameter",
+        "'input' must be a non-empty string, an array of non-empty strings, an array of token ids, or an array "
+        "of arrays of token ids (one shape, not mixed).",
+        "input",
+    )
+
+
 def check_body(kind: str, body: Any) -> None:
     """Refuse what the hold cannot bound or what is not ours to let a client set (see the module docstring)."""
     if not isinstance(body, dict):
@@ -208,8 +230,7 @@ def check_body(kind: str, body: Any) -> None:
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise _bad("invalid_parameter", "'model' must name a model (see GET /v1/models).", "model")
     if kind == EMBEDDINGS:
-        if not isinstance(body.get("input"), (str, list)) or not body["input"]:
-            raise _bad("invalid_parameter", "'input' must be a non-empty string or array.", "input")
+        _check_embedding_input(body.get("input"))
         return
     _check_messages(body.get("messages"))
     _positive_int(body, "n", MAX_CHOICES)
