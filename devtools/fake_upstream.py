@@ -383,15 +383,50 @@ _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 
 
+# What a real provider sends with every answer (OpenAI's and Anthropic's, as their APIs do): the account, its
+# project, rate-limit headroom, request ids, edge headers. None of it may reach a gateway client.
+PROVIDER_HEADERS = (
+    "openai-organization: org-fakeoperator123\r\nopenai-project: proj_fakeoperator456\r\n"
+    "openai-processing-ms: 212\r\nopenai-version: 2020-10-01\r\nx-request-id: req_fakeupstream789\r\n"
+    "x-ratelimit-limit-requests: 30000\r\nx-ratelimit-limit-tokens: 150000000\r\n"
+    "x-ratelimit-remaining-requests: 29999\r\nx-ratelimit-remaining-tokens: 149999000\r\n"
+    "x-ratelimit-reset-requests: 2ms\r\nx-ratelimit-reset-tokens: 0s\r\n"
+    "anthropic-organization-id: 5a0c1f00-fake-operator-org\r\nrequest-id: req_011FakeAnthropic\r\n"
+    "anthropic-ratelimit-requests-limit: 4000\r\nanthropic-ratelimit-requests-remaining: 3999\r\n"
+    "anthropic-ratelimit-tokens-limit: 2000000\r\nanthropic-ratelimit-tokens-remaining: 1999000\r\n"
+    "anthropic-ratelimit-input-tokens-remaining: 1999000\r\nanthropic-ratelimit-output-tokens-remaining: 399000\r\n"
+    "cf-ray: 8f00fakeray-SJC\r\nset-cookie: __cf_bm=fakecookie; path=/; HttpOnly\r\nserver: cloudflare\r\n"
+    "strict-transport-security: max-age=31536000; includeSubDomains; preload\r\nx-content-type-options: nosniff\r\n"
+)
+
+
 def _json_response(status: int, obj: Any, keep_alive: bool) -> bytes:
     body = _dumps(obj)
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + PROVIDER_HEADERS
+        + ("retry-after: 2\r\n" if status == 429 else "")
         + ("" if keep_alive else "Connection: close\r\n")
         + "\r\n"
     )
     return head.encode() + body
+
+
+def _failure_obj(status: int) -> dict:
+    """A failing provider's body, with the account details a real one writes there (they must not reach clients)."""
+    if status == 429:
+        return _error_obj(
+            "Rate limit reached for gpt-4o in organization org-fakeoperator123 on tokens per min (TPM): "
+            "Limit 30000000, Used 29999000, Requested 1500.",
+            "tokens",
+            "rate_limit_exceeded",
+        )
+    return _error_obj(
+        f"fake upstream failure (HTTP {status}) in organization org-fakeoperator123",
+        "server_error",
+        "fake_upstream_failure",
+    )
 
 
 def _error_obj(message: str, etype: str, code: str | None = None, param: str | None = None) -> dict:
@@ -400,7 +435,7 @@ def _error_obj(message: str, etype: str, code: str | None = None, param: str | N
 
 _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
-    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+    b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n" + PROVIDER_HEADERS.encode()
 )
 
 
@@ -484,7 +519,7 @@ def handle(req: _Request) -> _Plan:
             status = mode["fail_status"]
             resp = _json_response(
                 status,
-                _error_obj(f"fake upstream failure (HTTP {status})", "server_error", "fake_upstream_failure"),
+                _failure_obj(status),
                 ka,
             )
             return _Plan([resp], [latency] if latency else None, close=not ka)

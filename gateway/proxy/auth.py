@@ -62,7 +62,11 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
         return UserAPIKeyAuth(
             token=f"gw-x402-{paid.account_id}",
             user_id=f"account-{paid.account_id}",
-            metadata={"gateway_account_id": paid.account_id, "gateway_key_id": None},
+            metadata={
+                "gateway_account_id": paid.account_id,
+                "gateway_key_id": None,
+                "gateway_request_id": request.scope.get(guard.REQUEST_ID),
+            },
         )
     try:
         owner = await authenticate(api_key)
@@ -75,7 +79,11 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
     return UserAPIKeyAuth(
         token=f"gw-key-{owner.key_id}",
         user_id=f"account-{owner.account_id}",
-        metadata={"gateway_account_id": owner.account_id, "gateway_key_id": owner.key_id},
+        metadata={
+            "gateway_account_id": owner.account_id,
+            "gateway_key_id": owner.key_id,
+            "gateway_request_id": request.scope.get(guard.REQUEST_ID),
+        },
     )
 
 

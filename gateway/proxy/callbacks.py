@@ -43,7 +43,7 @@ from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
 from gateway.proxy import call_metrics, errors
 from gateway.proxy.inflight import Call, Inflight, tag, tagged
-from gateway.proxy.pricing import count_prompt_tokens, prices_for
+from gateway.proxy.pricing import count_prompt_tokens, embedding_input_tokens, prices_for
 from gateway.proxy.runtime import runtime
 
 if TYPE_CHECKING:
@@ -86,12 +86,32 @@ def plan_request(model: str, data: dict[str, Any], embedding: bool) -> tuple[Tok
         raise errors.unpriced_model(model)
     settings = runtime().settings
     requested = None if embedding else _requested_max_tokens(data)
-    prompt_tokens = count_prompt_tokens(model, data, embedding, settings.hold_tokens_per_image)
+    if embedding:  # a model's input limit is per input
+        inputs = embedding_input_tokens(model, data.get("input") or [])
+        prompt_tokens, longest = sum(inputs), max(inputs, default=0)
+    else:
+        prompt_tokens = longest = count_prompt_tokens(model, data, False, settings.hold_tokens_per_image)
+    if prices.max_input_tokens and longest > prices.max_input_tokens:  # refused before the provider is called
+        raise errors.prompt_too_long(model, longest, prices.max_input_tokens)
     choices = 1 if embedding else int(data.get("n") or 1)
     plan = plan_hold(
         prices, prompt_tokens, requested, settings.user_price_markup_factor, choices=choices, embedding=embedding
     )
     return prices, plan
+
+
+async def _upstream_errors_hidden(stream: Any, request_id: str) -> AsyncGenerator[Any, None]:
+    """The provider's chunks; a provider failure mid-stream is logged and re-raised as our error, whose words
+    LiteLLM sends as the stream's last event (the provider's text names the operator's account)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except errors.GatewayError:
+        raise
+    except Exception as exc:
+        log.warning("upstream failed mid-stream for %s: %s", request_id, str(exc)[:2_000])
+        status = getattr(exc, "status_code", 502)
+        raise errors.upstream_error(status if isinstance(status, int) and status >= 400 else 502, request_id) from exc
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -114,7 +134,9 @@ class BillingCallbacks(CustomLogger):
     async def async_pre_call_hook(
         self, user_api_key_dict: UserAPIKeyAuth, cache: DualCache, data: dict[str, Any], call_type: CallTypesLiteral
     ) -> dict[str, Any]:
-        request_id = uuid.uuid4().hex  # ours, never the client's x-litellm-call-id (replaying one must not be free)
+        # ours (the guard's, also sent as x-gateway-request-id), never the client's x-litellm-call-id: replaying
+        # one must not be free
+        request_id = (user_api_key_dict.metadata or {}).get("gateway_request_id") or uuid.uuid4().hex
         try:
             return await self._hold(user_api_key_dict, data, str(call_type), request_id)
         except errors.GatewayError:
@@ -262,7 +284,7 @@ class BillingCallbacks(CustomLogger):
         chunks: list[Any] = []
         settled = False
         try:
-            async for chunk in response:
+            async for chunk in _upstream_errors_hidden(response, call.request_id):
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and getattr(usage, "completion_tokens", None) is not None and not settled:
                     reported = getattr(usage, "cost", None)  # LiteLLM's own cost of the stream

@@ -1,19 +1,25 @@
 """OpenAI-shaped errors for proxy clients: `{"error": {"message", "type", "param", "code"}}` with a status.
 
 LiteLLM's ProxyException puts the HTTP status into `code`; OpenAI clients expect a machine-readable code
-there (`insufficient_credits`, `invalid_api_key`), so `to_dict` is overridden to send that instead.
+there (`insufficient_credits`, `invalid_api_key`), so `to_dict` is overridden to send that instead. Each one
+carries the `x-gateway-error` header (LiteLLM keeps a ProxyException's headers on the way out): it tells
+`gateway.proxy.exposure` that the body is the gateway's own, so only upstream error text is replaced.
 """
 
 from __future__ import annotations
 
 from litellm.proxy._types import ProxyException
 
+ERROR_MARK = b"x-gateway-error"
+
 
 class GatewayError(ProxyException):
     def __init__(
         self, status: int, code: str, message: str, type_: str = "invalid_request_error", param: str | None = None
     ) -> None:
-        super().__init__(message=message, type=type_, param=param, code=status, openai_code=code)
+        super().__init__(
+            message=message, type=type_, param=param, code=status, openai_code=code, headers={ERROR_MARK.decode(): code}
+        )
         self.status_code = status
 
     def to_dict(self) -> dict[str, str | int | None]:
@@ -96,4 +102,40 @@ def unpriced_model(model: str) -> GatewayError:
 def unsupported_call(call_type: str) -> GatewayError:
     return GatewayError(
         400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'."
+    )
+
+
+def prompt_too_long(model: str, prompt_tokens: int, max_input_tokens: int) -> GatewayError:
+    return GatewayError(
+        400,
+        "context_length_exceeded",
+        f"This request's prompt (or one of its inputs) counts up to {prompt_tokens} tokens (an upper bound: the "
+        f"exact count, or a text's UTF-8 byte length above 1,000,000 characters), more than model '{model}' "
+        f"accepts ({max_input_tokens} input tokens). Shorten it; nothing was charged.",
+    )
+
+
+def upstream_error(status: int, request_id: str | None) -> GatewayError:
+    """What a client is told when the provider (or LiteLLM on its behalf) answered with an error: its status and
+    our words, never the provider's text (it names the operator's account, limits and usage)."""
+    quote = f" (request id {request_id})" if request_id else ""
+    if status == 429:
+        return GatewayError(
+            429,
+            "upstream_rate_limited",
+            f"The model provider is rate-limiting this gateway{quote}. Retry shortly.",
+            "rate_limit_error",
+        )
+    if status < 500:
+        return GatewayError(
+            status,
+            "upstream_refused",
+            f"The model provider refused this request (HTTP {status}){quote}. "
+            "Check the request's parameters, or report it with the request id.",
+        )
+    return GatewayError(
+        status,
+        "upstream_error",
+        f"The model provider failed on this call (HTTP {status}){quote}. Retry, or report it with the request id.",
+        "server_error",
     )

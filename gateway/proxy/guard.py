@@ -13,8 +13,11 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
 - `GET /metrics` (Prometheus text of every worker) is answered here for any caller that presents the
   METRICS_BEARER_TOKEN (or for anyone when none is set); it never reaches LiteLLM or a billed route. Every
   answer on a billed route, refusals included, is counted as a call outcome.
-- Every request that passes is marked in its scope; `gateway.proxy.auth` refuses a billed call without
-  the mark, so a proxy started without this layer fails closed instead of open.
+- Every request that passes is marked in its scope, with the call's request id (the hold's idempotency key,
+  `x-gateway-request-id`); `gateway.proxy.auth` refuses a billed call without the mark, so a proxy started
+  without this layer fails closed instead of open.
+- What LiteLLM answers goes back through `gateway.proxy.exposure.Confined`: an allow-list of response
+  headers, and our words in place of upstream error text.
 - With X402_ENABLED, a billed call that carries no credential at all is `gateway.proxy.x402_gate`'s: it
   answers 402 with what to pay, or takes the payment before LiteLLM sees the call.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,7 +35,7 @@ import orjson
 
 from gateway.core.billing import user_rates
 from gateway.failures import INFRASTRUCTURE_ERRORS
-from gateway.proxy import admission, call_metrics, x402_gate
+from gateway.proxy import admission, call_metrics, exposure, x402_gate
 from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -45,6 +49,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 METRICS_PATH = "/metrics"  # answered here: Prometheus text of every worker (gateway.proxy.call_metrics)
 ADMITTED = "gateway.admitted"  # scope key set on every request the guard let through to a billed route
+REQUEST_ID = "gateway.request_id"  # scope key: the admitted call's request id (ours, never the client's)
 
 
 class Guard:
@@ -91,12 +96,13 @@ class Guard:
                 send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param)
             )
         scope[ADMITTED] = True
+        scope[REQUEST_ID] = request_id = uuid.uuid4().hex
         scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
         if x402_gate.wanted(headers):  # no credential at all: the call pays for itself, or is answered here
             send = await x402_gate.admit(scope, headers, kind, parsed, send)
             if send is None:
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, _render))
 
     def _is_master(self, authorization: bytes | None) -> bool:
         return bool(
@@ -181,6 +187,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _render(error: GatewayError) -> bytes:
+    return orjson.dumps({"error": error.to_dict()})
 
 
 async def _respond(send: Send, error: GatewayError) -> None:
