@@ -82,8 +82,12 @@ class Settings(BaseSettings):
     rate_limit_payment_confirm: str = "30/minute"  # POST /payments/credits/confirm, per account
     sidecar_redis_prefix: str = Field(default="gw:sidecar", min_length=1)  # namespace of nonces and limits in Redis
     sidecar_max_body_bytes: int = Field(default=64 * 1024, gt=0)  # larger request bodies get 413 before being read
-    # GET /metrics on the proxy and the sidecar: open when unset (keep those ports private), else needs this bearer
+    # GET /metrics on the proxy and the sidecar needs this bearer; unset, /metrics is off (it shows revenue, provider
+    # cost and losses, and the proxy's port is every client's)
     metrics_bearer_token: str | None = Field(default=None, min_length=16)
+    # addresses whose X-Forwarded-For/-Proto the servers trust (uvicorn's setting, passed to the sidecar and the
+    # proxy explicitly): none by default, else a client on the same host could rotate its address at will
+    forwarded_allow_ips: str = ""
     log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, JSON lines otherwise
     # x402 pay-per-call on the proxy (gateway/x402/): off by default; needs the chain settings and a gas wallet
     x402_enabled: bool = False

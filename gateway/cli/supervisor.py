@@ -61,6 +61,7 @@ def child_env(settings: Settings, master_key: str, metrics: str | None = None) -
     env.pop("GATEWAY_REDIS_URL", None)
     if settings.redis_url:
         env["GATEWAY_REDIS_URL"] = settings.redis_url
+    env["FORWARDED_ALLOW_IPS"] = settings.forwarded_allow_ips  # LiteLLM's uvicorn reads it (default: 127.0.0.1)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 

@@ -72,10 +72,14 @@ def model_label(model: object, configured: Collection[str]) -> str:
     return model if model in configured else OTHER_MODEL
 
 
+NEEDS_TOKEN = "metrics need METRICS_BEARER_TOKEN set on the server and sent as Authorization: Bearer <it>\n"
+
+
 def authorized(authorization: str | None, token: str | None) -> bool:
-    """The /metrics token rule: open without METRICS_BEARER_TOKEN, else `Authorization: Bearer <token>`."""
+    """The /metrics token rule: `Authorization: Bearer <METRICS_BEARER_TOKEN>`; without the setting, nobody (the
+    figures are the operator's business: revenue, provider cost, losses)."""
     if not token:
-        return True
+        return False
     presented = (authorization or "").encode("latin-1", "replace")
     return secrets.compare_digest(presented, f"Bearer {token}".encode())
 

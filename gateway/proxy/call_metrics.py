@@ -95,13 +95,13 @@ def _log(call: Call, outcome: str, **fields: Any) -> None:
 
 
 async def serve_metrics(method: str, authorization: bytes | None, send: Send) -> None:
-    """`GET /metrics`: 401 without the METRICS_BEARER_TOKEN (when one is set), else the Prometheus text."""
+    """`GET /metrics`: the Prometheus text for the METRICS_BEARER_TOKEN, else 401 (always, when none is set)."""
     rt = runtime()
     if method != "GET":
         return await _answer(send, 405, b"GET only\n")
     presented = authorization.decode("latin-1") if authorization else None
     if not metrics.authorized(presented, rt.settings.metrics_bearer_token):
-        return await _answer(send, 401, b"metrics need Authorization: Bearer <METRICS_BEARER_TOKEN>\n")
+        return await _answer(send, 401, metrics.NEEDS_TOKEN.encode())
     await _answer(send, 200, metrics.exposition(await database_families(rt.db)), metrics.CONTENT_TYPE)
 
 

@@ -81,7 +81,13 @@ async def _no_store(request: Request, call_next: RequestResponseEndpoint) -> Res
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(create_app(settings), host=settings.host, port=settings.sidecar_port, proxy_headers=True)
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.sidecar_port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,  # never uvicorn's default, which trusts 127.0.0.1
+    )
 
 
 def serve(settings: Settings) -> None:

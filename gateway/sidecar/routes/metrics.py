@@ -1,6 +1,6 @@
 """`GET /metrics`: the sidecar's Prometheus text (its requests; under `gateway up` also the watcher's head
 lag, which writes to the same PROMETHEUS_MULTIPROC_DIR) plus the database gauges read at scrape time.
-Open when METRICS_BEARER_TOKEN is unset, else 401 without `Authorization: Bearer <it>`."""
+401 without `Authorization: Bearer <METRICS_BEARER_TOKEN>`, and always when that setting is unset."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["metrics"])
 async def prometheus_metrics(request: Request, svc: ServicesDep) -> Response:
     if not metrics.authorized(request.headers.get("authorization"), svc.settings.metrics_bearer_token):
         return Response(
-            "metrics need Authorization: Bearer <METRICS_BEARER_TOKEN>\n",
+            metrics.NEEDS_TOKEN,
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
             media_type="text/plain",

@@ -54,7 +54,8 @@ async def test_token_rule_and_requests_by_route_template(make_settings):
     assert (("gateway_payments", (("status", "credited"),))) in after
 
 
-async def test_open_without_a_token(make_settings):
+async def test_closed_to_everyone_without_a_token(make_settings):
     async with running(create_app(make_settings(metrics_bearer_token=None))) as app, client_for(app) as client:
-        answer = await client.get("/metrics")
-    assert answer.status_code == 200 and "gateway_sidecar_requests_total" in answer.text
+        answers = [await client.get("/metrics", headers=h) for h in ({}, {"Authorization": "Bearer "})]
+    assert [a.status_code for a in answers] == [401, 401]
+    assert all("METRICS_BEARER_TOKEN" in a.text and "gateway_" not in a.text for a in answers)

@@ -25,10 +25,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 GATEWAY_IMAGE = "credit-gateway:latest"
 REQUIRED = {"POSTGRES_PASSWORD": "pw", "LITELLM_MASTER_KEY": "sk-admin-test"}
-# Variables docker compose itself reads, and those of the programs inside the containers that .env.example
-# documents: uvicorn (the sidecar's server) reads FORWARDED_ALLOW_IPS.
+# Variables docker compose itself reads.
 COMPOSE_OWN = {"COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME"}
-PROGRAMS_OWN = {"FORWARDED_ALLOW_IPS"}
 
 
 def compose_binary() -> Path:
@@ -141,7 +139,7 @@ def test_settings_set_by_compose_are_real_settings():
 
 
 def test_env_example_names_only_real_settings_and_documented_variables():
-    allowed = setting_names() | compose_variables() | litellm_config_variables() | COMPOSE_OWN | PROGRAMS_OWN
+    allowed = setting_names() | compose_variables() | litellm_config_variables() | COMPOSE_OWN
     names = env_example_names()
     assert names and not [n for n in names if n not in allowed]
     assert len(names) == len(set(names)), "a variable is listed twice"
