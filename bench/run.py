@@ -12,11 +12,12 @@ four proxies side by side, all with the same LiteLLM version, worker count and m
 Then wrk (a separate process, bench/chat.lua) posts chat completions with a bearer key at concurrency
 1, 16 and 64, plain and streamed, each point in alternating rounds A,T,B,C,A,T,B,C,... and reports medians:
 req/s, p50, p99 and CPU-ms per request (the proxy's processes; for B also PostgreSQL + Redis, from /proc).
-Finally the money-path micro-benchmark (bench/money_path.py). Everything goes to bench/RESULTS.md.
+Finally the money-path micro-benchmark (bench/money_path.py) and the hook micro-benchmark (bench/hooks.py: our
+hooks' CPU per call, step by step). Everything goes to bench/RESULTS.md.
 
 Knobs (environment): BENCH_QUICK=1 (a ~3-minute smoke run), BENCH_ROUNDS, BENCH_DURATION (seconds per
-point), BENCH_VARIANTS (default "ATBC"), BENCH_SKIP_MONEY=1. `python -m bench --serve` only starts
-everything and prints the URLs and keys (for profiling by hand), until Ctrl-C.
+point), BENCH_VARIANTS (default "ATBC"), BENCH_SKIP_MONEY=1 (skips both micro-benchmarks). `python -m bench
+--serve` only starts everything and prints the URLs and keys (for profiling by hand), until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -843,9 +844,9 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     money_md = None
     if os.environ.get("BENCH_SKIP_MONEY") != "1":
-        from bench import money_path
+        from bench import hooks, money_path
 
-        money_md = money_path.main(quick=QUICK, console=console)
+        money_md = money_path.main(quick=QUICK, console=console) + "\n\n" + hooks.main(quick=QUICK, console=console)
     path = write_results(info, rows, rat, checks, money_md, workers, started)
     console.print(rich_table(rows))
     console.print(rich_ratio_table(rat))
