@@ -1,6 +1,6 @@
 # credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test (with the
 # offline container checks: hadolint, `docker compose config`), `make test-unit` the unit tests alone (no services),
-# `make lint` ruff + mypy, `make container-smoke` builds and runs the compose stack.
+# `make lint` ruff + mypy + the import table, `make container-smoke` builds and runs the compose stack.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/unit/test_architecture.py
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

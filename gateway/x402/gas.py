@@ -28,7 +28,7 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings, SettingsError
-from gateway.db.payments_schema import insert_for
+from gateway.db.schema import insert_for
 from gateway.db.x402_schema import x402_gas_wallets
 from gateway.failures import ChainUnavailable
 from gateway.payments.chain import ChainRPC, RPCError
