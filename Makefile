@@ -1,6 +1,6 @@
 # credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test (with the
 # offline container checks: hadolint, `docker compose config`), `make test-unit` the unit tests alone (no services),
-# `make lint` ruff + mypy, `make container-smoke` builds and runs the compose stack.
+# `make lint` ruff + mypy + the import table + eslint and tsc on the page's JavaScript, `make container-smoke` builds and runs the compose stack.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -28,10 +28,13 @@ up: install
 services:
 	@bash scripts/services.sh
 
-lint: install
+lint: install node_modules/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/unit/test_architecture.py
+	node_modules/.bin/eslint gateway/sidecar/static/js tests/js
+	node_modules/.bin/tsc --checkJs --noEmit -p tsconfig.json
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

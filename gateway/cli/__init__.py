@@ -9,33 +9,56 @@ status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; cred
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from gateway.cli import accounts, catalog, credits, keys, payments, serve
 from gateway.cli.output import err
 from gateway.config import SettingsError
 
+
+class _Listed(TyperGroup):
+    """Lists the commands in COMMANDS' order (typer's own puts every command before every group)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's vendored click.Context
+        return sorted(super().list_commands(ctx), key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
+
+
 app = typer.Typer(
-    help="credit-gateway: a credit-metered LLM gateway on LiteLLM.", no_args_is_help=True, add_completion=False
+    help="credit-gateway: a credit-metered LLM gateway on LiteLLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=_Listed,
 )
-app.add_typer(accounts.app, name="accounts")
-app.add_typer(keys.app, name="keys")
-app.add_typer(credits.credits_app, name="credits")
-for command in (
-    payments.watch,
-    payments.reconcile,
-    serve.proxy,
-    serve.sweep,
-    serve.migrate,
-    credits.balance,
-    credits.usage,
-    serve.sidecar,
-    serve.up,
-    catalog.models,
-    catalog.check,
-):
-    app.command()(command)
+# Grouped as a newcomer needs them (typer's help panels, in this order): run it, give
+# out access, the money, then what an operator runs beside it.
+RUN, ACCESS, MONEY, OPERATIONS = "Run the gateway", "Accounts and keys", "Money", "Operations"
+COMMANDS: list[tuple[Callable[..., object] | typer.Typer, str]] = [
+    (serve.up, RUN),
+    (catalog.check, RUN),
+    (catalog.models, RUN),
+    (serve.proxy, RUN),
+    (serve.sidecar, RUN),
+    (accounts.app, ACCESS),
+    (keys.app, ACCESS),
+    (credits.credits_app, MONEY),
+    (credits.balance, MONEY),
+    (credits.usage, MONEY),
+    (payments.reconcile, MONEY),
+    (serve.migrate, OPERATIONS),
+    (serve.sweep, OPERATIONS),
+    (payments.watch, OPERATIONS),
+]
+GROUPS = {accounts.app: "accounts", keys.app: "keys", credits.credits_app: "credits"}
+ORDER = [GROUPS[c] if isinstance(c, typer.Typer) else c.__name__.replace("_", "-") for c, _ in COMMANDS]
+for command, panel in COMMANDS:
+    if isinstance(command, typer.Typer):
+        app.add_typer(command, name=GROUPS[command], rich_help_panel=panel)
+    else:
+        app.command(rich_help_panel=panel)(command)
 
 
 def main() -> None:

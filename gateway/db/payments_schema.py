@@ -15,17 +15,11 @@ credited?" survives a reorg. Addresses and hashes are stored as lower-case 0x he
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.db.schema import Id, Micros, metadata
+from gateway.db.schema import Id, Micros, UInt256, metadata, timestamp_column
 
 
 class PaymentStatus(StrEnum):
@@ -40,29 +34,6 @@ class PaymentStatus(StrEnum):
 
 
 STATUSES = tuple(PaymentStatus)
-
-
-class UInt256(sa.TypeDecorator[int]):
-    """A token amount (uint256) as a Python int: NUMERIC(78,0) on PostgreSQL, exact decimal text on SQLite
-    (whose NUMERIC would fall back to a lossy REAL above 2**63)."""
-
-    impl = sa.Numeric(78, 0)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        return dialect.type_descriptor(sa.String(78) if dialect.name == "sqlite" else sa.Numeric(78, 0))
-
-    def process_bind_param(self, value: int | None, dialect: sa.Dialect) -> object:
-        if value is None:
-            return None
-        return str(value) if dialect.name == "sqlite" else Decimal(value)
-
-    def process_result_value(self, value: Decimal | str | None, dialect: sa.Dialect) -> int | None:
-        return None if value is None else int(value)
-
-
-def timestamp_column(name: str) -> sa.Column[datetime]:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
 
 
 payments = sa.Table(
@@ -99,8 +70,3 @@ chain_cursor = sa.Table(
     sa.Column("last_block_hash", sa.String(66), nullable=True),
     timestamp_column("updated_at"),
 )
-
-
-def insert_for(conn: AsyncConnection) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
-    """The connection's dialect INSERT (PostgreSQL or SQLite): both offer ON CONFLICT DO NOTHING/UPDATE."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

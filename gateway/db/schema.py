@@ -7,9 +7,15 @@ Migrations in `migrations/` create exactly these tables; `tests/integration/db/t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 metadata = sa.MetaData(
     naming_convention={
@@ -31,12 +37,42 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _now() -> sa.sql.elements.TextClause:
-    return sa.text("CURRENT_TIMESTAMP")
+class UInt256(sa.TypeDecorator[int]):
+    """A token amount (uint256) as a Python int: NUMERIC(78,0) on PostgreSQL, exact decimal text on SQLite
+    (whose NUMERIC would fall back to a lossy REAL above 2**63)."""
+
+    impl = sa.Numeric(78, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        return dialect.type_descriptor(sa.String(78) if dialect.name == "sqlite" else sa.Numeric(78, 0))
+
+    def process_bind_param(self, value: int | None, dialect: sa.Dialect) -> object:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else Decimal(value)
+
+    def process_result_value(self, value: Decimal | str | None, dialect: sa.Dialect) -> int | None:
+        return None if value is None else int(value)
 
 
-def _created_at() -> sa.Column[datetime]:
-    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now())
+def timestamp_column(name: str) -> sa.Column[datetime]:
+    """A required timestamp that defaults to the database's clock when the row is written."""
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP"))
+
+
+def insert_for(conn: AsyncConnection) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
+    """The connection's dialect INSERT (PostgreSQL or SQLite): both offer ON CONFLICT DO NOTHING/UPDATE."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+class HoldStatus(StrEnum):
+    """`credit_holds.status`: a hold is pending until it is posted, voided or expired (each final)."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
 users = sa.Table(
@@ -44,7 +80,7 @@ users = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("wallet_address", sa.String(42), nullable=False, unique=True),  # lower-case 0x hex
-    _created_at(),
+    timestamp_column("created_at"),
 )
 
 billing_accounts = sa.Table(
@@ -54,7 +90,7 @@ billing_accounts = sa.Table(
     sa.Column("user_id", Id, sa.ForeignKey("users.id"), nullable=False, unique=True),
     sa.Column("balance_micros", Micros, nullable=False, server_default="0"),
     sa.Column("held_micros", Micros, nullable=False, server_default="0"),
-    _created_at(),
+    timestamp_column("created_at"),
     # low-balance signal (gateway/accounts/low_balance.py): the threshold, and since when the balance is below it
     sa.Column("low_balance_threshold_micros", Micros, nullable=True),
     sa.Column("low_balance_since", sa.DateTime(timezone=True), nullable=True),
@@ -69,7 +105,7 @@ virtual_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256 hex of the raw key
     sa.Column("key_prefix", sa.String(16), nullable=False),  # shown to the owner to tell keys apart
     sa.Column("label", sa.String(100), nullable=False, server_default=""),
-    _created_at(),
+    timestamp_column("created_at"),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     # per-key credit limit (gateway/core/limits.py): NULL = none; the use counts holds and charges since period_start
     sa.Column("limit_micros", Micros, nullable=True),
@@ -89,7 +125,7 @@ credit_ledger = sa.Table(
     sa.Column("balance_after_micros", Micros, nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("reference", sa.String(200), nullable=False),
-    _created_at(),
+    timestamp_column("created_at"),
     sa.UniqueConstraint("reason", "reference", name="uq_credit_ledger_reason_reference"),
     sa.Index("ix_credit_ledger_account_id_id", "account_id", "id"),
 )
@@ -103,8 +139,8 @@ credit_holds = sa.Table(
     sa.Column("key_id", Id, nullable=True),
     sa.Column("model", sa.String(200), nullable=False, server_default=""),
     sa.Column("amount_micros", Micros, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),  # pending|posted|voided|expired
-    _created_at(),
+    sa.Column("status", sa.String(16), nullable=False, server_default=HoldStatus.PENDING.value),
+    timestamp_column("created_at"),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("key_period_start", sa.DateTime(timezone=True), nullable=True),  # the key period it counts in
@@ -131,7 +167,7 @@ llm_usage = sa.Table(
     # the part of user_price_micros the account was NOT charged: the provider billed more than was held
     # (it counted the prompt differently), and a balance never goes below zero. Operator loss.
     sa.Column("uncollected_micros", Micros, nullable=False, server_default="0"),
-    _created_at(),
+    timestamp_column("created_at"),
     sa.CheckConstraint("user_price_micros >= provider_cost_micros", name="price_covers_cost"),
     sa.CheckConstraint(
         "uncollected_micros >= 0 AND uncollected_micros <= user_price_micros", name="uncollected_within_price"

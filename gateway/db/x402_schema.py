@@ -21,8 +21,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from gateway.db.payments_schema import UInt256, timestamp_column
-from gateway.db.schema import Id, metadata
+from gateway.db.schema import Id, UInt256, metadata, timestamp_column
 
 
 class AuthorizationStatus(StrEnum):

@@ -8,23 +8,15 @@ closes the hold); a *release* voids it; the sweeper *expires* a hold whose settl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal, get_args
+
+from gateway.db.schema import HoldStatus as HoldStatus  # the column's vocabulary, owned by the schema
 
 Reason = Literal["adjustment", "admin_grant", "llm_usage", "onchain_payment", "refund"]  # sorted: the API's enum
 REASONS = frozenset(get_args(Reason))
 # $1e9 a write: far above any real top-up, far below BIGINT (SQLite would silently turn an overflow into a float)
 MAX_ENTRY_MICROS = 10**15
 MAX_MODEL_CHARS = 200  # the width of the model columns
-
-
-class HoldStatus(StrEnum):
-    """`credit_holds.status`: a hold is pending until it is posted, voided or expired (each final)."""
-
-    PENDING = "pending"
-    POSTED = "posted"
-    VOIDED = "voided"
-    EXPIRED = "expired"
 
 
 class UnknownAccount(LookupError):

@@ -15,9 +15,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.payments_schema import STATUSES, payments
-from gateway.db.schema import credit_holds
+from gateway.db.schema import HoldStatus, credit_holds
 from gateway.failures import INFRASTRUCTURE_ERRORS
-from gateway.ledger.types import HoldStatus
 
 log = logging.getLogger("gateway.observability")
 SCRAPE_TIMEOUT_SECONDS = 5.0

@@ -25,8 +25,8 @@ from gateway import ledger
 from gateway.accounts.wallets import find_account, normalize_wallet
 from gateway.config import Settings
 from gateway.core.money import MICROS_PER_USD, usd_to_micros_ceil
-from gateway.db.payments_schema import PaymentStatus, insert_for, payments
-from gateway.db.schema import billing_accounts, users
+from gateway.db.payments_schema import PaymentStatus, payments
+from gateway.db.schema import billing_accounts, insert_for, users
 from gateway.failures import ChainUnavailable
 from gateway.payments.chain import ChainRPC, Transfer
 

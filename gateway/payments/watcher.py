@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.accounts.wallets import find_account
 from gateway.config import Settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.db.payments_schema import PaymentStatus, chain_cursor, insert_for, payments
+from gateway.db.payments_schema import PaymentStatus, chain_cursor, payments
+from gateway.db.schema import insert_for
 from gateway.observability.metrics import WATCHER_HEAD_LAG
 from gateway.payments.chain import ChainRPC, Transfer
 from gateway.payments.service import (

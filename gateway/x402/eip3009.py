@@ -1,11 +1,12 @@
-"""USDC's EIP-3009 `transferWithAuthorization` and the few other calls x402 settlement needs, as bytes:
-the EIP-712 digest a payer signs, ABI calldata, signature shapes (65-byte ECDSA, ERC-6492 wrappers) and
-the ERC-6492 off-chain validator call. Pure: no I/O.
+"""USDC's EIP-3009 `transferWithAuthorization` and the few other calls x402 settlement needs: the token's
+ABI (calldata is encoded by web3 from it), the EIP-712 digest a payer signs, signature shapes (65-byte
+ECDSA, ERC-6492 wrappers) and the ERC-6492 off-chain validator call. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import DecodingError
@@ -13,17 +14,35 @@ from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
 from eth_utils.crypto import keccak
 from siwe.siwe import EIP6492_VALIDATOR_BYTECODE
+from web3 import AsyncWeb3
 
+from gateway.payments.chain import ERC20_ABI, checksum
 from gateway.x402.protocol import Authorization
 
 ERC6492_SUFFIX = bytes.fromhex("64926492" * 8)
-_TRANSFER_FIELDS = ["address", "address", "uint256", "uint256", "uint256", "bytes32"]
-TRANSFER_VRS = keccak(
-    text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
-)[:4]
-TRANSFER_BYTES = keccak(text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)")[:4]
-AUTHORIZATION_STATE = keccak(text="authorizationState(address,bytes32)")[:4]
-BALANCE_OF = keccak(text="balanceOf(address)")[:4]
+_AUTHORIZATION_INPUTS = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"},
+    {"name": "nonce", "type": "bytes32"},
+]
+_SPLIT = [{"name": "v", "type": "uint8"}, {"name": "r", "type": "bytes32"}, {"name": "s", "type": "bytes32"}]
+EIP3009_ABI: list[dict[str, Any]] = [
+    {"type": "function", "name": "transferWithAuthorization", "stateMutability": "nonpayable", "outputs": [],
+     "inputs": [*_AUTHORIZATION_INPUTS, *_SPLIT]},
+    # USDC v2.2: the signature as bytes (ERC-1271 for a contract wallet)
+    {"type": "function", "name": "transferWithAuthorization", "stateMutability": "nonpayable", "outputs": [],
+     "inputs": [*_AUTHORIZATION_INPUTS, {"name": "signature", "type": "bytes"}]},
+    {"type": "function", "name": "authorizationState", "stateMutability": "view",
+     "inputs": [{"name": "authorizer", "type": "address"}, {"name": "nonce", "type": "bytes32"}],
+     "outputs": [{"name": "", "type": "bool"}]},
+]  # fmt: skip
+USDC_ABI = [*ERC20_ABI, *EIP3009_ABI]
+TRANSFER_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+TRANSFER_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
+_TOKEN = AsyncWeb3().eth.contract(abi=USDC_ABI)  # encoding only: no provider is ever asked
 _HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0  # secp256k1 n / 2: the low-s bound
 TYPES = {
     "EIP712Domain": [
@@ -130,24 +149,15 @@ def _signature_parts(signature: bytes) -> tuple[int, bytes, bytes]:
     return (v + 27 if v < 27 else v), signature[:32], signature[32:64]
 
 
-def _authorization_args(auth: Authorization) -> list[object]:
-    return [auth.from_address, auth.to, auth.value, auth.valid_after, auth.valid_before, bytes.fromhex(auth.nonce[2:])]
+def authorization_args(auth: Authorization) -> list[object]:
+    """The authorization as the token's functions take it (checksummed addresses, the nonce as bytes32)."""
+    nonce = bytes.fromhex(auth.nonce[2:])
+    return [checksum(auth.from_address), checksum(auth.to), auth.value, auth.valid_after, auth.valid_before, nonce]
 
 
 def transfer_calldata(auth: Authorization, signature: bytes, *, split: bool) -> str:
     """`transferWithAuthorization` calldata: the (v, r, s) overload for an EOA's 65-byte signature (`split`),
     else the `bytes signature` overload (USDC v2.2: ERC-1271 for contract wallets)."""
     if split:
-        v, r, s = _signature_parts(signature)
-        body = encode([*_TRANSFER_FIELDS, "uint8", "bytes32", "bytes32"], [*_authorization_args(auth), v, r, s])
-        return "0x" + (TRANSFER_VRS + body).hex()
-    body = encode([*_TRANSFER_FIELDS, "bytes"], [*_authorization_args(auth), signature])
-    return "0x" + (TRANSFER_BYTES + body).hex()
-
-
-def authorization_state_calldata(authorizer: str, nonce: str) -> str:
-    return "0x" + (AUTHORIZATION_STATE + encode(["address", "bytes32"], [authorizer, bytes.fromhex(nonce[2:])])).hex()
-
-
-def balance_of_calldata(owner: str) -> str:
-    return "0x" + (BALANCE_OF + encode(["address"], [owner])).hex()
+        return str(_TOKEN.encode_abi(TRANSFER_VRS, args=[*authorization_args(auth), *_signature_parts(signature)]))
+    return str(_TOKEN.encode_abi(TRANSFER_BYTES, args=[*authorization_args(auth), signature]))

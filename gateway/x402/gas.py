@@ -19,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import httpx
 import sqlalchemy as sa
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -28,10 +27,10 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings, SettingsError
-from gateway.db.payments_schema import insert_for
+from gateway.db.schema import insert_for
 from gateway.db.x402_schema import x402_gas_wallets
 from gateway.failures import ChainUnavailable
-from gateway.payments.chain import ChainRPC, RPCError
+from gateway.payments.chain import ChainRPC, NotSent, RPCError
 
 log = logging.getLogger("gateway.x402.gas")
 
@@ -83,17 +82,17 @@ class GasWallet:
     async def send(self, db: AsyncEngine, rpc: ChainRPC, to: str, data: str, gas: int, on_signed: OnSigned) -> str:
         """Sign and send a call to `to` with this gas limit; returns the transaction hash (0x hex).
         Raises GasWalletEmpty, ChainUnavailable (nothing was sent) or SendUncertain."""
-        block = await rpc.call("eth_getBlockByNumber", "latest", False)
-        tip = int(await rpc.call("eth_maxPriorityFeePerGas"), 16)
-        max_fee = 2 * int(block.get("baseFeePerGas") or "0x0", 16) + tip
-        balance = int(await rpc.call("eth_getBalance", self.address, "pending"), 16)
+        block = await rpc.latest_block()
+        tip = await rpc.max_priority_fee()
+        max_fee = 2 * int(block.get("baseFeePerGas") or 0) + tip
+        balance = await rpc.balance(self.address)
         if balance < gas * max_fee:
             raise self._empty(f"it holds {balance} wei, the transaction may cost {gas * max_fee}")
         tx_hash, broadcast, accepted = "", False, False
         try:
             async with db.begin() as conn:
                 await self._lock(conn)
-                nonce = int(await rpc.call("eth_getTransactionCount", self.address, "pending"), 16)
+                nonce = await rpc.next_nonce(self.address)
                 signed = self.account.sign_transaction(
                     {
                         "type": 2,
@@ -110,7 +109,7 @@ class GasWallet:
                 tx_hash = "0x" + bytes(signed.hash).hex()
                 await on_signed(conn, tx_hash)
                 await conn.execute(sa.update(x402_gas_wallets).where(*self._key()).values(last_tx_hash=tx_hash))
-                accepted = await self._broadcast(rpc, "0x" + bytes(signed.raw_transaction).hex())
+                accepted = await self._broadcast(rpc, bytes(signed.raw_transaction))
                 broadcast = True
         except Exception as exc:
             if not broadcast:  # refused, or never reached the node: the rollback undid the record
@@ -121,18 +120,18 @@ class GasWallet:
             raise SendUncertain(tx_hash)
         return tx_hash
 
-    async def _broadcast(self, rpc: ChainRPC, raw: str) -> bool:
+    async def _broadcast(self, rpc: ChainRPC, raw: bytes) -> bool:
         """Send a signed transaction: True when the node took it, False when its fate is unknown (the bytes may
         have left before the connection broke); raises when it surely was not sent."""
         try:
-            await rpc.call("eth_sendRawTransaction", raw)
+            await rpc.send_raw_transaction(raw)
         except RPCError as exc:  # the node refused it
             if "insufficient funds" in str(exc.error.get("message", "")).lower():
                 raise self._empty(str(exc.error.get("message"))) from None
             raise
-        except ChainUnavailable as exc:
-            if isinstance(exc.__cause__, httpx.ConnectError):  # never reached the node
-                raise
+        except NotSent:  # never reached the node
+            raise
+        except ChainUnavailable:
             return False
         return True
 

@@ -20,6 +20,7 @@ import orjson
 
 X402_VERSION = 2
 SCHEME = "exact"
+ASSET_TRANSFER_METHOD = "eip3009"
 PAYMENT_REQUIRED = "payment-required"
 PAYMENT_SIGNATURE = "payment-signature"
 PAYMENT_RESPONSE = "payment-response"
@@ -86,7 +87,9 @@ class Requirement:
             "asset": self.asset,
             "payTo": self.pay_to,
             "maxTimeoutSeconds": self.max_timeout_seconds,
-            "extra": {"name": self.name, "version": self.version},
+            # the token's EIP-712 domain, and how the payer authorizes the transfer: the exact-EVM scheme says
+            # `assetTransferMethod` MUST be "eip3009" for a TransferWithAuthorization payload
+            "extra": {"name": self.name, "version": self.version, "assetTransferMethod": ASSET_TRANSFER_METHOD},
         }
 
 

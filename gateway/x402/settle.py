@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from eth_typing import HexStr
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.accounts.wallets import get_or_create_account
@@ -25,7 +26,7 @@ from gateway.config import Settings
 from gateway.db.payments_schema import PaymentStatus
 from gateway.db.x402_schema import AuthorizationStatus
 from gateway.failures import ChainUnavailable
-from gateway.payments.chain import ChainRPC, Receipt, RPCError
+from gateway.payments.chain import ChainRPC, Receipt, RPCError, checksum
 from gateway.payments.service import check_chain_id, credit_own_settlement, payment_reference, topup_bounds_micros
 from gateway.x402 import eip3009, store, verify
 from gateway.x402.eip3009 import Domain
@@ -132,11 +133,8 @@ class Facilitator:
     async def _deploy(self, factory: str, calldata: bytes) -> None:
         """Deploy a counterfactual wallet through its (allow-listed) factory, so the token can ask it."""
         try:
-            gas = int(
-                await self.rpc.call(
-                    "eth_estimateGas", {"from": self.gas.address, "to": factory, "data": "0x" + calldata.hex()}
-                ),
-                16,
+            gas = await self.rpc.estimate_gas(
+                {"from": checksum(self.gas.address), "to": checksum(factory), "data": HexStr("0x" + calldata.hex())}
             )
         except RPCError as exc:
             if not exc.reverted:

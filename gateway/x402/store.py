@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.db.payments_schema import insert_for
+from gateway.db.schema import insert_for
 from gateway.db.x402_schema import AuthorizationStatus as Status
 from gateway.db.x402_schema import x402_authorizations as rows
 from gateway.x402.protocol import Payment

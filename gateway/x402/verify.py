@@ -16,7 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from gateway.payments.chain import ChainRPC, RPCError
+from eth_typing import HexStr
+
+from gateway.payments.chain import ChainRPC, RPCError, checksum
 from gateway.x402 import eip3009
 from gateway.x402.eip3009 import Domain, WrappedSignature
 from gateway.x402.protocol import SCHEME, Authorization, Payment, Reason, Refusal, Requirement
@@ -78,8 +80,8 @@ def check_validity(auth: Authorization, now: int) -> None:
 
 async def chain_now(rpc: ChainRPC) -> int:
     """The later of this host's clock and the latest block's timestamp: the token checks validity by block time."""
-    block = await rpc.call("eth_getBlockByNumber", "latest", False)
-    return max(int(time.time()), int(block["timestamp"], 16))
+    block = await rpc.latest_block()
+    return max(int(time.time()), int(block["timestamp"]))
 
 
 async def signature(rpc: ChainRPC, domain: Domain, payment: Payment, factories: list[str]) -> Verified:
@@ -88,8 +90,7 @@ async def signature(rpc: ChainRPC, domain: Domain, payment: Payment, factories: 
         wrapped = eip3009.unwrap_6492(payment.signature)
     except ValueError:
         raise Refusal(Reason.INVALID_SIGNATURE, "The ERC-6492 signature wrapper does not decode.") from None
-    code = await rpc.call("eth_getCode", auth.from_address, "latest")
-    deployed = code not in ("0x", "0x0", None)
+    deployed = bool(await rpc.code(auth.from_address))
     if wrapped is None and not deployed:
         if eip3009.recover_eoa(domain, auth, payment.signature) != auth.from_address:
             raise Refusal(
@@ -116,25 +117,21 @@ async def signature(rpc: ChainRPC, domain: Domain, payment: Payment, factories: 
 
 async def _valid_by_validator(rpc: ChainRPC, signer: str, message_digest: bytes, raw_signature: bytes) -> bool:
     try:
-        answer = await rpc.call(
-            "eth_call", {"data": eip3009.validator_call(signer, message_digest, raw_signature)}, "latest"
-        )
+        answer = await rpc.call({"data": HexStr(eip3009.validator_call(signer, message_digest, raw_signature))})
     except RPCError as exc:
         if exc.reverted:  # the validator reverts on a failed deployment or a malformed signature
             return False
         raise
-    return isinstance(answer, str) and answer.lower().endswith("01")
-
-
-async def _call_uint(rpc: ChainRPC, token: str, data: str) -> int:
-    return int(await rpc.call("eth_call", {"to": token, "data": data}, "latest"), 16)
+    return answer.endswith(b"\x01")
 
 
 async def chain_state(rpc: ChainRPC, domain: Domain, auth: Authorization) -> None:
     """The nonce is unused on chain and the payer holds the amount."""
-    if await _call_uint(rpc, domain.token, eip3009.authorization_state_calldata(auth.from_address, auth.nonce)):
+    token = rpc.contract(domain.token, eip3009.USDC_ABI).functions
+    authorizer, nonce = eip3009.authorization_args(auth)[0], bytes.fromhex(auth.nonce[2:])
+    if await rpc.read(token.authorizationState(authorizer, nonce)):
         raise Refusal(Reason.NONCE_USED, "This authorization's nonce has been used on chain already.")
-    balance = await _call_uint(rpc, domain.token, eip3009.balance_of_calldata(auth.from_address))
+    balance = int(await rpc.read(token.balanceOf(authorizer)))
     if balance < auth.value:
         raise Refusal(
             Reason.INSUFFICIENT_FUNDS,
@@ -147,7 +144,7 @@ async def simulate(rpc: ChainRPC, token: str, verified: Verified, gas_address: s
     deployed): the token's own verdict before any gas is spent; a revert refuses the payment."""
     data = eip3009.transfer_calldata(verified.authorization, verified.signature, split=verified.split)
     try:
-        return int(await rpc.call("eth_estimateGas", {"from": gas_address, "to": token, "data": data}), 16)
+        return await rpc.estimate_gas({"from": checksum(gas_address), "to": checksum(token), "data": HexStr(data)})
     except RPCError as exc:
         if not exc.reverted:
             raise

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { OTHER, PALETTE, seriesOf, stacksOf } from "../../gateway/sidecar/static/js/chart.js";
+import { OTHER, PALETTE, labelledDays, seriesOf, stacksOf } from "../../gateway/sidecar/static/js/chart.js";
 import { daysLeft } from "../../gateway/sidecar/static/js/format.js";
 
 const spend = (model, micros) => ({ model, charged_micros: micros, calls: 1 });
@@ -42,4 +42,16 @@ test("days of credit left at this rate", () => {
   assert.equal(daysLeft(1, 300_000, 30), 0n);
   assert.equal(daysLeft(0, 5, 30), 0n);
   assert.equal(daysLeft(5_000, 0, 30), null);
+});
+
+test("day labels never run into the last one, which ends at the plot's edge", () => {
+  for (const width of [220, 244, 300, 420, 700, 1040]) {
+    const labelled = [...labelledDays(30, width)].sort((a, b) => a - b);
+    assert.equal(labelled.at(-1), 29, `today is labelled at ${width} px`);
+    const slot = width / 30;
+    const spans = labelled.map((i) => (i === 29 ? [width - 40, width] : [(i + 0.5) * slot - 20, (i + 0.5) * slot + 20]));
+    for (let k = 1; k < spans.length; k++) assert.ok(spans[k - 1][1] <= spans[k][0], `labels overlap at ${width} px`);
+  }
+  assert.deepEqual([...labelledDays(30, 244)].sort((a, b) => a - b), [5, 11, 17, 29]); // 360 px: not day 23
+  assert.equal(labelledDays(30, 1040).size, 15); // wide: every other day
 });

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { formatCount, formatCredits, formatUsd, parseUsd, toMicros } from "../../gateway/sidecar/static/js/format.js";
+import { countOf, formatCount, formatCredits, formatUsd, parseUsd, toMicros } from "../../gateway/sidecar/static/js/format.js";
 
 test("credits are exact and grouped", () => {
   assert.equal(formatCredits(10_000_000), "10,000");
@@ -37,4 +37,11 @@ test("typed amounts become exact micros", () => {
 
 test("counts are grouped", () => {
   assert.equal(formatCount(1234567), "1,234,567");
+});
+
+test("a count of one is singular", () => {
+  assert.equal(countOf(1, "call"), "1 call");
+  assert.equal(countOf(1n, "day"), "1 day");
+  assert.equal(countOf(0, "call"), "0 calls");
+  assert.equal(countOf(1200, "call"), "1,200 calls");
 });

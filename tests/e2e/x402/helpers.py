@@ -13,7 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import Web3
 
 from devtools.chain.anvil import Anvil
+from gateway.accounts.wallets import find_account
 from gateway.db.payments_schema import payments
+from gateway.db.schema import credit_holds, llm_usage
+from tests.e2e.x402 import agent
 
 USDC = 1_000_000  # base units per USDC
 
@@ -50,3 +53,34 @@ async def ledger_of(db: AsyncEngine, wallet: str) -> list[sa.Row]:
 async def payments_from(db: AsyncEngine, wallet: str) -> list[sa.Row]:
     async with db.connect() as conn:
         return (await conn.execute(sa.select(payments).where(payments.c.from_address == wallet.lower()))).all()
+
+
+async def call_rows(db, account_id: int) -> tuple[list, list]:
+    async with db.connect() as conn:
+        usage = (await conn.execute(sa.select(llm_usage).where(llm_usage.c.account_id == account_id))).all()
+        holds = (await conn.execute(sa.select(credit_holds).where(credit_holds.c.account_id == account_id))).all()
+    return usage, holds
+
+
+async def assert_paid_call(x402_db, node, dao: str, payer: str, response: httpx.Response, dao_before: int) -> int:
+    """The payment moved on chain, was credited once, the call was held at the paid amount and settled from
+    it, and the change is the balance. Returns the amount paid."""
+    assert response.status_code == 200, response.text
+    receipt = agent.decode(response.headers["payment-response"])
+    amount = int(receipt["amount"])
+    assert receipt["success"] is True and receipt["network"] == f"eip155:{node.chain_id}"
+    assert receipt["payer"] == payer.lower()
+    assert node.w3.eth.get_transaction_receipt(receipt["transaction"])["status"] == 1
+    assert usdc_of(node, dao) - dao_before == amount
+    account = await find_account(x402_db, payer)  # the account a SIWE sign-in of this wallet gets
+    [payment] = await payments_from(x402_db, payer)
+    assert (payment.status, payment.micros_credited, payment.tx_hash) == ("credited", amount, receipt["transaction"])
+    [usage], [hold] = await call_rows(x402_db, account.id)
+    assert hold.amount_micros == amount and hold.status == "posted"  # the 402 asked for exactly the hold
+    credit, debit = await ledger_of(x402_db, payer)
+    assert (credit.reason, credit.amount_micros) == ("onchain_payment", amount)
+    assert credit.reference == f"{node.chain_id}:{payment.tx_hash}:{payment.log_index}"
+    assert (debit.reason, debit.amount_micros) == ("llm_usage", -usage.user_price_micros)
+    assert 0 < usage.user_price_micros <= amount
+    assert debit.balance_after_micros == amount - usage.user_price_micros  # the change stays as credits
+    return amount

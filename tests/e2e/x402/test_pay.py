@@ -7,18 +7,16 @@ import re
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from eth_account import Account
 from web3 import Web3
 
 from gateway.accounts.wallets import find_account
 from gateway.config import REPO_ROOT
-from gateway.db.schema import credit_holds, llm_usage
 from gateway.payments.chain import ChainRPC
 from gateway.payments.reconcile import reconcile
 from tests.e2e.x402 import agent
 from tests.e2e.x402.agent import CHAT
-from tests.e2e.x402.helpers import USDC, ledger_of, new_payer, payments_from, post, usdc_of
+from tests.e2e.x402.helpers import USDC, assert_paid_call, call_rows, new_payer, post, usdc_of
 
 pytestmark = pytest.mark.timeout(180)
 README = REPO_ROOT / "README.md"
@@ -31,37 +29,6 @@ def readme_client():
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
     return namespace["call_paying_with_x402"]
-
-
-async def call_rows(db, account_id: int) -> tuple[list, list]:
-    async with db.connect() as conn:
-        usage = (await conn.execute(sa.select(llm_usage).where(llm_usage.c.account_id == account_id))).all()
-        holds = (await conn.execute(sa.select(credit_holds).where(credit_holds.c.account_id == account_id))).all()
-    return usage, holds
-
-
-async def assert_paid_call(x402_db, node, dao: str, payer: str, response: httpx.Response, dao_before: int) -> int:
-    """The payment moved on chain, was credited once, the call was held at the paid amount and settled from
-    it, and the change is the balance. Returns the amount paid."""
-    assert response.status_code == 200, response.text
-    receipt = agent.decode(response.headers["payment-response"])
-    amount = int(receipt["amount"])
-    assert receipt["success"] is True and receipt["network"] == f"eip155:{node.chain_id}"
-    assert receipt["payer"] == payer.lower()
-    assert node.w3.eth.get_transaction_receipt(receipt["transaction"])["status"] == 1
-    assert usdc_of(node, dao) - dao_before == amount
-    account = await find_account(x402_db, payer)  # the account a SIWE sign-in of this wallet gets
-    [payment] = await payments_from(x402_db, payer)
-    assert (payment.status, payment.micros_credited, payment.tx_hash) == ("credited", amount, receipt["transaction"])
-    [usage], [hold] = await call_rows(x402_db, account.id)
-    assert hold.amount_micros == amount and hold.status == "posted"  # the 402 asked for exactly the hold
-    credit, debit = await ledger_of(x402_db, payer)
-    assert (credit.reason, credit.amount_micros) == ("onchain_payment", amount)
-    assert credit.reference == f"{node.chain_id}:{payment.tx_hash}:{payment.log_index}"
-    assert (debit.reason, debit.amount_micros) == ("llm_usage", -usage.user_price_micros)
-    assert 0 < usage.user_price_micros <= amount
-    assert debit.balance_after_micros == amount - usage.user_price_micros  # the change stays as credits
-    return amount
 
 
 async def test_readme_client_pays_and_is_served_and_the_books_reconcile(
@@ -87,7 +54,8 @@ async def test_402_is_the_hold_of_this_request_and_no_key_is_needed(chat_url, up
     # gpt-4o-mini: $0.60 per 1M output tokens x markup 2: each output token held is 1.2 micros
     assert int(big["amount"]) - int(small["amount"]) == 450 * 6 // 5
     assert int(unbounded["amount"]) > int(big["amount"])  # no max_tokens: the model's whole output limit
-    assert small["scheme"] == "exact" and small["extra"] == {"name": "USD Coin", "version": "2"}
+    assert small["scheme"] == "exact"
+    assert small["extra"] == {"name": "USD Coin", "version": "2", "assetTransferMethod": "eip3009"}
     assert upstream.calls("chat/completions") == 0
 
 

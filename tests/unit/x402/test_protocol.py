@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from gateway.config import Settings, SettingsError
 from gateway.x402 import eip3009
 from gateway.x402.gas import load_account
-from gateway.x402.protocol import Payment, Reason, Refusal, decode_payment, encode_header
+from gateway.x402.protocol import Payment, Reason, Refusal, Requirement, decode_payment, encode_header
 
 ADDRESS = "0x" + "ab" * 20
 AUTH = {
@@ -164,3 +164,8 @@ def test_x402_settings_are_checked_at_start_up(tmp_path):
         load_account(Settings(_env_file=None, x402_enabled=True, x402_gas_wallet_key="0x1234", **chain))
     with pytest.raises(SettingsError, match="invalid setting X402_GAS_WALLET_KEY_FILE: cannot read"):
         load_account(Settings(_env_file=None, x402_enabled=True, x402_gas_wallet_key_file=tmp_path / "no", **chain))
+
+
+def test_the_requirement_says_the_payload_is_an_eip3009_authorization():
+    requirement = Requirement(8453, 1000, ACCEPTED["asset"], ACCEPTED["payTo"], 60, "USD Coin", "2")
+    assert requirement.to_json()["extra"] == {"name": "USD Coin", "version": "2", "assetTransferMethod": "eip3009"}

@@ -6,6 +6,7 @@ import { formatCount, formatCredits, formatTime, formatUsd } from "./format.js";
 import { api } from "./api.js";
 import { createPager } from "./pager.js";
 
+/** @type {Record<string, string>} */
 const REASONS = {
   onchain_payment: "USDC top-up",
   llm_usage: "Model call",
@@ -14,8 +15,18 @@ const REASONS = {
   adjustment: "Adjustment",
 };
 
+/** @type {(micros: number) => string} */
 const signedCredits = (micros) => (micros > 0 ? `+${formatCredits(micros)}` : formatCredits(micros));
 
+/**
+ * @typedef {import("./format.js").Micros} Micros
+ * @typedef {{ created_at: string, model: string, prompt_tokens: number, completion_tokens: number,
+ *   price_micros: Micros }} Call a row of GET /usage
+ * @typedef {{ created_at: string, reason: string, amount_micros: number, balance_after_micros: Micros }} Entry
+ *   a row of GET /credits/ledger
+ */
+
+/** @type {ReturnType<typeof createPager<Call>>} */
 const usage = createPager("usage", "/usage", [
   ["Time", (r) => formatTime(r.created_at)],
   ["Model", (r) => r.model],
@@ -23,6 +34,7 @@ const usage = createPager("usage", "/usage", [
   ["Credits charged", (r) => formatCredits(r.price_micros), "num"],
 ], "No calls yet. Use one of your API keys with any OpenAI-compatible client.");
 
+/** @type {ReturnType<typeof createPager<Entry>>} */
 const ledger = createPager("ledger", "/credits/ledger", [
   ["Time", (r) => formatTime(r.created_at)],
   ["What", (r) => REASONS[r.reason] ?? r.reason],

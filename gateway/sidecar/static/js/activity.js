@@ -4,28 +4,33 @@
 import { api } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { chartTable, drawChart, legendItems } from "./chart.js";
-import { daysLeft, formatCount, formatCredits, toMicros } from "./format.js";
-import { state } from "./session.js";
+import { countOf, daysLeft, formatCredits, toMicros } from "./format.js";
+import { config } from "./state.js";
 
 const DAYS = 30;
+/** @typedef {import("./chart.js").Daily} Daily */
+
+/** @type {Daily | null} */
 let shown = null; // the last data drawn, redrawn when the card changes width
 
+/** @param {Daily} daily */
 function summaryText(daily) {
   const total = toMicros(daily.total.charged_micros);
-  return `${formatCredits(total)} credits in ${formatCount(daily.total.calls)} calls over the last ${DAYS} days` +
+  return `${formatCredits(total)} credits in ${countOf(daily.total.calls, "call")} over the last ${DAYS} days` +
     ` · on average ${formatCredits(total / BigInt(DAYS))} credits a day`;
 }
 
-function draw() {
-  const series = drawChart($("chart"), shown, (text) => {
+/** @param {Daily} daily */
+function draw(daily) {
+  const series = drawChart($("chart"), daily, (text) => {
     $("chart-detail").textContent = text;
   });
-  $("chart-legend").replaceChildren(...legendItems(shown, series));
-  $("chart-table").replaceChildren(chartTable(shown, series));
+  $("chart-legend").replaceChildren(...legendItems(daily, series));
+  $("chart-table").replaceChildren(chartTable(daily, series));
 }
 
 function emptyState() {
-  const { price_list_url: prices, api_base_url: base } = state.config;
+  const { price_list_url: prices, api_base_url: base } = config();
   const link = prices
     ? el("a", { href: prices, rel: "noopener" }, "the price list")
     : el("code", {}, `GET ${base}/models`);
@@ -48,20 +53,24 @@ export async function loadActivity() {
   } else {
     shown = data;
     $("chart-summary").textContent = summaryText(data);
-    draw();
+    draw(data);
   }
   return data;
 }
 
-/** "At this rate, ... lasts about N days" from the available balance and the window's spend. */
+/**
+ * "At this rate, ... lasts about N days" from the available balance and the window's spend.
+ * @param {{ available_micros: import("./format.js").Micros }} summary
+ * @param {Daily} daily
+ */
 export function showRunway(summary, daily) {
   const days = daysLeft(summary.available_micros, daily.total.charged_micros, DAYS);
   const rate = `At your last-${DAYS}-day rate, this lasts`;
   if (days === null) $("bal-runway").textContent = `No spend in the last ${DAYS} days.`;
   else if (days > 3650n) $("bal-runway").textContent = `${rate} more than ten years.`;
-  else $("bal-runway").textContent = `${rate} about ${formatCount(days)} day${days === 1n ? "" : "s"}.`;
+  else $("bal-runway").textContent = `${rate} about ${countOf(days, "day")}.`;
 }
 
 new ResizeObserver(() => {
-  if (shown && !$("activity-chart").hidden) draw();
-}).observe(document.getElementById("chart"));
+  if (shown && !$("activity-chart").hidden) draw(shown);
+}).observe($("chart"));

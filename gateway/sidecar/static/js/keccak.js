@@ -15,8 +15,10 @@ const ROUND_CONSTANTS = [
   "8000000080008081", "8000000000008080", "0000000080000001", "8000000080008008",
 ].map((hex) => BigInt(`0x${hex}`));
 
+/** @type {(v: bigint, n: bigint) => bigint} */
 const rotl = (v, n) => (n === 0n ? v : ((v << n) | (v >> (64n - n))) & MASK);
 
+/** @param {bigint[]} s the 25 lanes, permuted in place */
 function permute(s) {
   for (const rc of ROUND_CONSTANTS) {
     const c = [0, 1, 2, 3, 4].map((x) => s[x] ^ s[x + 5] ^ s[x + 10] ^ s[x + 15] ^ s[x + 20]);
@@ -24,6 +26,7 @@ function permute(s) {
       const d = c[(x + 4) % 5] ^ rotl(c[(x + 1) % 5], 1n);
       for (let y = 0; y < 25; y += 5) s[x + y] ^= d;
     }
+    /** @type {bigint[]} */
     const b = new Array(25);
     for (let x = 0; x < 5; x++) {
       for (let y = 0; y < 5; y++) b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(s[x + 5 * y], ROTATIONS[x + 5 * y]);
@@ -37,12 +40,16 @@ function permute(s) {
   }
 }
 
-/** Keccak-256 of `bytes` (a Uint8Array) as 64 lower-case hex digits. */
+/**
+ * Keccak-256 of `bytes` as 64 lower-case hex digits.
+ * @param {Uint8Array} bytes
+ */
 export function keccak256Hex(bytes) {
   const padded = new Uint8Array(Math.ceil((bytes.length + 1) / RATE_BYTES) * RATE_BYTES);
   padded.set(bytes);
   padded[bytes.length] ^= 0x01;
   padded[padded.length - 1] ^= 0x80;
+  /** @type {bigint[]} */
   const state = new Array(25).fill(0n);
   for (let block = 0; block < padded.length; block += RATE_BYTES) {
     for (let lane = 0; lane < RATE_BYTES / 8; lane++) {

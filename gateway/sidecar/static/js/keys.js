@@ -5,18 +5,22 @@ import { $, el, show } from "./dom.js";
 import { formatTime } from "./format.js";
 import { announce, guarded } from "./messages.js";
 
-/** Show a raw key once: a read-only field, a copy button and the warning; "I have saved it" forgets it. */
+/**
+ * Show a raw key once: a read-only field, a copy button and the warning; "I have saved it" forgets it.
+ * @param {{ key: string }} key
+ * @param {string} title
+ */
 export function showNewKey(key, title) {
   $("newkey-title").textContent = title;
-  $("newkey-value").value = key.key;
+  $("newkey-value", HTMLTextAreaElement).value = key.key;
   $("newkey-copied").textContent = "";
   show($("newkey"), true);
-  $("newkey-value").focus();
-  $("newkey-value").select();
+  $("newkey-value", HTMLTextAreaElement).focus();
+  $("newkey-value", HTMLTextAreaElement).select();
 }
 
 async function copyKey() {
-  const field = $("newkey-value");
+  const field = $("newkey-value", HTMLTextAreaElement);
   try {
     await navigator.clipboard.writeText(field.value);
     $("newkey-copied").textContent = "Copied to the clipboard.";
@@ -28,11 +32,20 @@ async function copyKey() {
 }
 
 function hideNewKey() {
-  $("newkey-value").value = "";
+  $("newkey-value", HTMLTextAreaElement).value = "";
   show($("newkey"), false);
-  $("key-label").focus();
+  $("key-label", HTMLInputElement).focus();
 }
 
+/**
+ * @typedef {{ id: number, prefix: string, label: string, active: boolean, created_at: string,
+ *   last_used_at: string | null, revoked_at: string | null }} Key a key as GET /keys lists it
+ */
+
+/**
+ * @param {Key} key
+ * @param {(key: Key) => void} onRevoke
+ */
 function keyRow(key, onRevoke) {
   const status = key.active ? "Active" : `Revoked ${formatTime(key.revoked_at)}`;
   const action = key.active
@@ -49,18 +62,22 @@ function keyRow(key, onRevoke) {
   );
 }
 
+/** @param {() => Promise<unknown>} afterChange */
 export function createKeys(afterChange) {
+  /** @type {Key | null} */
   let revoking = null;
-  const dialog = $("revoke-dialog");
+  const dialog = $("revoke-dialog", HTMLDialogElement);
 
   async function load() {
     const { data } = await api("/keys");
     const body = $("keys-body");
-    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.keyId : undefined;
-    body.replaceChildren(...data.data.map((k) => keyRow(k, askRevoke)));
-    if (focused) body.querySelector(`[data-key-id="${focused}"]`)?.focus(); // a refresh keeps keyboard focus
+    const active = document.activeElement;
+    const focused = active instanceof HTMLElement && body.contains(active) ? active.dataset.keyId : undefined;
+    body.replaceChildren(...data.data.map((/** @type {Key} */ k) => keyRow(k, askRevoke)));
+    if (focused) /** @type {HTMLElement | null} */ (body.querySelector(`[data-key-id="${focused}"]`))?.focus(); // a refresh keeps keyboard focus
   }
 
+  /** @param {Key} key */
   function askRevoke(key) {
     revoking = key;
     $("revoke-text").textContent =
@@ -69,24 +86,25 @@ export function createKeys(afterChange) {
     dialog.showModal();
   }
 
-  $("revoke-cancel").onclick = () => dialog.close();
-  $("revoke-confirm").onclick = guarded(async () => {
+  $("revoke-cancel", HTMLButtonElement).onclick = () => dialog.close();
+  $("revoke-confirm", HTMLButtonElement).onclick = guarded(async () => {
     dialog.close();
     const key = revoking;
     revoking = null;
+    if (!key) return;
     await api(`/keys/${key.id}`, { method: "DELETE" });
     announce(`Key ${key.prefix}… revoked.`);
     await afterChange();
   });
-  $("key-form").onsubmit = guarded(async (event) => {
+  $("key-form", HTMLFormElement).onsubmit = guarded(async (/** @type {SubmitEvent} */ event) => {
     event.preventDefault();
-    const label = $("key-label").value.trim();
+    const label = $("key-label", HTMLInputElement).value.trim();
     const { data } = await api("/keys", { method: "POST", body: { label } });
-    $("key-label").value = "";
+    $("key-label", HTMLInputElement).value = "";
     showNewKey(data, "Your new API key");
     await afterChange();
   });
-  $("newkey-copy").onclick = copyKey;
-  $("newkey-done").onclick = hideNewKey;
+  $("newkey-copy", HTMLButtonElement).onclick = copyKey;
+  $("newkey-done", HTMLButtonElement).onclick = hideNewKey;
   return { load };
 }

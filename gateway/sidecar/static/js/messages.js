@@ -5,10 +5,12 @@ import { ApiError } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { formatUsd } from "./format.js";
 
+/** @type {Record<number, string>} */
 const CHAINS = {
   1: "Ethereum", 10: "OP Mainnet", 137: "Polygon", 8453: "Base", 84532: "Base Sepolia", 42161: "Arbitrum",
 };
 
+/** @param {number} id */
 export function chainName(id) {
   return CHAINS[id] ? `${CHAINS[id]} (chain ${id})` : `chain ${id}`;
 }
@@ -21,37 +23,40 @@ export const text = {
   signatureRejected: () =>
     "You declined the sign-in signature, so you are not signed in. Signing costs nothing and sends nothing. " +
     "Press “Connect wallet” to try again.",
-  walletError: (error) => `Your wallet reported an error: ${error.message}`,
+  walletError: (/** @type {Error} */ error) => `Your wallet reported an error: ${error.message}`,
   txRejected: () => "You rejected the transaction in your wallet. No USDC was sent and nothing was charged.",
-  wrongNetwork: (current, wanted) =>
+  wrongNetwork: (/** @type {number} */ current, /** @type {number} */ wanted) =>
     `Your wallet is on ${chainName(current)}. This gateway signs in and takes USDC on ${chainName(wanted)} only: ` +
     "switch networks to continue.",
-  switchRejected: (wanted) =>
+  switchRejected: (/** @type {number} */ wanted) =>
     `The network switch was declined. Switch your wallet to ${chainName(wanted)} yourself, then try again.`,
-  unknownChain: (wanted) =>
+  unknownChain: (/** @type {number} */ wanted) =>
     `Your wallet does not know ${chainName(wanted)}. Add that network to your wallet, then try again.`,
-  otherAccount: (walletAddress, sessionAddress) =>
+  otherAccount: (/** @type {string} */ walletAddress, /** @type {string} */ sessionAddress) =>
     `Your wallet is using ${walletAddress}, but you are signed in as ${sessionAddress}. Switch to that account ` +
     "in your wallet, or sign out and sign in with this one.",
-  notEnoughUsdc: (have, need, chain) =>
+  notEnoughUsdc: (/** @type {bigint} */ have, /** @type {bigint} */ need, /** @type {number} */ chain) =>
     `Not enough USDC: this wallet holds ${formatUsd(have).slice(1)} USDC on ${chainName(chain)}, and this top-up ` +
     `needs ${formatUsd(need).slice(1)} USDC. Add USDC to the wallet or choose a smaller amount.`,
-  paymentRefused: (reason) =>
+  paymentRefused: (/** @type {string} */ reason) =>
     `The gateway refused this payment: ${reason}. No credits were added. Keep the transaction hash if you ` +
     "contact the operator.",
-  rpcDown: (seconds) =>
+  rpcDown: (/** @type {number} */ seconds) =>
     "The gateway cannot reach the blockchain right now, so it cannot check your payment yet. Your transfer is " +
     `safe on chain; this page tries again in ${seconds} s.`,
   unavailable: () => "The gateway is temporarily unavailable. Try again in a moment.",
   unreachable: () => "The gateway could not be reached. Check your connection, then try again.",
-  rateLimited: (seconds) => `Too many requests: please wait ${seconds} s, then try again.`,
+  rateLimited: (/** @type {number} */ seconds) => `Too many requests: please wait ${seconds} s, then try again.`,
   sessionExpired: () => "Your session has expired. Connect your wallet to sign in again.",
-  wrongSite: (domain) =>
+  wrongSite: (/** @type {string} */ domain) =>
     `This page must be opened at ${domain} (the gateway's SIWE_DOMAIN) to sign in: open it there.`,
   paymentsOff: () => "This gateway does not take top-ups at the moment (payments are not configured).",
 };
 
-/** The message for an ApiError, in the words of the request that failed. */
+/**
+ * The message for an ApiError, in the words of the request that failed.
+ * @param {ApiError} error
+ */
 export function apiErrorText(error) {
   if (error.status === 429) return text.rateLimited(error.retryAfter ?? 60);
   if (error.status === 401) return text.sessionExpired();
@@ -61,7 +66,11 @@ export function apiErrorText(error) {
   return `The gateway answered: ${error.message}`;
 }
 
-/** Show `message` in the notice; `actions` are [label, handler] buttons; `tone` is "error" or "info". */
+/**
+ * Show `message` in the notice; `actions` are [label, handler] buttons; `tone` is "error" or "info".
+ * @param {string} message
+ * @param {{ actions?: Array<[string, () => unknown]>, tone?: "error" | "info" }} [options]
+ */
 export function notify(message, { actions = [], tone = "error" } = {}) {
   const box = $("notice");
   announce(""); // what was under way has ended: the notice says how
@@ -80,12 +89,21 @@ export function clearNotice() {
   $("notice-actions").replaceChildren();
 }
 
-/** A polite, screen-reader-announced line about what is happening now. */
+/**
+ * A polite, screen-reader-announced line about what is happening now.
+ * @param {string} message
+ */
 export function announce(message) {
   $("status").textContent = message;
 }
 
-/** `fn` as an event handler: an ApiError becomes its message (401: the "session-expired" event), not a crash. */
+/**
+ * `fn` as an event handler: an ApiError becomes its message (401: the "session-expired" event), not a crash.
+ * @template {unknown[]} A
+ * @template R
+ * @param {(...args: A) => Promise<R>} fn
+ * @returns {(...args: A) => Promise<R | undefined>}
+ */
 export function guarded(fn) {
   return async (...args) => {
     try {

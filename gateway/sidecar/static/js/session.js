@@ -1,15 +1,13 @@
 // Connecting a wallet and signing in right after (EIP-6963 pick, chain check, SIWE), the session, sign-out.
 
-import { shortAddress } from "./address.js";
 import { api, ApiError } from "./api.js";
 import { $, el, show } from "./dom.js";
 import { announce, apiErrorText, chainName, clearNotice, notify, text } from "./messages.js";
 import { buildSiweMessage } from "./siwe.js";
+import * as state from "./state.js";
 import * as wallet from "./wallet.js";
 
 const REMEMBER = "cg.session"; // {wallet, rdns}: this browser had a session and which wallet made it
-
-export const state = { config: null, session: null, wallet: null }; // wallet: {info, provider, address}
 
 export function rememberedSession() {
   try {
@@ -19,6 +17,10 @@ export function rememberedSession() {
   }
 }
 
+/**
+ * @param {state.Session} session
+ * @param {state.WalletInfo} info
+ */
 function remember(session, info) {
   localStorage.setItem(REMEMBER, JSON.stringify({ wallet: session.wallet_address, rdns: info?.rdns ?? null }));
 }
@@ -27,7 +29,11 @@ export function forget() {
   localStorage.removeItem(REMEMBER);
 }
 
-/** Pick the wallet to use: the only one, the one this browser used last, or ask (returns null then). */
+/**
+ * Pick the wallet to use: the only one, the one this browser used last, or ask (returns null then).
+ * @param {(chosen: state.Wallet) => unknown} onChoice
+ * @returns {Promise<state.Wallet | null>}
+ */
 export async function chooseWallet(onChoice) {
   const found = await wallet.discoverWallets();
   if (found.length === 0) {
@@ -48,13 +54,17 @@ export async function chooseWallet(onChoice) {
     ),
   );
   show($("wallet-pick"), true);
-  list.querySelector("button").focus();
+  list.querySelector("button")?.focus();
   return null;
 }
 
-/** The wallet is on the configured chain; else offer the switch (then `retry`) and return false. */
+/**
+ * The wallet is on the configured chain; else offer the switch (then `retry`) and return false.
+ * @param {state.Provider} provider
+ * @param {() => Promise<unknown>} retry
+ */
 export async function ensureChain(provider, retry) {
-  const wanted = state.config.chain_id;
+  const wanted = state.config().chain_id;
   const current = await wallet.chainId(provider);
   if (current === wanted) return true;
   const doSwitch = async () => {
@@ -71,33 +81,38 @@ export async function ensureChain(provider, retry) {
   return false;
 }
 
-/** Connect `chosen` (one of discoverWallets()) and sign in with it at once; true when signed in. */
+/**
+ * Connect `chosen` (one of discoverWallets()) and sign in with it at once.
+ * @param {state.Wallet} chosen
+ * @param {(defaultKey: { key: string } | null | undefined) => Promise<unknown>} onSignedIn
+ * @returns {Promise<void>}
+ */
 export async function connectAndSignIn(chosen, onSignedIn) {
   clearNotice();
   show($("wallet-pick"), false);
-  if (location.host !== state.config.siwe_domain) {
-    notify(text.wrongSite(state.config.siwe_domain));
+  const config = state.config();
+  if (location.host !== config.siwe_domain) {
+    notify(text.wrongSite(config.siwe_domain));
     return;
   }
   let signing = false; // a refusal before this is of the connection, after it of the signature
   try {
     announce("Waiting for your wallet…");
     const address = await wallet.requestAccount(chosen.provider);
-    state.wallet = { ...chosen, address };
+    state.useWallet({ ...chosen, address });
     if (!(await ensureChain(chosen.provider, () => connectAndSignIn(chosen, onSignedIn)))) return;
     const { data: issued } = await api("/auth/nonce");
     const message = buildSiweMessage({
-      domain: state.config.siwe_domain, address, statement: state.config.siwe_statement,
-      uri: `${location.origin}/`, version: state.config.siwe_version, chainId: state.config.chain_id,
-      nonce: issued.nonce,
+      domain: config.siwe_domain, address, statement: config.siwe_statement,
+      uri: `${location.origin}/`, version: config.siwe_version, chainId: config.chain_id, nonce: issued.nonce,
     });
     announce("Sign the message in your wallet to sign in…");
     signing = true;
     const signature = await wallet.personalSign(chosen.provider, address, message);
     const { data } = await api("/auth/verify", { method: "POST", body: { message, signature } });
     remember(data, chosen.info);
-    state.session = data;
-    announce(`Signed in as ${shortAddress(data.wallet_address)}.`);
+    state.signIn(data);
+    announce(""); // the header says who is signed in: the status line has said its part
     await onSignedIn(data.default_key);
   } catch (error) {
     announce("");
@@ -108,7 +123,10 @@ export async function connectAndSignIn(chosen, onSignedIn) {
   }
 }
 
-/** The current session from the cookie, or null (401). */
+/**
+ * The current session from the cookie, or null (401).
+ * @returns {Promise<state.Session | null>}
+ */
 export async function loadSession() {
   try {
     return (await api("/auth/session")).data;
@@ -125,6 +143,5 @@ export async function signOut() {
     if (!(error instanceof ApiError && error.status === 401)) throw error; // already over: fine
   }
   forget();
-  state.session = null;
-  state.wallet = null;
+  state.signOut();
 }

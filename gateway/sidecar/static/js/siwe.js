@@ -7,6 +7,10 @@ const NONCE = /^[A-Za-z0-9]{8,}$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const VALIDITY_MS = 10 * 60 * 1000; // as long as the server's nonce lives
 
+/**
+ * @param {boolean} condition
+ * @param {string} what
+ */
 function check(condition, what) {
   if (!condition) throw new TypeError(`invalid sign-in message field: ${what}`);
 }
@@ -14,6 +18,8 @@ function check(condition, what) {
 /**
  * The message text. `fields`: domain (host[:port]), address, statement, uri, version, chainId, nonce,
  * issuedAt and expirationTime (RFC 3339 strings; defaults: now and now + 10 minutes).
+ * @param {{ domain: string, address: string, statement: string, uri: string, version?: string, chainId: number,
+ *   nonce: string, now?: Date, issuedAt?: string, expirationTime?: string }} fields
  */
 export function buildSiweMessage(fields) {
   const now = fields.now ?? new Date();

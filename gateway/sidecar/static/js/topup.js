@@ -8,7 +8,8 @@ import { $, el, show, sleep } from "./dom.js";
 import { balanceOfCallData, decodeUint256, transferCallData } from "./erc20.js";
 import { formatCredits, formatUsd, parseUsd, toMicros } from "./format.js";
 import { announce, apiErrorText, clearNotice, notify, text } from "./messages.js";
-import { chooseWallet, ensureChain, state } from "./session.js";
+import { chooseWallet, ensureChain } from "./session.js";
+import { config, connectedWallet, session, useWallet } from "./state.js";
 import * as wallet from "./wallet.js";
 
 const POLL_MS = 3000; // 20 confirms a minute: under RATE_LIMIT_PAYMENT_CONFIRM (30/minute)
@@ -16,8 +17,10 @@ const RPC_RETRY_S = 5;
 let run = 0; // the tracker of an older run stops when this moves on
 let tracking = false; // a top-up is being confirmed: no second one until it ends
 
-const storageKey = () => `cg.topup.${state.session.wallet_address.toLowerCase()}`;
+const signedInAddress = () => /** @type {import("./state.js").Session} */ (session()).wallet_address;
+const storageKey = () => `cg.topup.${signedInAddress().toLowerCase()}`;
 
+/** @returns {PendingTopup | null} */
 function pendingTopup() {
   try {
     return JSON.parse(localStorage.getItem(storageKey()) ?? "null");
@@ -26,14 +29,20 @@ function pendingTopup() {
   }
 }
 
-function progress(message, { tx, confirmations, required } = {}) {
+/** @typedef {{ tx: string, micros: string }} PendingTopup a transfer sent and not yet credited (kept) */
+
+/**
+ * @param {string} message
+ * @param {{ tx?: string, confirmations?: number, required?: number }} [figures]
+ */
+function progress(message, { tx, confirmations = 0, required } = {}) {
   show($("topup-progress"), true);
   $("topup-state").textContent = message;
   if (tx) {
     $("topup-tx").textContent = tx;
     $("topup-tx").title = tx;
   }
-  const meter = $("topup-meter");
+  const meter = $("topup-meter", HTMLProgressElement);
   show(meter, required !== undefined);
   if (required !== undefined) {
     meter.max = Math.max(required, 1);
@@ -43,16 +52,16 @@ function progress(message, { tx, confirmations, required } = {}) {
 }
 
 function amountMicros() {
-  const input = $("topup-amount");
-  const low = toMicros(state.config.min_topup_micros);
-  const high = toMicros(state.config.max_topup_micros);
+  const input = $("topup-amount", HTMLInputElement);
+  const low = toMicros(config().min_topup_micros);
+  const high = toMicros(config().max_topup_micros);
   let micros = null;
   let problem = "";
   try {
     micros = parseUsd(input.value);
     if (micros < low || micros > high) problem = `Choose an amount from ${formatUsd(low)} to ${formatUsd(high)}.`;
   } catch (error) {
-    problem = error.message;
+    problem = /** @type {RangeError} */ (error).message;
   }
   $("topup-error").textContent = problem;
   input.setAttribute("aria-invalid", problem ? "true" : "false");
@@ -61,46 +70,54 @@ function amountMicros() {
 
 function renderAmount() {
   const micros = amountMicros();
-  $("topup-pay").textContent = micros === null ? "Pay in USDC" : `Pay ${formatUsd(micros).slice(1)} USDC`;
-  for (const button of $("topup-presets").children) {
+  $("topup-pay", HTMLButtonElement).textContent = micros === null ? "Pay in USDC" : `Pay ${formatUsd(micros).slice(1)} USDC`;
+  for (const button of /** @type {HTMLCollectionOf<HTMLButtonElement>} */ ($("topup-presets").children)) {
     button.setAttribute("aria-pressed", String(micros !== null && button.dataset.micros === micros.toString()));
   }
 }
 
 /** The connected wallet for the signed-in account, connecting one if needed; null after a message. */
-async function signedInWallet() {
-  const found = state.wallet ?? (await chooseWallet((w) => pay(w)));
+/**
+ * @param {import("./state.js").Wallet} [picked] the wallet just chosen in the list, if any
+ * @returns {Promise<import("./state.js").ConnectedWallet | null>}
+ */
+async function signedInWallet(picked) {
+  const found = picked ?? connectedWallet() ?? (await chooseWallet((w) => pay(w)));
   if (!found) return null;
   // asked each time: the person may have switched accounts in the wallet since
   const chosen = { ...found, address: await wallet.requestAccount(found.provider) };
-  state.wallet = chosen;
-  if (!sameAddress(chosen.address, state.session.wallet_address)) {
-    notify(text.otherAccount(shortAddress(chosen.address), shortAddress(state.session.wallet_address)));
+  useWallet(chosen);
+  if (!sameAddress(chosen.address, signedInAddress())) {
+    notify(text.otherAccount(shortAddress(chosen.address), shortAddress(signedInAddress())));
     return null;
   }
   return chosen;
 }
 
+/** @param {import("./state.js").Wallet} [picked] */
 async function pay(picked) {
   clearNotice();
   const micros = amountMicros();
   if (micros === null) {
-    $("topup-amount").focus();
+    $("topup-amount", HTMLInputElement).focus();
     return;
   }
-  $("topup-pay").disabled = true; // one payment at a time: no double spend by a second click
+  $("topup-pay", HTMLButtonElement).disabled = true; // one payment at a time: no double spend by a second click
   try {
     await send(micros, picked);
   } finally {
-    $("topup-pay").disabled = tracking;
+    $("topup-pay", HTMLButtonElement).disabled = tracking;
   }
 }
 
+/**
+ * @param {bigint} micros
+ * @param {import("./state.js").Wallet} [picked]
+ */
 async function send(micros, picked) {
-  const { usdc_address: usdc, dao_wallet_address: dao, chain_id: chain } = state.config;
+  const { usdc_address: usdc, dao_wallet_address: dao, chain_id: chain } = config();
   try {
-    if (picked) state.wallet = picked;
-    const payer = await signedInWallet();
+    const payer = await signedInWallet(picked);
     if (!payer || !(await ensureChain(payer.provider, () => pay()))) return;
     const balance = await wallet.ethCall(payer.provider, usdc, balanceOfCallData(payer.address))
       .then(decodeUint256, () => null); // a wallet that cannot read balances: let the transfer itself tell
@@ -122,18 +139,25 @@ async function send(micros, picked) {
   }
 }
 
-/** Ask the gateway to confirm `pending.tx` until it is credited or refused. */
+/**
+ * Ask the gateway to confirm `pending.tx` until it is credited or refused.
+ * @param {PendingTopup} pending
+ */
 function track(pending) {
   const mine = ++run;
   tracking = true;
-  $("topup-pay").disabled = true;
+  $("topup-pay", HTMLButtonElement).disabled = true;
   return follow(pending, mine).finally(() => {
     if (mine !== run) return;
     tracking = false;
-    $("topup-pay").disabled = false;
+    $("topup-pay", HTMLButtonElement).disabled = false;
   });
 }
 
+/**
+ * @param {PendingTopup} pending
+ * @param {number} mine this run's number
+ */
 async function follow(pending, mine) {
   const amount = formatUsd(pending.micros).slice(1);
   progress(`Transfer of ${amount} USDC sent. Waiting for the gateway to see it on chain…`, { tx: pending.tx });
@@ -177,26 +201,26 @@ async function follow(pending, mine) {
 
 /** Build the top-up card from the config and resume a top-up this wallet left unconfirmed. */
 export function initTopup() {
-  const { config } = state;
-  if (!config.payments_enabled) {
-    show($("topup-form"), false);
+  const settings = config();
+  if (!settings.payments_enabled) {
+    show($("topup-form", HTMLFormElement), false);
     $("topup").append(el("p", {}, text.paymentsOff()));
     return;
   }
-  $("topup-bounds").textContent = `${formatUsd(config.min_topup_micros)} to ${formatUsd(config.max_topup_micros)}`;
-  $("topup-dao").textContent = config.dao_wallet_address;
+  $("topup-bounds").textContent = `${formatUsd(settings.min_topup_micros)} to ${formatUsd(settings.max_topup_micros)}`;
+  $("topup-dao").textContent = settings.dao_wallet_address;
   $("topup-presets").replaceChildren(
-    ...config.topup_presets_micros.map((micros) =>
+    ...settings.topup_presets_micros.map((micros) =>
       el("button", {
         type: "button", className: "preset", "data-micros": String(micros), "aria-pressed": "false",
         onclick: () => {
-          $("topup-amount").value = formatUsd(micros).slice(1).replace(/\.00$/, "");
+          $("topup-amount", HTMLInputElement).value = formatUsd(micros).slice(1).replace(/\.00$/, "");
           renderAmount();
         },
       }, formatUsd(micros).replace(/\.00$/, ""))),
   );
-  $("topup-amount").oninput = renderAmount;
-  $("topup-form").onsubmit = (event) => {
+  $("topup-amount", HTMLInputElement).oninput = renderAmount;
+  $("topup-form", HTMLFormElement).onsubmit = (event) => {
     event.preventDefault();
     return pay();
   };
@@ -207,12 +231,12 @@ export function initTopup() {
 export function resumeTopup() {
   stopTopup();
   show($("topup-progress"), false);
-  const pending = state.session && pendingTopup();
+  const pending = session() && pendingTopup();
   if (pending) track(pending);
 }
 
 export function stopTopup() {
   run++;
   tracking = false;
-  $("topup-pay").disabled = false;
+  $("topup-pay", HTMLButtonElement).disabled = false;
 }
