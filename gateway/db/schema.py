@@ -58,6 +58,8 @@ billing_accounts = sa.Table(
     # low-balance signal (gateway/accounts/low_balance.py): the threshold, and since when the balance is below it
     sa.Column("low_balance_threshold_micros", Micros, nullable=True),
     sa.Column("low_balance_since", sa.DateTime(timezone=True), nullable=True),
+    # set by an operator's freeze (gateway/ops/actions.py): the account's keys answer 403 account_frozen
+    sa.Column("frozen_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("held_micros >= 0", name="held_not_negative"),
 )
 
