@@ -25,7 +25,9 @@ def upgrade() -> None:
     op.create_table(
         "ops_audit",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")
+        ),
         sa.Column("operator_wallet", sa.String(42), nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("reference", sa.String(100), nullable=False),
