@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,5 +68,5 @@ async def books(db: AsyncEngine, spool_dir: Path, now: datetime | None = None) -
         "holds_expired_unsettled": int(lost_row[0]),
         "holds_expired_unsettled_micros": int(lost_row[1]),
         "spool": await asyncio.to_thread(_spool_depth, spool_dir),
-        "last_reconcile": last[0] if last else None,
+        "last_reconcile": asdict(last[0]) if last else None,
     }

@@ -55,5 +55,5 @@ async def account_view(db: AsyncEngine, wallet: str) -> dict[str, Any] | None:
         "keys": keys,
         "ledger": [asdict(r) for r in (await ledger_page(db, account.id, window)).items],
         "usage": [asdict(r) for r in (await usage_page(db, account.id, window, with_provider_cost=True)).items],
-        "audit": await audit_page(db, account_id=account.id, limit=RECENT),
+        "audit": [asdict(a) for a in await audit_page(db, account_id=account.id, limit=RECENT)],
     }
