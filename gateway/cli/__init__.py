@@ -1,6 +1,6 @@
 """The `gateway` command line (typer + rich): run the gateway, and administer accounts, keys and credits.
 
-One module per command group (accounts, keys, credits, payments, serve, catalog); this module registers them on
+One module per command group (accounts, keys, credits, payments, serve, catalog, audit); this module registers them on
 `app`. Commands that print data take `--json` and then print exactly one JSON document. Bad arguments print
 one clear line and exit with status 2; a database that cannot be reached or is not migrated, one line and
 status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; credits are decimal strings.
@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from gateway.cli import accounts, catalog, credits, keys, payments, serve
+from gateway.cli import accounts, audit, catalog, credits, keys, payments, serve
 from gateway.cli.output import err
 from gateway.config import SettingsError
 
@@ -25,6 +25,7 @@ app.add_typer(credits.credits_app, name="credits")
 for command in (
     payments.watch,
     payments.reconcile,
+    audit.audit,
     serve.proxy,
     serve.sweep,
     serve.migrate,
