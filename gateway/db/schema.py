@@ -112,6 +112,7 @@ credit_holds = sa.Table(
     sa.Column("key_period_start", sa.DateTime(timezone=True), nullable=True),  # the key period it counts in
     sa.CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
     sa.Index("ix_credit_holds_pending_expiry", "status", "expires_at"),
+    sa.Index("ix_credit_holds_created_at", "created_at"),  # the operator console's calls by outcome per day
 )
 
 llm_usage = sa.Table(
@@ -140,6 +141,7 @@ llm_usage = sa.Table(
     ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
     sa.Index("ix_llm_usage_account_id_created_at", "account_id", "created_at"),  # spend per day (history_daily)
+    sa.Index("ix_llm_usage_created_at", "created_at"),  # the operator console's business per day (gateway/ops)
 )
 
 low_balance_events = sa.Table(  # one row per crossing of an account's low-balance threshold (downwards)

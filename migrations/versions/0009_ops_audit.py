@@ -1,4 +1,5 @@
-"""Operator console: the append-only `ops_audit` table and `billing_accounts.frozen_at`.
+"""Operator console: the append-only `ops_audit` table, `billing_accounts.frozen_at`, and `created_at` indexes
+on `llm_usage` and `credit_holds` (the console's business per day reads a range of days of every account).
 
 UPDATE and DELETE on `ops_audit` are refused by triggers (PostgreSQL and SQLite), so the audit trail is
 append-only for every client of the database, not only for the gateway's code.
@@ -41,6 +42,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_ops_audit_account_id_id", "ops_audit", ["account_id", "id"])
     op.create_index("ix_ops_audit_action_id", "ops_audit", ["action", "id"])
+    op.create_index("ix_llm_usage_created_at", "llm_usage", ["created_at"])
+    op.create_index("ix_credit_holds_created_at", "credit_holds", ["created_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             "CREATE FUNCTION ops_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
@@ -62,6 +65,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER ops_audit_append_only ON ops_audit")
         op.execute("DROP FUNCTION ops_audit_append_only()")
+    op.drop_index("ix_credit_holds_created_at", table_name="credit_holds")
+    op.drop_index("ix_llm_usage_created_at", table_name="llm_usage")
     op.drop_index("ix_ops_audit_action_id", table_name="ops_audit")
     op.drop_index("ix_ops_audit_account_id_id", table_name="ops_audit")
     op.drop_table("ops_audit")  # its SQLite triggers go with it

@@ -1,5 +1,5 @@
 // The operator console: sign in with the user page's flow, then the operator's views (403 page for any other
-// wallet), refreshed after every action and every 30 s while the page is visible.
+// wallet); the live views refresh after every action and every 30 s while the page is visible.
 
 import { shortAddress, toChecksumAddress } from "../address.js";
 import { api, ApiError } from "../api.js";
@@ -26,7 +26,9 @@ function showView(view) {
   }
 }
 
-const refresh = guarded(() => Promise.all([loadBusiness(), loadBooks(), loadMoney(), loadAudit(), reloadAccount()]));
+// the business (a range of every account's calls) reloads on demand; the rest also every 30 s
+const refreshLive = guarded(() => Promise.all([loadBooks(), loadMoney(), loadAudit(), reloadAccount()]));
+const refresh = guarded(() => Promise.all([loadBusiness(), refreshLive()]));
 
 async function enter() {
   try {
@@ -76,10 +78,10 @@ document.addEventListener("session-expired", () => {
   notify(text.sessionExpired(), { actions: [["Sign in again", connect]] });
 });
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible" && !$("console-view").hidden) refresh();
+  if (document.visibilityState === "visible" && !$("console-view").hidden) refreshLive();
 });
 setInterval(() => {
-  if (document.visibilityState === "visible" && !$("console-view").hidden) refresh();
+  if (document.visibilityState === "visible" && !$("console-view").hidden) refreshLive();
 }, REFRESH_MS);
 new ResizeObserver(() => drawBusiness()).observe($("chart"));
 
