@@ -52,20 +52,22 @@ async def me(svc: ServicesDep, operator: OperatorDep) -> OperatorOut:
 async def get_business(
     svc: ServicesDep,
     _: OperatorDep,
-    first_day: Annotated[
-        date | None, BeforeValidator(iso_day), Query(description="First UTC day (default: 29 days before last_day)")
-    ] = None,
-    last_day: Annotated[
-        date | None, BeforeValidator(iso_day), Query(description="Last UTC day, included (default: today)")
-    ] = None,
+    first_day: Annotated[date | None, BeforeValidator(iso_day), Query(description="First UTC day")] = None,
+    last_day: Annotated[date | None, BeforeValidator(iso_day), Query(description="Last UTC day, included")] = None,
 ) -> BusinessOut:
     """Revenue, charged, provider cost, uncollected and margin per UTC day and model; the calls' holds by
-    outcome."""
-    last = last_day or utc_today()
-    first = first_day or last - timedelta(days=29)
-    if not timedelta(0) <= last - first < timedelta(days=MAX_DAYS):
-        raise ApiError(422, "invalid_range", f"first_day must be on or before last_day, at most {MAX_DAYS} days")
-    return BusinessOut.model_validate(await business(svc.db, first, last))
+    outcome. Without `first_day`, the 30 days up to `last_day` (default today); without `last_day`, the 30 days
+    from `first_day`."""
+    try:
+        if first_day is None:
+            last = last_day or utc_today()
+            first = last - timedelta(days=29)
+        else:
+            first, last = first_day, last_day or first_day + timedelta(days=29)
+        return BusinessOut.model_validate(await business(svc.db, first, last))
+    except (ValueError, OverflowError) as exc:  # backwards, longer than MAX_DAYS, or past the calendar's ends
+        message = str(exc) if isinstance(exc, ValueError) else "the range runs past the calendar"
+        raise ApiError(422, "invalid_range", f"{message} (at most {MAX_DAYS} days, first_day <= last_day)") from None
 
 
 @router.get("/topups", response_model=MoneyInOut, responses=ops_responses(422))

@@ -48,7 +48,7 @@ def _refusals() -> Iterator[None]:
         raise ApiError(422, "invalid_request", str(exc)) from None
 
 
-@router.post("/grants", response_model=GrantOut, responses=ops_responses(409, 422))
+@router.post("/grants", response_model=GrantOut, responses=ops_responses(400, 409, 422))
 async def post_grant(body: GrantIn, svc: ServicesDep, operator: OperatorDep) -> GrantOut:
     """Grant credits to a wallet's account (created if it has none): an `admin_grant` ledger row naming the
     operator."""
@@ -59,7 +59,7 @@ async def post_grant(body: GrantIn, svc: ServicesDep, operator: OperatorDep) -> 
     return GrantOut(**_out(entry).model_dump(), wallet_address=account.wallet_address)
 
 
-@router.post("/keys/{key_id}/revoke", response_model=AuditOut, responses=ops_responses(404, 409, 422))
+@router.post("/keys/{key_id}/revoke", response_model=AuditOut, responses=ops_responses(400, 404, 409, 422))
 async def post_revoke(key_id: KeyId, body: ActionIn, svc: ServicesDep, operator: OperatorDep) -> AuditOut:
     """Revoke any key; proxies stop accepting it within the key cache TTL."""
     with _refusals():
@@ -68,7 +68,7 @@ async def post_revoke(key_id: KeyId, body: ActionIn, svc: ServicesDep, operator:
         )
 
 
-@router.post("/keys/{key_id}/limit", response_model=AuditOut, responses=ops_responses(404, 409, 422))
+@router.post("/keys/{key_id}/limit", response_model=AuditOut, responses=ops_responses(400, 404, 409, 422))
 async def post_limit(key_id: KeyId, body: LimitIn, svc: ServicesDep, operator: OperatorDep) -> AuditOut:
     """Set a key's credit limit (micros) and reset period, or clear it (`limit_micros: null`)."""
     with _refusals():
@@ -92,20 +92,20 @@ async def _freeze(account_id: int, body: ActionIn, svc: ServicesDep, operator: s
         )
 
 
-@router.post("/accounts/{account_id}/freeze", response_model=AuditOut, responses=ops_responses(404, 409, 422))
+@router.post("/accounts/{account_id}/freeze", response_model=AuditOut, responses=ops_responses(400, 404, 409, 422))
 async def post_freeze(account_id: AccountId, body: ActionIn, svc: ServicesDep, operator: OperatorDep) -> AuditOut:
     """Freeze an account: its calls get 403 account_frozen (before any hold) within the key cache TTL; its
     top-ups are still credited."""
     return await _freeze(account_id, body, svc, operator.wallet_address, True)
 
 
-@router.post("/accounts/{account_id}/unfreeze", response_model=AuditOut, responses=ops_responses(404, 409, 422))
+@router.post("/accounts/{account_id}/unfreeze", response_model=AuditOut, responses=ops_responses(400, 404, 409, 422))
 async def post_unfreeze(account_id: AccountId, body: ActionIn, svc: ServicesDep, operator: OperatorDep) -> AuditOut:
     """Unfreeze an account."""
     return await _freeze(account_id, body, svc, operator.wallet_address, False)
 
 
-@router.post("/reconcile", response_model=AuditOut, responses=ops_responses(409, 422))
+@router.post("/reconcile", response_model=AuditOut, responses=ops_responses(400, 409, 422))
 async def post_reconcile(body: ReconcileIn, svc: ServicesDep, operator: OperatorDep) -> AuditOut:
     """Run `gateway reconcile` now (against the chain too when CHAIN_RPC_URL is set); the findings are the
     audit row's result."""

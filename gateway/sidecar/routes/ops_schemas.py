@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from gateway.core.limits import Reset
 from gateway.ledger import MAX_ENTRY_MICROS
@@ -26,6 +26,15 @@ Reference = Annotated[
 ]
 Reason = Annotated[PlainText, Field(min_length=3, max_length=500, description="Why: kept in the audit trail")]
 Wallet = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="A wallet address, 0x hex")]
+
+
+def _whole_number(value: object) -> object:
+    """JSON's 2.0 is the integer 2 (as JSON Schema says); 2.5, "2" and true are not amounts of micros."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+LimitMicros = Annotated[StrictInt, Field(ge=0, le=MAX_ENTRY_MICROS), BeforeValidator(_whole_number)]
+GrantMicros = Annotated[StrictInt, Field(gt=0, le=MAX_ENTRY_MICROS), BeforeValidator(_whole_number)]
 NOT_OPERATOR = {"model": ErrorResponse, "description": "Signed in, but the wallet is not in OPERATOR_WALLETS"}
 
 
@@ -47,13 +56,11 @@ class ActionIn(BaseModel):
 
 class GrantIn(ActionIn):
     wallet: Wallet
-    amount_micros: StrictInt = Field(gt=0, le=MAX_ENTRY_MICROS, description="Credit to add, USD micros (integer)")
+    amount_micros: GrantMicros = Field(description="Credit to add, USD micros (integer)")
 
 
 class LimitIn(ActionIn):
-    limit_micros: StrictInt | None = Field(
-        ge=0, le=MAX_ENTRY_MICROS, description="The key's new limit in USD micros; null clears it"
-    )
+    limit_micros: LimitMicros | None = Field(description="The key's new limit in USD micros; null clears it")
     limit_reset: Reset = Field(default=Reset.NONE, description="When the key's period use starts again (UTC)")
 
 
