@@ -293,3 +293,11 @@ async def test_books_money_in_and_reconcile_now(op, user, db):
     assert set(topups["by_status"]) == {"pending", "unclaimed", "credited", "rejected", "reorged"}
     assert (await op.get(f"{OPS}/topups", params={"status": "bogus"})).status_code == 422
     assert set((await op.get(f"{OPS}/x402")).json()["by_status"]) == {"claimed", "submitted", "settled", "failed"}
+
+
+async def test_the_console_page_is_served_with_the_strict_policy(ops_app):
+    async with client_for(ops_app) as anonymous:
+        page = await anonymous.get("/ops")
+    assert page.status_code == 200 and 'src="/static/js/ops/main.js"' in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
+    assert "<script>" not in page.text and "style=" not in page.text  # no inline code
