@@ -18,6 +18,8 @@ from fastapi import FastAPI
 from gateway import ledger
 from gateway.accounts.history_daily import daily_usage
 from gateway.accounts.keys import resolve_key
+from gateway.db.engine import get_engine
+from gateway.db.migrate import upgrade
 from gateway.db.ops_schema import ops_audit
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
 from gateway.payments.reconcile import reconcile
@@ -301,3 +303,33 @@ async def test_the_console_page_is_served_with_the_strict_policy(ops_app):
     assert page.status_code == 200 and 'src="/static/js/ops/main.js"' in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'none'; script-src 'self';")
     assert "<script>" not in page.text and "style=" not in page.text  # no inline code
+
+
+async def test_the_console_on_the_embedded_sqlite_default(make_settings, operator, tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    settings = make_settings(database_url=url, redis_url=None, operator_wallets=[operator.address])
+    async with running(create_app(settings)) as app, client_for(app) as op, client_for(app) as user:
+        await sign_in(op, operator)
+        me = await sign_in(user, Account.create())
+        db = get_engine(url)
+        grant = {"wallet": me["wallet_address"], "amount_micros": 9_000, "reason": "sqlite", "reference": ref()}
+        assert (await op.post(f"{OPS}/grants", json=grant)).json()["result"]["balance_after_micros"] == 9_000
+        assert (await op.post(f"{OPS}/grants", json=grant)).json()["replayed"] is True
+        await _seed_day(db, date(2004, 2, 29), me["account_id"], [])  # a released hold only
+        request_id = f"req-{uuid.uuid4()}"
+        await ledger.hold(db, me["account_id"], request_id, 1_000)
+        await ledger.settle(db, ledger.Usage(request_id, me["account_id"], None, "m", 1, 1, 100, 300, "2.0"))
+        business = (await op.get(f"{OPS}/business")).json()["total"]
+        assert (business["revenue_micros"], business["charged_micros"], business["margin_micros"]) == (300, 300, 200)
+        leap = (await op.get(f"{OPS}/business", params={"first_day": "2004-02-28", "last_day": "2004-03-01"})).json()
+        assert [d["holds"]["voided"] for d in leap["days"]] == [0, 1, 0]
+        freeze = {"reason": "sqlite freeze", "reference": ref()}
+        assert (await op.post(f"{OPS}/accounts/{me['account_id']}/freeze", json=freeze)).status_code == 200
+        assert (await resolve_key(db, app.state.services.key_cache, me["default_key"]["key"])).frozen is True
+        books = (await op.get(f"{OPS}/books")).json()
+        assert books["holds_open"] == 0 and books["spool"] is None
+        assert [a["action"] for a in (await op.get(f"{OPS}/audit")).json()["data"]] == ["freeze", "grant"]
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            async with db.begin() as conn:
+                await conn.execute(sa.text("UPDATE ops_audit SET reason = 'x'"))
