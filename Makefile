@@ -7,7 +7,7 @@ PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install up lint test test-unit services chromium bench container-smoke clean
+.PHONY: install up lint test test-unit services chromium promtool bench container-smoke clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ chromium:
 	@test -x /usr/bin/chromium || { echo "installing chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install node_modules/.installed chromium services lint
+# the alert rules' checks and unit tests run Debian's promtool (package prometheus)
+promtool:
+	@command -v promtool >/dev/null || { echo "installing prometheus (promtool) for the alert rule tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+test: install node_modules/.installed chromium promtool services lint
 	$(PY) -m pytest -q
 
 bench: install services

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     x402_erc6492_factories: list[str] = []  # factories trusted to deploy counterfactual smart wallets (JSON list)
     usdc_eip712_name: str = "USD Coin"  # USDC's EIP-712 domain on Base
     usdc_eip712_version: str = "2"
+    # the operator console (/ops, /api/v1/ops): these wallets (JSON list) sign in as operators
+    operator_wallets: list[str] = []
+    # a block explorer's transaction page, "{tx}" replaced by the hash (e.g. https://basescan.org/tx/{tx})
+    explorer_tx_url: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -161,13 +165,30 @@ class Settings(BaseSettings):
             raise ValueError("X402_ENABLED needs X402_GAS_WALLET_KEY or X402_GAS_WALLET_KEY_FILE")
         return self
 
-    @field_validator("x402_erc6492_factories")
+    @field_validator("x402_erc6492_factories", "operator_wallets")
     @classmethod
-    def _factory_addresses(cls, value: list[str]) -> list[str]:
+    def _addresses(cls, value: list[str]) -> list[str]:
+        """Addresses, stored lower-case; a mixed-case one must carry a valid EIP-55 checksum (a typo guard)."""
+        from eth_utils.address import is_checksum_address
+
         bad = [address for address in value if not re.fullmatch(r"0x[0-9a-fA-F]{40}", address)]
         if bad:
             raise ValueError(f"{bad[0]!r} is not an address (0x followed by 40 hex digits)")
+        typo = [a for a in value if a[2:] not in (a[2:].lower(), a[2:].upper()) and not is_checksum_address(a)]
+        if typo:
+            raise ValueError(f"{typo[0]!r} has a wrong EIP-55 checksum (a mistyped address?)")
         return [address.lower() for address in value]
+
+    @field_validator("explorer_tx_url")
+    @classmethod
+    def _explorer_template(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^\s\"'<>{}]*\{tx\}[^\s\"'<>{}]*", value):
+            raise ValueError(f"{value!r} must be an http(s) URL containing {{tx}}, e.g. https://basescan.org/tx/{{tx}}")
+        return value
+
+    def is_operator(self, wallet: str) -> bool:
+        """Whether `wallet` (any case) is one of OPERATOR_WALLETS."""
+        return wallet.lower() in self.operator_wallets
 
     @property
     def effective_database_url(self) -> str:

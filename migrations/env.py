@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import gateway.db.auth_schema
+import gateway.db.ops_schema
 import gateway.db.payments_schema
 import gateway.db.x402_schema  # noqa: F401 - registers the x402 tables on the shared metadata
 from gateway.config import get_settings

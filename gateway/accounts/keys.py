@@ -1,9 +1,10 @@
 """Virtual API keys: create (raw key shown once), list, revoke, set a credit limit, and the cached key -> account
-lookup.
+lookup (which also says whether the account is frozen by an operator).
 
 Only the SHA-256 of a key is stored. Lookups are cached briefly (positive and negative) so the hot path
 rarely touches the database; revoking deletes the cache entry, and every process forgets it within the
-cache TTL (a few seconds at most). Redis trouble never fails a lookup: the cache then answers a miss and
+cache TTL (a few seconds at most); freezing or unfreezing an account deletes the entries of all its keys
+(`forget_account_keys`). Redis trouble never fails a lookup: the cache then answers a miss and
 the database decides (`gateway.cache`); only the database being down does.
 """
 
@@ -23,7 +24,7 @@ from gateway.cache.ttl import TTLCache
 from gateway.core.limits import KeyLimit, Reset, key_limit
 from gateway.core.money import micros_to_credits
 from gateway.db.engine import read_once_more_after_disconnect
-from gateway.db.schema import as_utc
+from gateway.db.schema import as_utc, billing_accounts
 from gateway.db.schema import virtual_keys as vk
 
 KEY_PREFIX = "sk-cg-"
@@ -36,6 +37,7 @@ MAX_LIMIT_MICROS = 10**15  # the most one ledger write may move (gateway.ledger.
 class KeyOwner:
     key_id: int
     account_id: int
+    frozen: bool = False  # the account is frozen by an operator: its calls are refused (403 account_frozen)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ async def revoke_key(
 
 
 async def resolve_key(db: AsyncEngine, cache: TTLCache, raw_key: str) -> KeyOwner | None:
-    """The active key's owner, or None for a malformed, unknown or revoked key."""
+    """The active key's owner (and whether its account is frozen), or None for a malformed, unknown or revoked
+    key."""
     if not is_well_formed(raw_key):
         return None
     digest = hash_key(raw_key)
@@ -160,10 +163,23 @@ async def resolve_key(db: AsyncEngine, cache: TTLCache, raw_key: str) -> KeyOwne
     if cached is not None:
         if cached == _NEGATIVE:
             return None
-        key_id, account_id = cached.split(":")
-        return KeyOwner(int(key_id), int(account_id))
-    query = sa.select(vk.c.id, vk.c.account_id).where(vk.c.key_hash == digest, vk.c.revoked_at.is_(None))
+        key_id, account_id, *frozen = cached.split(":")  # "id:account" was cached before accounts could freeze
+        return KeyOwner(int(key_id), int(account_id), frozen == ["1"])
+    query = (
+        sa.select(vk.c.id, vk.c.account_id, billing_accounts.c.frozen_at)
+        .join(billing_accounts, billing_accounts.c.id == vk.c.account_id)
+        .where(vk.c.key_hash == digest, vk.c.revoked_at.is_(None))
+    )
     row = await read_once_more_after_disconnect(db, lambda conn: conn.execute(query))
-    owner = KeyOwner(row.id, row.account_id) if row else None
-    await cache.set(digest, f"{owner.key_id}:{owner.account_id}" if owner else _NEGATIVE)
+    owner = KeyOwner(row.id, row.account_id, row.frozen_at is not None) if row else None
+    await cache.set(digest, f"{owner.key_id}:{owner.account_id}:{int(owner.frozen)}" if owner else _NEGATIVE)
     return owner
+
+
+async def forget_account_keys(db: AsyncEngine, cache: TTLCache, account_id: int) -> None:
+    """Drop the cached lookups of all the account's keys (after it was frozen or unfrozen): the next call of
+    each key reads the database; other processes' in-memory copies expire within the key cache TTL."""
+    async with db.connect() as conn:
+        digests = (await conn.execute(sa.select(vk.c.key_hash).where(vk.c.account_id == account_id))).scalars()
+        for digest in list(digests):
+            await cache.delete(digest)

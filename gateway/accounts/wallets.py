@@ -1,15 +1,17 @@
-"""Users and billing accounts: one wallet address -> one user -> one billing account."""
+"""Users and billing accounts: one wallet address -> one user -> one billing account; an operator's freeze of
+an account (`set_frozen`, `frozen_since`)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.db.schema import billing_accounts, users
+from gateway.db.schema import as_utc, billing_accounts, users
 
 _WALLET = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
@@ -67,3 +69,32 @@ async def get_or_create_account(db: AsyncEngine, wallet: str) -> Account:
         if again is None:
             raise
         return again
+
+
+async def set_frozen(db: AsyncEngine, account_id: int, frozen: bool) -> datetime | None:
+    """Freeze (or unfreeze) an account; idempotent: freezing a frozen account keeps its first time. Returns
+    since when it is frozen (None: not frozen). Raises LookupError for an unknown account. Callers drop the
+    account's cached key lookups (gateway.accounts.keys.forget_account_keys)."""
+    acc = billing_accounts
+    async with db.begin() as conn:
+        if frozen:
+            await conn.execute(
+                sa.update(acc)
+                .where(acc.c.id == account_id, acc.c.frozen_at.is_(None))
+                .values(frozen_at=datetime.now(UTC))
+            )
+        else:
+            await conn.execute(sa.update(acc).where(acc.c.id == account_id).values(frozen_at=None))
+        row = (await conn.execute(sa.select(acc.c.frozen_at).where(acc.c.id == account_id))).first()
+    if row is None:
+        raise LookupError(f"no account {account_id}")
+    return as_utc(row.frozen_at) if row.frozen_at else None
+
+
+async def frozen_since(db: AsyncEngine, account_id: int) -> datetime | None:
+    """When an operator froze the account, or None when it is not frozen."""
+    async with db.connect() as conn:
+        value = (
+            await conn.execute(sa.select(billing_accounts.c.frozen_at).where(billing_accounts.c.id == account_id))
+        ).scalar_one_or_none()
+    return as_utc(value) if value else None

@@ -31,7 +31,7 @@ from gateway.observability.logging import configure as configure_logging
 from gateway.payments import watcher
 from gateway.payments.chain import ChainRPC
 from gateway.payments.reconcile import ReconcileReport
-from gateway.payments.reconcile import reconcile as reconcile_books
+from gateway.payments.reconcile import reconcile_configured as reconcile_books
 from gateway.payments.service import NotConfigured
 
 
@@ -77,7 +77,7 @@ def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSO
     operator loss (what calls cost above their holds)."""
     settings = get_settings()
     try:
-        report = run_with_database(settings.effective_database_url, lambda db: _reconcile(db, settings), code=2)
+        report = run_with_database(settings.effective_database_url, lambda db: reconcile_books(db, settings), code=2)
     except ChainUnavailable as exc:
         fail(f"could not check payments on chain: {exc}")
     if json_out:
@@ -86,13 +86,6 @@ def reconcile(json_out: bool = typer.Option(False, "--json", help="Print one JSO
         _render(report)
     if not report.ok:
         raise typer.Exit(1)
-
-
-async def _reconcile(db: AsyncEngine, settings: Settings) -> ReconcileReport:
-    if not settings.chain_rpc_url:
-        return await reconcile_books(db, settings)
-    async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
-        return await reconcile_books(db, settings, rpc)
 
 
 def _render(report: ReconcileReport) -> None:

@@ -94,6 +94,8 @@ billing_accounts = sa.Table(
     # low-balance signal (gateway/accounts/low_balance.py): the threshold, and since when the balance is below it
     sa.Column("low_balance_threshold_micros", Micros, nullable=True),
     sa.Column("low_balance_since", sa.DateTime(timezone=True), nullable=True),
+    # set by an operator's freeze (gateway/ops/actions.py): the account's keys answer 403 account_frozen
+    sa.Column("frozen_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("held_micros >= 0", name="held_not_negative"),
 )
 
@@ -146,6 +148,7 @@ credit_holds = sa.Table(
     sa.Column("key_period_start", sa.DateTime(timezone=True), nullable=True),  # the key period it counts in
     sa.CheckConstraint("amount_micros >= 0", name="amount_not_negative"),
     sa.Index("ix_credit_holds_pending_expiry", "status", "expires_at"),
+    sa.Index("ix_credit_holds_created_at", "created_at"),  # the operator console's calls by outcome per day
 )
 
 llm_usage = sa.Table(
@@ -174,6 +177,7 @@ llm_usage = sa.Table(
     ),
     sa.Index("ix_llm_usage_account_id_id", "account_id", "id"),
     sa.Index("ix_llm_usage_account_id_created_at", "account_id", "created_at"),  # spend per day (history_daily)
+    sa.Index("ix_llm_usage_created_at", "created_at"),  # the operator console's business per day (gateway/ops)
 )
 
 low_balance_events = sa.Table(  # one row per crossing of an account's low-balance threshold (downwards)

@@ -48,6 +48,9 @@ UNCOLLECTED = Counter(
     "User price above what a hold let the account be charged (operator loss), USD micros.",
     ["model"],
 )
+SPOOLED = Counter(
+    "gateway_spooled", "Settles and releases written to the spool: the database was unreachable.", ["kind"]
+)
 SIDECAR_REQUESTS = Counter(
     "gateway_sidecar_requests", "Sidecar requests by route template, method and status.", ["route", "method", "status"]
 )

@@ -130,6 +130,15 @@ async def reconcile(
     return ReconcileReport(accounts, len(credited), rpc is not None, tuple(found), uncollected)
 
 
+async def reconcile_configured(db: AsyncEngine, settings: Settings) -> ReconcileReport:
+    """`reconcile`, against the chain too when CHAIN_RPC_URL is set (what `gateway reconcile` and the operator
+    console run)."""
+    if not settings.chain_rpc_url:
+        return await reconcile(db, settings)
+    async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
+        return await reconcile(db, settings, rpc)
+
+
 async def _balances(conn: AsyncConnection) -> list[Mismatch]:
     ledger_sum = sa.func.coalesce(
         sa.select(sa.func.sum(ledger.c.amount_micros)).where(ledger.c.account_id == acc.c.id).scalar_subquery(), 0

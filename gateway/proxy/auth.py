@@ -23,6 +23,7 @@ from gateway.observability.logging import configure as configure_logging
 from gateway.proxy import admission, guard, x402_gate
 from gateway.proxy.errors import (
     GatewayError,
+    account_frozen,
     admin_key_refused,
     billing_unavailable,
     internal_error,
@@ -35,7 +36,8 @@ log = logging.getLogger("gateway.proxy.auth")
 
 
 async def authenticate(api_key: str) -> KeyOwner:
-    """The account behind a virtual key, or a GatewayError (401 unknown key, 503 key store unreachable)."""
+    """The account behind a virtual key, or a GatewayError (401 unknown key, 403 frozen account, 503 key store
+    unreachable)."""
     rt = runtime()
     try:
         owner = await resolve_key(rt.db, rt.key_cache, api_key)
@@ -44,6 +46,8 @@ async def authenticate(api_key: str) -> KeyOwner:
         raise billing_unavailable() from None
     if owner is None:
         raise invalid_key()
+    if owner.frozen:
+        raise account_frozen()
     return owner
 
 

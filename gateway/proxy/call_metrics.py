@@ -67,11 +67,13 @@ def settled(call: Call, provider_cost_micros: int, user_price_micros: int, secon
     _child(metrics.PROVIDER_COST, model).inc(provider_cost_micros)
     _child(metrics.REVENUE, model).inc(charged)
     _child(metrics.UNCOLLECTED, model).inc(max(0, user_price_micros - charged))  # 0 too: the series exists
+    _child(metrics.SPOOLED, "settle").inc(int(spooled))  # 0 too: the series exists
     _log(call, "settled", charged_micros=charged, spooled=spooled)
 
 
 def released(call: Call, spooled: bool) -> None:
     _child(metrics.HOLD_EVENTS, "released").inc()
+    _child(metrics.SPOOLED, "release").inc(int(spooled))
     _log(call, "released", charged_micros=0, spooled=spooled)
 
 

@@ -53,6 +53,16 @@ def invalid_key() -> GatewayError:
     )
 
 
+def account_frozen() -> GatewayError:
+    return GatewayError(
+        403,
+        "account_frozen",
+        "This account is frozen by the gateway's operator: its calls are refused (nothing was charged). "
+        "Top-ups are still credited; contact the operator.",
+        "permission_error",
+    )
+
+
 def admin_key_refused() -> GatewayError:
     return GatewayError(
         401,

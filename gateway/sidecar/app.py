@@ -31,6 +31,8 @@ from gateway.sidecar.routes import (
     low_balance,
     metrics,
     models,
+    ops,
+    ops_actions,
     page,
     payments,
     usage_daily,
@@ -60,7 +62,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, keys, credits, low_balance, generation, models, payments, config, usage_daily):
+    for module in (
+        auth,
+        keys,
+        credits,
+        low_balance,
+        generation,
+        models,
+        payments,
+        config,
+        usage_daily,
+        ops,
+        ops_actions,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

@@ -5,6 +5,8 @@
   nonces, the key cache and the rate limits.
 - `current_session`: the session cookie -> a live server-side session, else 401. The account of every
   account route comes from here, never from the request.
+- `current_operator`: a live session whose wallet is in OPERATOR_WALLETS *now* (decided on the server at
+  every request, never stored or taken from the client), else 403 `not_operator`.
 - `same_origin_writes` (CSRF, applied to the whole app): a POST/PUT/PATCH/DELETE that carries our session
   cookie must send an Origin that is our own; any write that sends a foreign Origin is refused too (that
   also stops login CSRF). 403 either way.
@@ -153,6 +155,15 @@ async def current_session(svc: ServicesDep, session_id: SessionIdDep) -> Session
 
 
 SessionDep = Annotated[Session, Depends(current_session)]
+
+
+async def current_operator(svc: ServicesDep, session: SessionDep) -> Session:
+    if not svc.settings.is_operator(session.wallet_address):
+        raise ApiError(403, "not_operator", "this wallet is not an operator of this gateway (OPERATOR_WALLETS)")
+    return session
+
+
+OperatorDep = Annotated[Session, Depends(current_operator)]
 
 
 def client_ip(request: Request) -> str:

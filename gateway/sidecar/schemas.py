@@ -6,6 +6,7 @@ what is accepted.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -18,6 +19,13 @@ from gateway.core.money import MICROS_PER_CREDIT
 
 MAX_ID = 2**63 - 1  # BIGINT
 CURSOR_PATTERN = r"^[0-9]{1,18}$"
+
+
+def iso_day(value: object) -> object:
+    """Only YYYY-MM-DD: pydantic alone would also take a number as a Unix timestamp (a BeforeValidator)."""
+    if value is not None and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
+        raise ValueError("expected a day as YYYY-MM-DD")
+    return value
 
 
 def _encodable(value: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from web3 import Web3
@@ -40,6 +41,8 @@ _SIDEWAYS = "document.documentElement.scrollWidth - document.documentElement.cli
 _NEXT_FRAMES = "new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
 _client_ips = (f"198.51.100.{n}" for n in itertools.cycle(range(1, 255)))  # TEST-NET-2: a header value only
 
+OPERATOR = Account.create()  # the one wallet in the test sidecar's OPERATOR_WALLETS
+
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
@@ -57,7 +60,8 @@ async def browser() -> AsyncIterator[Browser]:
 def sidecar(pg_url: str, anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     dao = Web3.to_checksum_address("0x" + secrets.token_hex(20))
     with TcpForwarder("127.0.0.1", anvil.port) as rpc:
-        started = start_sidecar(pg_url, anvil, rpc, tmp_path_factory.mktemp("sidecar"), dao)
+        home = tmp_path_factory.mktemp("sidecar")
+        started = start_sidecar(pg_url, anvil, rpc, home, dao, operators=(OPERATOR.address,))
         yield started
         started.stop()
 

@@ -5,6 +5,7 @@ TcpForwarder, so a test can cut the gateway off the chain while the wallet still
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -42,7 +43,9 @@ class Sidecar:
                 client.delete(key)
 
 
-def start_sidecar(pg_url: str, chain: Anvil, rpc: TcpForwarder, home: Path, dao: str) -> Sidecar:
+def start_sidecar(
+    pg_url: str, chain: Anvil, rpc: TcpForwarder, home: Path, dao: str, operators: tuple[str, ...] = ()
+) -> Sidecar:
     port = free_port()
     prefix = f"gwtest:browser:{secrets.token_hex(4)}"
     env = {
@@ -65,6 +68,8 @@ def start_sidecar(pg_url: str, chain: Anvil, rpc: TcpForwarder, home: Path, dao:
         "MIN_TOPUP_USD": "1",
         "MAX_TOPUP_USD": "100",
         "RATE_LIMIT_NONCE": f"{NONCES_PER_MINUTE}/minute",
+        "OPERATOR_WALLETS": json.dumps(list(operators)),
+        "EXPLORER_TX_URL": "https://explorer.invalid/tx/{tx}",
     }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)

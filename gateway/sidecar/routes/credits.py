@@ -5,7 +5,6 @@ Amounts are integer micros plus the same amount in credits as an exact decimal s
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Annotated
 
@@ -14,12 +13,13 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from gateway.accounts.history import MAX_PAGE_SIZE, LedgerRow, UsageRow, Window, ledger_page, usage_page
 from gateway.accounts.low_balance import runway
+from gateway.accounts.wallets import frozen_since
 from gateway.core.money import micros_to_credits
 from gateway.ledger import Reason, get_balance
 from gateway.sidecar.deps import ServicesDep, SessionDep
 from gateway.sidecar.errors import documented
 from gateway.sidecar.routes.low_balance import RunwayOut
-from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText
+from gateway.sidecar.schemas import CURSOR_PATTERN, PlainText, iso_day
 
 router = APIRouter(tags=["credits"])
 
@@ -47,6 +47,9 @@ class LedgerEntryOut(BaseModel):
 
 
 class SummaryOut(BaseModel):
+    frozen_at: datetime | None = Field(
+        description="Since when an operator has frozen the account (its calls are refused)"
+    )
     balance_micros: int
     held_micros: int = Field(description="Reserved by calls in flight")
     available_micros: int = Field(description="balance - held: what new calls can spend")
@@ -90,15 +93,8 @@ Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="`next_
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Rows per page")]
 
 
-def _iso_day(value: object) -> object:
-    """Only YYYY-MM-DD: pydantic alone would also take a number as a Unix timestamp."""
-    if value is not None and not (isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)):
-        raise ValueError("expected a day as YYYY-MM-DD")
-    return value
-
-
-Since = Annotated[date | None, BeforeValidator(_iso_day), Query(description="First UTC day to include (YYYY-MM-DD)")]
-Until = Annotated[date | None, BeforeValidator(_iso_day), Query(description="Last UTC day to include (YYYY-MM-DD)")]
+Since = Annotated[date | None, BeforeValidator(iso_day), Query(description="First UTC day to include (YYYY-MM-DD)")]
+Until = Annotated[date | None, BeforeValidator(iso_day), Query(description="Last UTC day to include (YYYY-MM-DD)")]
 
 
 def _window(cursor: str | None, since: date | None, until: date | None, limit: int) -> Window:
@@ -115,6 +111,7 @@ async def summary(svc: ServicesDep, session: SessionDep) -> SummaryOut:
     balance = await get_balance(svc.db, session.account_id)
     recent = await ledger_page(svc.db, session.account_id, Window(limit=RECENT_ENTRIES))
     return SummaryOut(
+        frozen_at=await frozen_since(svc.db, session.account_id),
         balance_micros=balance.balance_micros,
         held_micros=balance.held_micros,
         available_micros=balance.available_micros,

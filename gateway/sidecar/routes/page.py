@@ -1,4 +1,5 @@
-"""The credits web page: `/` (index.html) and `/static/...` (CSS, ES modules, icon), shipped in the package.
+"""The web pages: the credits page `/` (index.html), the operator console `/ops` (ops.html; its data needs an
+operator's session) and `/static/...` (CSS, ES modules, icon), shipped in the package.
 
 Every page file is sent with a strict Content-Security-Policy (only this origin's own scripts, styles and
 API; no inline code, no frames, no forms posting elsewhere), `nosniff` and no Referer. Page files may be
@@ -48,6 +49,12 @@ router = APIRouter(include_in_schema=False)
 async def index(request: Request) -> Response:
     """The page itself."""
     return await files.get_response("index.html", request.scope)
+
+
+@router.api_route("/ops", methods=["GET", "HEAD"])
+async def ops(request: Request) -> Response:
+    """The operator console (its API answers 403 to anyone but an operator)."""
+    return await files.get_response("ops.html", request.scope)
 
 
 def install(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import gateway.db.auth_schema
+import gateway.db.ops_schema
 import gateway.db.payments_schema
 import gateway.db.x402_schema  # noqa: F401 - registers its tables on the shared metadata
 from gateway.db.migrate import upgrade

@@ -1,7 +1,7 @@
 // The account: balance, held and available credit, and the usage and ledger tables (paged).
 
 import { loadActivity, showRunway } from "./activity.js";
-import { $ } from "./dom.js";
+import { $, show } from "./dom.js";
 import { formatCount, formatCredits, formatTime, formatUsd } from "./format.js";
 import { api } from "./api.js";
 import { createPager } from "./pager.js";
@@ -44,6 +44,7 @@ const ledger = createPager("ledger", "/credits/ledger", [
 
 export async function loadSummary() {
   const { data } = await api("/credits/summary");
+  show($("frozen"), Boolean(data.frozen_at));
   $("bal-credits").textContent = formatCredits(data.balance_micros);
   $("bal-usd").textContent = `${formatUsd(data.balance_micros)} at 1,000 credits per USD`;
   $("bal-held").textContent = `${formatCredits(data.held_micros)} credits`;
@@ -58,6 +59,7 @@ export async function refreshAccount() {
 }
 
 export function resetAccount() {
+  show($("frozen"), false);
   usage.reset();
   ledger.reset();
   for (const id of ["bal-credits", "bal-usd", "bal-held", "bal-available", "bal-runway"]) $(id).textContent = "";
