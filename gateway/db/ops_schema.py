@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from gateway.db.payments_schema import timestamp_column
-from gateway.db.schema import Id, metadata
+from gateway.db.schema import Id, metadata, timestamp_column
 
 ops_audit = sa.Table(
     "ops_audit",
