@@ -68,6 +68,7 @@ def start_sidecar(
         "MIN_TOPUP_USD": "1",
         "MAX_TOPUP_USD": "100",
         "RATE_LIMIT_NONCE": f"{NONCES_PER_MINUTE}/minute",
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",  # the tests play the TLS proxy: each browses from an X-Forwarded-For
         "OPERATOR_WALLETS": json.dumps(list(operators)),
         "EXPLORER_TX_URL": "https://explorer.invalid/tx/{tx}",
     }

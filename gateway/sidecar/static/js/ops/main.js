@@ -6,6 +6,7 @@ import { api, ApiError } from "../api.js";
 import { $, show } from "../dom.js";
 import { announce, clearNotice, guarded, notify, text } from "../messages.js";
 import * as session from "../session.js";
+import * as state from "../state.js";
 import { act } from "./act.js";
 import { initAccount, reloadAccount } from "./account.js";
 import {
@@ -13,7 +14,13 @@ import {
 } from "./views.js";
 
 const REFRESH_MS = 30000;
-const { state } = session;
+
+/** The signed-in operator's wallet (the views that show it exist only after sign-in). */
+function signedInWallet() {
+  const current = state.session();
+  if (current === null) throw new Error("no session");
+  return current.wallet_address;
+}
 
 function showView(view) {
   show($("connect-view"), view === "connect");
@@ -21,8 +28,8 @@ function showView(view) {
   show($("console-view"), view === "console");
   show($("who"), view === "console");
   if (view === "console") {
-    $("who-wallet").textContent = shortAddress(state.session.wallet_address);
-    $("who-wallet").title = toChecksumAddress(state.session.wallet_address);
+    $("who-wallet").textContent = shortAddress(signedInWallet());
+    $("who-wallet").title = toChecksumAddress(signedInWallet());
   }
 }
 
@@ -35,7 +42,7 @@ async function enter() {
     await api("/ops/me");
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 403)) throw error;
-    $("forbidden-wallet").textContent = toChecksumAddress(state.session.wallet_address);
+    $("forbidden-wallet").textContent = toChecksumAddress(signedInWallet());
     showView("forbidden");
     $("forbidden-title").focus();
     return;
@@ -72,8 +79,9 @@ const reconcile = guarded(async () => {
 });
 
 document.addEventListener("session-expired", () => {
+  if (!state.session()) return;
   session.forget();
-  state.session = null;
+  state.endSession();
   showView("connect");
   notify(text.sessionExpired(), { actions: [["Sign in again", connect]] });
 });
@@ -99,10 +107,10 @@ async function start() {
   $("topup-status").onchange = guarded(loadMoney);
   initRange();
   initAccount(guarded, () => Promise.all([loadAudit(), loadBooks()]));
-  state.config = (await api("/config")).data;
+  state.configure((await api("/config")).data);
   const current = session.rememberedSession() ? await session.loadSession() : null;
   if (current) {
-    state.session = current;
+    state.signIn(current);
     await enter();
   } else {
     session.forget();
