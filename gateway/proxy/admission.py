@@ -45,6 +45,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v1/generation": (GENERATION, "GET"),
     "/api/v1/generation": (GENERATION, "GET"),
 }
+# each billed kind's public path, as the model list names the routes a model serves
+BILLED_PATHS = {
+    CHAT: "/v1/chat/completions",
+    RESPONSES: "/v1/responses",
+    MESSAGES: "/v1/messages",
+    COMPLETIONS: "/v1/completions",
+    EMBEDDINGS: "/v1/embeddings",
+}
 # liveness probes (no provider call, no data) stay open to requests that carry no credential at all
 ANONYMOUS_PROBES = frozenset({"/health/liveliness", "/health/liveness"})
 CREDENTIAL_HEADERS = frozenset(

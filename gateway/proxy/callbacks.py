@@ -105,7 +105,7 @@ def plan_request(model: str, data: dict[str, Any], kind: str) -> tuple[TokenPric
     if prices is None:
         raise errors.unpriced_model(model)
     if kind not in routes_for(model):
-        raise errors.model_route_refused(model, kind)
+        raise errors.model_route_refused(model, admission.BILLED_PATHS[kind])
     settings = runtime().settings
     markup = settings.user_price_markup_factor
     if kind == admission.EMBEDDINGS:  # a model's input limit is per input

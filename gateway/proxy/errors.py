@@ -123,7 +123,7 @@ def model_route_refused(model: str, route: str) -> GatewayError:
     return GatewayError(
         400,
         "model_not_available_on_route",
-        f"Model '{model}' does not serve the {route} route (see GET /v1/models: each model lists its routes).",
+        f"Model '{model}' does not serve {route} (GET /v1/models lists the routes each model serves).",
         param="model",
     )
 

@@ -160,8 +160,9 @@ class Guard:
 
 
 def price_list() -> list[dict[str, Any]]:
-    """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field."""
-    from gateway.proxy.pricing import list_rates, model_names
+    """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field and the
+    billed `routes` (API paths) it serves."""
+    from gateway.proxy.pricing import list_rates, model_names, route_paths
 
     markup = runtime().settings.user_price_markup_factor
     created = int(time.time())
@@ -176,6 +177,7 @@ def price_list() -> list[dict[str, Any]]:
                     "created": created,
                     "owned_by": "credit-gateway",
                     "pricing": user_rates(*rates, markup),
+                    "routes": route_paths(name),
                 }
             )
     return entries

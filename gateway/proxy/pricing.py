@@ -199,6 +199,12 @@ ROUTES_BY_MODE: dict[str, frozenset[str]] = {
 }
 
 
+def route_paths(model: str, router: Any = None) -> list[str]:
+    """The paths of the billed routes a model group serves, as the price lists show them."""
+    served = routes_for(model, router)
+    return [path for kind, path in admission.BILLED_PATHS.items() if kind in served]
+
+
 def routes_for(model: str, router: Any = None) -> frozenset[str]:
     """The billed routes a model group serves (a group without a mode is taken as a chat model)."""
     router = router or _router()
