@@ -314,9 +314,11 @@ class BillingCallbacks(CustomLogger):
         self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth, response: LLMResponseTypes
     ) -> Any:
         call = self._inflight.get(data)
-        if call is None or call.streamed:
+        if call is None:
             return response
         prompt, completion = reported_usage(response)
+        if call.streamed and not (prompt or completion):  # a stream: settled by the iterator hook
+            return response  # (a "stream" answered whole, as LiteLLM's mock answers /v1/messages, is settled here)
         hidden = getattr(response, "_hidden_params", None) or {}
         cost = hidden.get("response_cost")
         try:
