@@ -95,6 +95,15 @@ async def test_messages_errors_are_anthropic_shaped(proxy, make_customer, upstre
         assert kind is None or body["error"]["type"] == kind
     assert "'text-embedding-3-small' does not serve /v1/messages" in wrong_model.value.response.text
     assert provider_calls(upstream) == 0
+    upstream.set_mode(fail_always=True)  # a provider error reaches the client in Anthropic's shape, in our words
+    try:
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=HI)
+    finally:
+        upstream.set_mode(fail_always=False)
+    body = failed.value.response.json()
+    assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    assert "fake upstream" not in failed.value.response.text
 
 
 async def test_responses_plain_streamed_and_incomplete(db, make_customer, upstream):
