@@ -5,8 +5,6 @@ account affords when the client sets no output bound."""
 
 from __future__ import annotations
 
-import asyncio
-
 import anthropic
 import httpx
 import openai
@@ -14,7 +12,7 @@ import pytest
 
 from gateway import ledger
 from gateway.core.money import micros_to_credits
-from tests.e2e.test_proxy_billing import holds_of, usage_rows
+from tests.e2e.test_proxy_billing import closed_hold, holds_of, leave_after, usage_rows
 from tests.ledger_checks import assert_books_balance
 
 pytestmark = pytest.mark.timeout(240)
@@ -183,18 +181,8 @@ async def test_a_stream_the_client_cuts_is_charged_for_what_it_produced(
         http.stream("POST", root + path, headers=headers, json=body) as resp,
     ):
         assert resp.status_code == 200
-        seen = 0
-        async for line in resp.aiter_lines():
-            seen += line.startswith("data:")
-            if seen >= 8:
-                break
-    for _ in range(100):  # the proxy notices the disconnect asynchronously
-        holds = await holds_of(db, c.account.id)
-        if holds and holds[0].status != "pending":
-            break
-        await asyncio.sleep(0.1)
-    [hold] = await holds_of(db, c.account.id)
-    assert hold.status in {"posted", "voided"}
+        await leave_after(resp, 8)
+    hold = await closed_hold(db, c.account.id)
     if hold.status == "posted":
         [row] = await usage_rows(db, c.account.id)
         assert 0 < row.completion_tokens < 60 and row.user_price_micros <= hold.amount_micros
