@@ -60,6 +60,11 @@ Endpoints (a ``/v1`` prefix is optional on all of them):
     ``encoding_format: "base64"`` honoured, as the openai SDK asks for it by
     default).  ``usage.prompt_tokens`` counted like chat (token arrays count
     their length).
+``POST /v1/responses``, ``POST /v1/completions``, ``POST /v1/messages``
+    OpenAI Responses, OpenAI text completions and Anthropic Messages, plain and
+    streamed, billed like the real APIs (``devtools/fake_routes.py`` says how);
+    the mode's ``words``, ``fill``, ``reasoning_tokens``, ``image_tokens``,
+    ``prompt_extra_tokens``, failure and stream keys apply to them as to chat.
 ``GET /v1/models``
     A minimal model list.
 
@@ -98,6 +103,11 @@ import sys
 import time
 from collections import deque
 from typing import Any
+
+try:  # run as a script (the FakeUpstream subprocess) or imported as devtools.fake_upstream
+    from devtools import fake_routes
+except ImportError:  # pragma: no cover - the script's own folder is on sys.path
+    import fake_routes  # type: ignore[no-redef]
 
 try:  # orjson is ~5x faster than json for these payloads; optional
     import orjson
@@ -177,6 +187,9 @@ _MODEL_WORDS_RE = re.compile(r":w(\d+)$")
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 MODELS = "/v1/models"
+RESPONSES = "/v1/responses"
+COMPLETIONS = "/v1/completions"
+MESSAGES = "/v1/messages"
 
 
 def answer_words(n: int) -> list[str]:
@@ -509,7 +522,7 @@ def handle(req: _Request) -> _Plan:
     st.calls[path] = st.calls.get(path, 0) + 1
     mode = st.mode
 
-    if path in (CHAT, EMBEDDINGS):
+    if path in (CHAT, EMBEDDINGS, *_ROUTES):
         if req.method != "POST":
             return _Plan([_json_response(405, _error_obj("use POST", "invalid_request_error"), ka)], close=not ka)
         data, err = _parse_json_body(req)
@@ -527,6 +540,8 @@ def handle(req: _Request) -> _Plan:
             return _Plan([_json_response(400, _error_obj(err, "invalid_request_error"), ka)], close=not ka)
         if path == CHAT:
             return _chat(req, data, mode, latency)
+        if path in _ROUTES:
+            return _other_api(req, path, data, mode, latency)
         return _embeddings(req, data, latency)
 
     if path == MODELS:
@@ -657,6 +672,50 @@ def _chat(req: _Request, data: dict, mode: dict, latency: float) -> _Plan:
         delays = [latency] + [cd] * (len(parts) - 1)
         if not aborted:
             delays[-1] = 0.0
+    return _Plan(parts, delays, abort=aborted, close=not ka)
+
+
+_ROUTES = {RESPONSES: fake_routes.responses, COMPLETIONS: fake_routes.completions, MESSAGES: fake_routes.messages}
+
+
+def _answer_length(req: _Request, model: Any, mode: dict) -> int:
+    words = mode["words"]
+    m = _MODEL_WORDS_RE.search(model) if isinstance(model, str) else None
+    if m:
+        words = int(m.group(1))
+    header = req.headers.get("x-fake-words")
+    if header is not None and header.isdigit():
+        words = int(header)
+    return words
+
+
+def _other_api(req: _Request, path: str, data: dict, mode: dict, latency: float) -> _Plan:
+    """Responses, text completions, Anthropic Messages (devtools.fake_routes), as JSON or SSE."""
+    ka = req.keep_alive
+    STATE.seq += 1
+    model = data.get("model")
+    biller = fake_routes.Biller(
+        count=lambda text: count_tokens(text, model if isinstance(model, str) else ""),
+        words=answer_words,
+        mode=mode,
+        answer_words=_answer_length(req, model, mode),
+        seq=STATE.seq,
+    )
+    reply = _ROUTES[path](data, biller)
+    if reply.body is not None:
+        return _Plan([_json_response(reply.status, reply.body, ka)], [latency] if latency else None, close=not ka)
+    parts = [_SSE_HEAD + (b"" if ka else b"Connection: close\r\n") + b"\r\n"]
+    for name, event in reply.events:
+        head = b"event: " + name.encode() + b"\n" if name else b""
+        parts.append(_http_chunk(head + b"data: " + _dumps(event) + b"\n\n"))
+    abort_after = mode["stream_abort_after"]
+    aborted = abort_after is not None and abort_after + 1 < len(parts)
+    if aborted:
+        del parts[abort_after + 1 :]
+    else:
+        parts.append(_SSE_DONE if reply.done else b"0\r\n\r\n")
+    cd = mode["chunk_delay"]
+    delays = [latency] + [cd] * (len(parts) - 1) if latency or cd else None
     return _Plan(parts, delays, abort=aborted, close=not ka)
 
 

@@ -29,6 +29,18 @@ def write_test_config(folder: Path, upstream_base_url: str) -> Path:
         {"model_name": "gpt-4o-mini", "litellm_params": {"model": "openai/gpt-4o-mini", **fake}},
         {"model_name": "text-embedding-3-small", "litellm_params": {"model": "openai/text-embedding-3-small", **fake}},
         {"model_name": "unpriced", "litellm_params": {"model": "openai/my-private-model", **fake}},
+        {  # LiteLLM appends /v1/messages to an Anthropic api_base
+            "model_name": "claude-haiku-4-5",
+            "litellm_params": {
+                "model": "anthropic/claude-haiku-4-5",
+                "api_base": upstream_base_url.removesuffix("/v1"),
+                "api_key": "fake-provider-key",
+            },
+        },
+        {
+            "model_name": "gpt-3.5-turbo-instruct",
+            "litellm_params": {"model": "text-completion-openai/gpt-3.5-turbo-instruct", **fake},
+        },
     ]
     path = folder / "litellm_config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -49,7 +49,11 @@ def plan_hold(
     *,
     choices: int = 1,
     embedding: bool = False,
+    min_output_tokens: int = 1,
 ) -> HoldPlan:
+    """What to hold for `prompt_tokens` and `choices` answers of up to `requested_max` output tokens each; with
+    no `requested_max`, a flexible hold from `min_output_tokens` per answer (an API's least output budget) up to
+    the model's output limit."""
     if choices < 1:
         raise ValueError("a call has at least one choice")
     if embedding:
@@ -60,7 +64,7 @@ def plan_hold(
     cap = prices.max_output_tokens or DEFAULT_OUTPUT_CAP
     return HoldPlan(
         amount_micros=worst_case_price_micros(prices, prompt_tokens, choices * cap, markup),
-        min_micros=worst_case_price_micros(prices, prompt_tokens, choices, markup),  # one token per choice
+        min_micros=worst_case_price_micros(prices, prompt_tokens, choices * min_output_tokens, markup),
         prompt_tokens=prompt_tokens,
         max_output_tokens=cap,
         choices=choices,

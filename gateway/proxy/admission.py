@@ -17,6 +17,9 @@ from typing import Any
 
 CHAT = "chat"
 EMBEDDINGS = "embeddings"
+RESPONSES = "responses"  # OpenAI Responses API
+MESSAGES = "messages"  # Anthropic Messages API
+COMPLETIONS = "completions"  # OpenAI text completions
 MODELS = "models"
 KEY = "key"
 GENERATION = "generation"
@@ -28,6 +31,11 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/v1/chat/completions": (CHAT, "POST"),
     "/embeddings": (EMBEDDINGS, "POST"),
     "/v1/embeddings": (EMBEDDINGS, "POST"),
+    "/responses": (RESPONSES, "POST"),
+    "/v1/responses": (RESPONSES, "POST"),
+    "/v1/messages": (MESSAGES, "POST"),
+    "/completions": (COMPLETIONS, "POST"),
+    "/v1/completions": (COMPLETIONS, "POST"),
     "/models": (MODELS, "GET"),
     "/v1/models": (MODELS, "GET"),
     "/key": (KEY, "GET"),
@@ -36,6 +44,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "/generation": (GENERATION, "GET"),
     "/v1/generation": (GENERATION, "GET"),
     "/api/v1/generation": (GENERATION, "GET"),
+}
+# each billed kind's public path, as the model list names the routes a model serves
+BILLED_PATHS = {
+    CHAT: "/v1/chat/completions",
+    RESPONSES: "/v1/responses",
+    MESSAGES: "/v1/messages",
+    COMPLETIONS: "/v1/completions",
+    EMBEDDINGS: "/v1/embeddings",
 }
 # liveness probes (no provider call, no data) stay open to requests that carry no credential at all
 ANONYMOUS_PROBES = frozenset({"/health/liveliness", "/health/liveness"})
@@ -219,6 +235,8 @@ def check_body(kind: str, body: Any) -> None:
     """Refuse what the hold cannot bound or what is not ours to let a client set (see the module docstring)."""
     if not isinstance(body, dict):
         raise _bad("invalid_request", "The request body must be a JSON object.")
+    if kind not in (CHAT, EMBEDDINGS):  # the other billed APIs: gateway.proxy.apis
+        return
     allowed = CHAT_PARAMS if kind == CHAT else EMBEDDING_PARAMS
     unknown = sorted(set(body) - allowed)
     if unknown:

@@ -41,18 +41,38 @@ from gateway.core.billing import (
 from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
-from gateway.proxy import call_metrics, errors
+from gateway.proxy import admission, apis, call_metrics, errors
 from gateway.proxy.inflight import Call, Inflight, tag, tagged
-from gateway.proxy.pricing import count_prompt_tokens, embedding_input_tokens, prices_for
+from gateway.proxy.pricing import (
+    count_billable,
+    count_prompt_tokens,
+    count_text,
+    embedding_input_tokens,
+    prices_for,
+    routes_for,
+)
 from gateway.proxy.runtime import runtime
+from gateway.proxy.usage import StreamUsage, reported_usage
 
 if TYPE_CHECKING:
     from litellm.caching.dual_cache import DualCache
 
 log = logging.getLogger("gateway.proxy.billing")
 
-CHAT_CALLS = frozenset({"completion", "acompletion"})
-EMBEDDING_CALLS = frozenset({"embeddings", "aembedding"})
+# LiteLLM's call type -> the billed route it serves
+CALL_KINDS = {
+    "completion": admission.CHAT,
+    "acompletion": admission.CHAT,
+    "embeddings": admission.EMBEDDINGS,
+    "aembedding": admission.EMBEDDINGS,
+    "responses": admission.RESPONSES,
+    "aresponses": admission.RESPONSES,
+    "anthropic_messages": admission.MESSAGES,
+    "text_completion": admission.COMPLETIONS,
+    "atext_completion": admission.COMPLETIONS,
+}
+# routes whose streams report usage only when asked (stream_options.include_usage)
+USAGE_ON_REQUEST = frozenset({admission.CHAT, admission.COMPLETIONS})
 _HIDDEN_HEADERS = (
     "x-litellm-model-api-base",
     "x-litellm-model-name",
@@ -78,24 +98,33 @@ def _requested_max_tokens(data: dict[str, Any]) -> int | None:
     return max(values) if values else None
 
 
-def plan_request(model: str, data: dict[str, Any], embedding: bool) -> tuple[TokenPrices, HoldPlan]:
-    """The model's hold rates and what to hold for this request (400 for a model with no price). An x402
-    call pays exactly this hold (gateway.proxy.x402_gate)."""
+def plan_request(model: str, data: dict[str, Any], kind: str) -> tuple[TokenPrices, HoldPlan]:
+    """The model's hold rates and what to hold for this request on route `kind` (400 for a model with no price
+    or one that does not serve the route). An x402 call pays exactly this hold (gateway.proxy.x402_gate)."""
     prices = prices_for(model)
     if prices is None:
         raise errors.unpriced_model(model)
+    if kind not in routes_for(model):
+        raise errors.model_route_refused(model, admission.BILLED_PATHS[kind])
     settings = runtime().settings
-    requested = None if embedding else _requested_max_tokens(data)
-    if embedding:  # a model's input limit is per input
+    markup = settings.user_price_markup_factor
+    if kind == admission.EMBEDDINGS:  # a model's input limit is per input
         inputs = embedding_input_tokens(model, data.get("input") or [])
         prompt_tokens, longest = sum(inputs), max(inputs, default=0)
-    else:
+    elif kind == admission.CHAT:
         prompt_tokens = longest = count_prompt_tokens(model, data, False, settings.hold_tokens_per_image)
+    else:
+        wanted = apis.billable(kind, data)
+        prompt_tokens = longest = count_billable(model, wanted, settings.hold_tokens_per_image)
     if prices.max_input_tokens and longest > prices.max_input_tokens:  # refused before the provider is called
         raise errors.prompt_too_long(model, longest, prices.max_input_tokens)
-    choices = 1 if embedding else int(data.get("n") or 1)
+    if kind in (admission.CHAT, admission.EMBEDDINGS):
+        embedding = kind == admission.EMBEDDINGS
+        requested = None if embedding else _requested_max_tokens(data)
+        choices = 1 if embedding else int(data.get("n") or 1)
+        return prices, plan_hold(prices, prompt_tokens, requested, markup, choices=choices, embedding=embedding)
     plan = plan_hold(
-        prices, prompt_tokens, requested, settings.user_price_markup_factor, choices=choices, embedding=embedding
+        prices, prompt_tokens, wanted.output, markup, choices=wanted.answers, min_output_tokens=wanted.min_output
     )
     return prices, plan
 
@@ -112,6 +141,19 @@ async def _upstream_errors_hidden(stream: Any, request_id: str) -> AsyncGenerato
         log.warning("upstream failed mid-stream for %s: %s", request_id, str(exc)[:2_000])
         status = getattr(exc, "status_code", 502)
         raise errors.upstream_error(status if isinstance(status, int) and status >= 400 else 502, request_id) from exc
+
+
+def _litellm_cost(request_data: dict[str, Any], result: Any) -> ReportedCost:
+    """LiteLLM's cost of a result that does not carry one (an Anthropic Messages dict, a Responses event),
+    from the call's own logging object (the deployment's prices); None if it cannot price it."""
+    logging_obj = request_data.get("litellm_logging_obj")
+    if logging_obj is None or result is None:
+        return None
+    try:
+        cost: ReportedCost = logging_obj.response_cost_calculator(result=result)
+        return cost
+    except Exception:  # noqa: BLE001 - price_call falls back to the price table
+        return None
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -151,12 +193,12 @@ class BillingCallbacks(CustomLogger):
         account_id = (user_api_key_dict.metadata or {}).get("gateway_account_id")
         if account_id is None:
             raise errors.admin_key_refused()
-        kind = str(getattr(call_type, "value", call_type))
-        embedding = kind in EMBEDDING_CALLS
-        if not embedding and kind not in CHAT_CALLS:
-            raise errors.unsupported_call(kind)
+        call_kind = str(getattr(call_type, "value", call_type))
+        kind = CALL_KINDS.get(call_kind)
+        if kind is None:
+            raise errors.unsupported_call(call_kind)
         model = str(data.get("model") or "")
-        prices, plan = plan_request(model, data, embedding)
+        prices, plan = plan_request(model, data, kind)
         rt = runtime()
         markup = rt.settings.user_price_markup_factor
         key_id = user_api_key_dict.metadata.get("gateway_key_id")
@@ -184,12 +226,24 @@ class BillingCallbacks(CustomLogger):
             call_metrics.refused(request_id, account_id, key_id, model, "billing_unavailable")
             raise errors.billing_unavailable(request_id) from None
         if plan.min_micros is not None:
-            data["max_tokens"] = max_tokens_for_hold(prices, plan, held.amount_micros, markup)
+            data[apis.OUTPUT_PARAM[kind]] = max_tokens_for_hold(prices, plan, held.amount_micros, markup)
+        elif kind == admission.COMPLETIONS:
+            data["max_tokens"] = plan.max_output_tokens  # the API's default, sent: a chat model has none
         streamed = bool(data.get("stream"))
         client_wants_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        if streamed:
+        if streamed and kind in USAGE_ON_REQUEST:
             data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
-        call = Call(request_id, account_id, key_id, model, held.amount_micros, streamed, client_wants_usage)
+        call = Call(
+            request_id,
+            account_id,
+            key_id,
+            model,
+            held.amount_micros,
+            streamed,
+            client_wants_usage,
+            kind,
+            plan.prompt_tokens,
+        )
         tag(data, call)
         self._inflight.add(call)
         call_metrics.held()
@@ -260,14 +314,15 @@ class BillingCallbacks(CustomLogger):
         self, data: dict[str, Any], user_api_key_dict: UserAPIKeyAuth, response: LLMResponseTypes
     ) -> Any:
         call = self._inflight.get(data)
-        if call is None or call.streamed:
+        if call is None:
             return response
-        usage = getattr(response, "usage", None)
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion = int(getattr(usage, "completion_tokens", 0) or 0)
+        prompt, completion = reported_usage(response)
+        if call.streamed and not (prompt or completion):  # a stream: settled by the iterator hook
+            return response  # (a "stream" answered whole, as LiteLLM's mock answers /v1/messages, is settled here)
         hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost")
         try:
-            await self._settle(call, prompt, completion, hidden.get("response_cost"))
+            await self._settle(call, prompt, completion, cost if cost is not None else _litellm_cost(data, response))
         except SpoolUnavailable:  # neither the database nor the spool took the charge: withhold the response
             log.critical("settle of %s lost: database and spool both unavailable", call.request_id, exc_info=True)
             raise errors.billing_unavailable(call.request_id) from None
@@ -279,6 +334,10 @@ class BillingCallbacks(CustomLogger):
         call = self._inflight.get(request_data)
         if call is None:
             async for chunk in response:
+                yield chunk
+            return
+        if call.route != admission.CHAT:
+            async for chunk in self._api_stream(call, response, request_data):
                 yield chunk
             return
         chunks: list[Any] = []
@@ -310,6 +369,40 @@ class BillingCallbacks(CustomLogger):
         finally:
             if not settled:  # the client left or the upstream failed mid-stream
                 await asyncio.shield(self._close_interrupted_stream(call, chunks, request_data))
+
+    async def _api_stream(self, call: Call, response: Any, request_data: dict[str, Any]) -> AsyncGenerator[Any, None]:
+        """A Responses, Messages or completions stream: settled when the chunk carrying its final usage comes
+        by, before that chunk goes out (`gateway.proxy.usage` finds it in each API's events). A stream that
+        ends without it, or that the client leaves, is charged for what it produced, or released."""
+        seen = StreamUsage()
+        text: list[str] = []
+        settled = False
+        try:
+            async for chunk in _upstream_errors_hidden(response, call.request_id):
+                if seen.feed(chunk, text) and not settled:
+                    settled = True
+                    await self._settle_stream(
+                        call, seen.prompt, seen.completion, seen.cost or _litellm_cost(request_data, seen.priced)
+                    )
+                    if call.route in USAGE_ON_REQUEST and not call.client_wants_usage:
+                        chunk.usage = None  # we asked for it, the client did not
+                yield chunk
+        finally:
+            if not settled:  # cut by the client, or the upstream ended without its usage
+                await asyncio.shield(self._close_unreported_stream(call, seen, text))
+
+    async def _close_unreported_stream(self, call: Call, seen: StreamUsage, text: list[str]) -> None:
+        """Charge what the stream produced (its text counted, the prompt as the hold bounded it unless the
+        provider reported it), or release the hold if it produced nothing."""
+        try:
+            if not seen.produced:
+                await self._release(call)
+                return
+            prompt = seen.prompt or call.prompt_tokens
+            completion = max(seen.completion, count_text(call.model, "".join(text)))
+            await self._settle_stream(call, prompt, completion, None)
+        except Exception:
+            log.exception("could not close interrupted stream %s", call.request_id)
 
     async def _settle_stream(
         self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost

@@ -46,6 +46,7 @@ class ModelPrice:
     context_tokens: int | None
     max_output_tokens: int | None
     mode: str | None
+    routes: list[str] = field(default_factory=list)  # the billed API paths the model serves
     provider_input_usd_per_token: str = field(repr=False, default="")
     provider_output_usd_per_token: str = field(repr=False, default="")
 
@@ -131,7 +132,7 @@ def load(path: Path, markup: Decimal, env: dict[str, str] | None = None) -> Cata
     """The catalog of the config at `path` at user prices (provider price x `markup`), and its problems."""
     from litellm.router import Router
 
-    from gateway.proxy.pricing import list_rates, model_names
+    from gateway.proxy.pricing import list_rates, model_names, route_paths
 
     env = dict(os.environ) if env is None else env
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its notes on custom prices are not our problems
@@ -171,6 +172,7 @@ def load(path: Path, markup: Decimal, env: dict[str, str] | None = None) -> Cata
                 context_tokens=int(group.max_input_tokens) if group and group.max_input_tokens else None,
                 max_output_tokens=max_output,
                 mode=mode,
+                routes=route_paths(name, router),
                 provider_input_usd_per_token=format(rates[0], "f"),
                 provider_output_usd_per_token=format(rates[1], "f"),
             )

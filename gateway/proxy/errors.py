@@ -30,7 +30,8 @@ def route_not_allowed(path: str) -> GatewayError:
     return GatewayError(
         403,
         "route_not_allowed",
-        f"'{path}' is not available to virtual keys: they reach chat completions, embeddings and the model list only.",
+        f"'{path}' is not available to virtual keys: they reach chat completions, Responses, Anthropic Messages, "
+        "text completions, embeddings and the model list only.",
         "permission_error",
     )
 
@@ -111,7 +112,19 @@ def unpriced_model(model: str) -> GatewayError:
 
 def unsupported_call(call_type: str) -> GatewayError:
     return GatewayError(
-        400, "unsupported_endpoint", f"This gateway bills chat completions and embeddings only, not '{call_type}'."
+        400,
+        "unsupported_endpoint",
+        "This gateway bills chat completions, embeddings, Responses, Anthropic Messages and text completions only, "
+        f"not '{call_type}'.",
+    )
+
+
+def model_route_refused(model: str, route: str) -> GatewayError:
+    return GatewayError(
+        400,
+        "model_not_available_on_route",
+        f"Model '{model}' does not serve {route} (GET /v1/models lists the routes each model serves).",
+        param="model",
     )
 
 

@@ -24,6 +24,7 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -35,7 +36,7 @@ import orjson
 
 from gateway.core.billing import user_rates
 from gateway.failures import INFRASTRUCTURE_ERRORS
-from gateway.proxy import admission, call_metrics, exposure, x402_gate
+from gateway.proxy import admission, apis, call_metrics, exposure, x402_gate
 from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -91,18 +92,23 @@ class Guard:
                 raise admission.Refusal(400, "invalid_json", "The request body is not valid JSON.") from None
             counted.model = parsed.get("model") if isinstance(parsed, dict) else None
             admission.check_body(kind, parsed)
+            if kind in apis.PARAMS:
+                apis.check_body(kind, parsed)
         except admission.Refusal as refusal:
             return await _respond(
-                send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param)
+                send, GatewayError(refusal.status, refusal.code, refusal.message, param=refusal.param), kind
             )
         scope[ADMITTED] = True
         scope[REQUEST_ID] = request_id = uuid.uuid4().hex
         scope["parsed_body"] = (tuple(parsed), parsed)  # LiteLLM's cache of the parsed body: it parses no more
+        if kind == admission.MESSAGES:  # LiteLLM's refusals (401, 402, 429, 503...) in Anthropic's shape
+            send = _anthropic_errors(send)
         if x402_gate.wanted(headers):  # no credential at all: the call pays for itself, or is answered here
             send = await x402_gate.admit(scope, headers, kind, parsed, send)
             if send is None:
                 return
-        await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, _render))
+        render = functools.partial(_render, kind)  # upstream errors in the route's own error shape
+        await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render))
 
     def _is_master(self, authorization: bytes | None) -> bool:
         return bool(
@@ -138,7 +144,7 @@ class Guard:
         from gateway.proxy.auth import authenticate  # the same key check as custom_auth
         from gateway.proxy.introspection import generation_document, key_document
 
-        authorization = headers.get("authorization", b"").decode("latin-1")
+        authorization = (headers.get("authorization") or headers.get("x-api-key") or b"").decode("latin-1")
         try:
             owner = await authenticate(authorization.removeprefix("Bearer ").removeprefix("bearer ").strip())
             if kind == admission.KEY:
@@ -154,8 +160,9 @@ class Guard:
 
 
 def price_list() -> list[dict[str, Any]]:
-    """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field."""
-    from gateway.proxy.pricing import list_rates, model_names
+    """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field and the
+    billed `routes` (API paths) it serves."""
+    from gateway.proxy.pricing import list_rates, model_names, route_paths
 
     markup = runtime().settings.user_price_markup_factor
     created = int(time.time())
@@ -170,9 +177,37 @@ def price_list() -> list[dict[str, Any]]:
                     "created": created,
                     "owned_by": "credit-gateway",
                     "pricing": user_rates(*rates, markup),
+                    "routes": route_paths(name),
                 }
             )
     return entries
+
+
+def _anthropic_errors(send: Send) -> Send:
+    """A send that re-renders an OpenAI-shaped JSON error (LiteLLM's and ours) in Anthropic's error shape."""
+    start: Message | None = None
+
+    async def send_anthropic(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            start = message  # held until the body says whether it is an error document
+            return
+        if start is None or message["type"] != "http.response.body":
+            return await send(message)
+        held, start = start, None
+        try:
+            error = orjson.loads(message.get("body", b""))["error"]
+            body = orjson.dumps(
+                render_error(admission.MESSAGES, GatewayError(held["status"], "", str(error["message"])))
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            await send(held)
+            return await send(message)
+        headers = [(k, v) for k, v in held.get("headers", []) if k.lower() != b"content-length"]
+        await send({**held, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return send_anthropic
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -189,12 +224,39 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _render(error: GatewayError) -> bytes:
-    return orjson.dumps({"error": error.to_dict()})
+def render_error(kind: str | None, error: GatewayError) -> dict[str, Any]:
+    """An error body in the shape the route's clients parse: Anthropic's on /v1/messages
+    (`{"type": "error", "error": {"type", "message"}}`, its type named from the status as Anthropic does),
+    OpenAI's everywhere else."""
+    if kind == admission.MESSAGES:
+        return {
+            "type": "error",
+            "error": {"type": ANTHROPIC_ERROR_TYPES.get(error.status_code, "api_error"), "message": error.message},
+        }
+    return {"error": error.to_dict()}
 
 
-async def _respond(send: Send, error: GatewayError) -> None:
-    await _send_json(send, error.status_code, {"error": error.to_dict()})
+# Anthropic's error types by HTTP status (docs.anthropic.com, "Errors")
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def _render(kind: str, error: GatewayError) -> bytes:
+    return orjson.dumps(render_error(kind, error))
+
+
+async def _respond(send: Send, error: GatewayError, kind: str | None = None) -> None:
+    await _send_json(send, error.status_code, render_error(kind, error))
 
 
 async def _send_json(send: Send, status: int, payload: Any) -> None:

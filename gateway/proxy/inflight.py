@@ -30,6 +30,8 @@ class Call:
     held_micros: int
     streamed: bool
     client_wants_usage: bool  # the client asked for the streamed usage chunk itself
+    route: str = "chat"  # the billed route (gateway.proxy.admission kinds)
+    prompt_tokens: int = 0  # the hold's bound of the prompt (what a cut stream that never reported it is charged)
     charged_micros: int | None = None  # set by the settle
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Call:

@@ -26,9 +26,12 @@ from typing import TYPE_CHECKING, Any
 from litellm.litellm_core_utils.token_counter import _get_exact_count_function
 
 from gateway.core.money import TokenPrices, to_decimal
+from gateway.proxy import admission
 
 if TYPE_CHECKING:
     from litellm.router import Router
+
+    from gateway.proxy.apis import Billable
 
 _prices: dict[str, TokenPrices | None] = {}
 _counters: dict[str, Callable[[str], int]] = {}
@@ -174,6 +177,40 @@ def count_prompt_tokens(model: str, data: dict[str, Any], embedding: bool, token
     tools = len(data.get("tools") or []) + len(data.get("functions") or [])
     framing = FRAMING_TOKENS + FRAMING_TOKENS_PER_TOOL * tools
     return count_text(model, text) + framing + images * tokens_per_image
+
+
+def count_billable(model: str, billable: Billable, tokens_per_image: int) -> int:
+    """An upper bound of the prompt tokens a provider bills for a Responses, Messages or completions request:
+    the tokens of its JSON text, framing per tool, a bound per image, tokens counted already (token ids)."""
+    text = json.dumps(billable.text, ensure_ascii=False, separators=(",", ":"))
+    framing = FRAMING_TOKENS + FRAMING_TOKENS_PER_TOOL * billable.tools
+    once = count_text(model, text) + framing + billable.images * tokens_per_image + billable.tokens
+    return once * billable.prompt_copies
+
+
+# the routes a model group serves, by its mode in LiteLLM's price map (LiteLLM translates between the chat-like
+# APIs for any chat model; a text-completion model serves completions only, an embedding model embeddings)
+_CHAT_LIKE = frozenset({admission.CHAT, admission.RESPONSES, admission.MESSAGES, admission.COMPLETIONS})
+ROUTES_BY_MODE: dict[str, frozenset[str]] = {
+    "chat": _CHAT_LIKE,
+    "responses": frozenset({admission.RESPONSES}),
+    "completion": frozenset({admission.COMPLETIONS}),
+    "embedding": frozenset({admission.EMBEDDINGS}),
+}
+
+
+def route_paths(model: str, router: Any = None) -> list[str]:
+    """The paths of the billed routes a model group serves, as the price lists show them."""
+    served = routes_for(model, router)
+    return [path for kind, path in admission.BILLED_PATHS.items() if kind in served]
+
+
+def routes_for(model: str, router: Any = None) -> frozenset[str]:
+    """The billed routes a model group serves (a group without a mode is taken as a chat model)."""
+    router = router or _router()
+    group = router.get_model_group_info(model) if router is not None else None
+    mode = getattr(group, "mode", None) or "chat"
+    return ROUTES_BY_MODE.get(str(mode), frozenset())
 
 
 def model_names(router: Any = None) -> list[str]:

@@ -69,7 +69,7 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
     from gateway.proxy.callbacks import plan_request  # LiteLLM's price map: loaded with the proxy
 
     try:
-        _, plan = plan_request(str(body["model"]), body, kind == admission.EMBEDDINGS)
+        _, plan = plan_request(str(body["model"]), body, kind)
     except GatewayError as exc:
         await _send(send, exc.status_code, {"error": exc.to_dict()})
         return None

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import anthropic
 import openai
 import pytest
 
@@ -151,3 +152,30 @@ async def test_a_provider_billing_n_choices_and_more_prompt_never_takes_the_bala
     assert len(usage) == 2 and balance["held_micros"] == 0 and balance["balance_micros"] >= 0
     report = json.loads(gateway(home, "reconcile", "--json").stdout)
     assert report["ok"] and report["uncollected"]["total_micros"] > 0
+
+
+async def test_messages_and_responses_are_billed_at_the_list_price_on_sqlite(embedded, upstream):
+    from tests.e2e.test_api_routes import HI, list_price_micros, provider_calls
+
+    home, proxy = embedded
+    wallet = "0x5555555555555555555555555555555555555555"
+    gateway_json(home, "credits", "grant", "--wallet", wallet, "--credits", "2", "--reference", "apis")
+    key = gateway_json(home, "keys", "create", "--wallet", wallet)["key"]
+    claude = anthropic.Anthropic(base_url=proxy.base_url.removesuffix("/v1"), api_key=key, max_retries=0, timeout=120)
+    client = openai.OpenAI(base_url=proxy.base_url, api_key=key, max_retries=0, timeout=120)
+    with pytest.raises(anthropic.APIStatusError) as refused:  # far more than 2 credits cover
+        claude.messages.create(model="claude-haiku-4-5", max_tokens=100_000, messages=HI)
+    assert refused.value.status_code == 402 and provider_calls(upstream) == 0
+    assert claude.messages.create(model="claude-haiku-4-5", max_tokens=50, messages=HI).usage.output_tokens == 8
+    upstream.set_mode(fill=True)
+    try:
+        events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))  # no output bound
+    finally:
+        upstream.set_mode(fill=False)
+    assert events[-1].type == "response.incomplete"  # it spent all the budget the gateway gave it
+    usage = gateway_json(home, "usage", "--wallet", wallet)
+    balance = gateway_json(home, "balance", "--wallet", wallet)
+    assert len(usage) == 2 and balance["held_micros"] == 0
+    for u in usage:
+        assert u["user_price_micros"] == list_price_micros(u["model"], u["prompt_tokens"], u["completion_tokens"])
+    assert balance["balance_micros"] == 2_000 - sum(u["user_price_micros"] for u in usage) >= 0

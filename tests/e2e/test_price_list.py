@@ -26,6 +26,7 @@ async def test_catalog_sidecar_and_proxy_agree_and_calls_are_charged_at_the_list
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {customer.key.raw_key}"}, timeout=30) as http:
         served = (await http.get(f"{proxy.base_url}/models")).json()["data"]
     assert {m["id"]: m["pricing"] for m in served} == {m.id: m.pricing for m in catalog.models}
+    assert {m["id"]: m["routes"] for m in served} == {m.id: m.routes for m in catalog.models}
 
     settings = Settings(_env_file=None, gateway_home=tmp_path, database_url=proxy.settings.database_url)
     async with running(create_app(settings)) as app, client_for(app) as anyone:

@@ -36,6 +36,27 @@ async def holds_of(db, account_id: int) -> list:
         return (await conn.execute(sa.select(credit_holds).where(credit_holds.c.account_id == account_id))).all()
 
 
+async def leave_after(resp, events: int) -> None:
+    """Read `events` SSE data lines of a streamed response, then stop reading (the caller leaves)."""
+    seen = 0
+    async for line in resp.aiter_lines():
+        seen += line.startswith("data:")
+        if seen >= events:
+            return
+
+
+async def closed_hold(db, account_id: int):
+    """The account's one hold, once the proxy has closed it (it notices a client leaving asynchronously)."""
+    for _ in range(100):
+        holds = await holds_of(db, account_id)
+        if holds and holds[0].status != "pending":
+            break
+        await asyncio.sleep(0.1)
+    [hold] = await holds_of(db, account_id)
+    assert hold.status in {"posted", "voided"}
+    return hold
+
+
 async def test_chat_is_held_priced_settled_and_headers_show_only_the_user_price(db, make_customer, upstream):
     c = await make_customer(1_000_000)
     raw = c.client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=CHAT, max_tokens=50)
@@ -193,19 +214,9 @@ async def test_client_leaving_mid_stream_pays_for_what_was_produced(db, make_cus
             json={"model": "gpt-4o-mini", "messages": CHAT, "max_tokens": 100, "stream": True},
         ) as resp,
     ):
-        seen = 0
-        async for line in resp.aiter_lines():
-            seen += line.startswith("data:")
-            if seen >= 5:
-                break
-    for _ in range(100):  # the proxy notices the disconnect asynchronously
-        holds = await holds_of(db, c.account.id)
-        if holds and holds[0].status != "pending":
-            break
-        await asyncio.sleep(0.1)
+        await leave_after(resp, 5)
     upstream.set_mode(words=8, chunk_delay=0.0)
-    [hold] = await holds_of(db, c.account.id)
-    assert hold.status in {"posted", "voided"}
+    hold = await closed_hold(db, c.account.id)
     rows = await usage_rows(db, c.account.id)
     if hold.status == "posted":
         assert len(rows) == 1 and 0 < rows[0].completion_tokens < 40

@@ -1,5 +1,6 @@
-"""A virtual key reaches chat completions, embeddings and the model list, nothing else: every route the
-LiteLLM app registers is walked with a funded key, and LiteLLM's request knobs are refused before they act."""
+"""A virtual key reaches chat completions, Responses, Anthropic Messages, text completions, embeddings and the
+model list, nothing else: every route the LiteLLM app registers is walked with a funded key, and LiteLLM's
+request knobs are refused before they act."""
 
 from __future__ import annotations
 
@@ -58,6 +59,39 @@ async def test_every_registered_route_is_refused_to_a_virtual_key_unless_allowed
                 opened.append((method, path, resp.status_code))
     assert opened == []
     assert upstream.stats()["total"] == 0  # nothing reached a provider (no health probe, no call)
+
+
+# routes beside the billed APIs that cost nothing at the provider or bill what the gateway never saw: they stay
+# closed (a stored response of another account, a cancel, a token count that calls the provider...)
+RETRIEVAL_ROUTES = [
+    ("GET", "/v1/responses/resp_x"),
+    ("DELETE", "/v1/responses/resp_x"),
+    ("GET", "/v1/responses/resp_x/input_items"),
+    ("POST", "/v1/responses/resp_x/cancel"),
+    ("POST", "/v1/responses/input_tokens"),
+    ("POST", "/v1/responses/compact"),
+    ("POST", "/openai/v1/responses"),
+    ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/claude_code_gateway/v1/messages"),
+    ("POST", "/anthropic/v1/messages"),
+    ("POST", "/engines/gpt-4o-mini/completions"),
+    ("POST", "/openai/deployments/gpt-4o-mini/completions"),
+]
+
+
+async def test_the_billed_apis_answer_and_their_retrieval_routes_stay_closed(proxy, make_customer, upstream):
+    customer = await make_customer()
+    base = f"http://127.0.0.1:{proxy.settings.proxy_port}"
+    billed = [path for path, (kind, _) in admission.ROUTES.items() if kind in admission.BILLED_PATHS]
+    with httpx.Client(base_url=base, timeout=30) as http:
+        for headers in ({"Authorization": f"Bearer {customer.key.raw_key}"}, {"x-api-key": customer.key.raw_key}):
+            for path in billed:  # an empty body: checked and refused by the allow-list, not by the route list
+                resp = http.post(path, json={}, headers=headers)
+                assert resp.status_code == 400, (path, resp.text)
+            for method, path in RETRIEVAL_ROUTES:
+                resp = http.request(method, path, json={"model": "gpt-4o-mini", "input": "hi"}, headers=headers)
+                assert resp.status_code == 403 and "route_not_allowed" in resp.text, (method, path, resp.text)
+    assert upstream.stats()["total"] == 0
 
 
 async def test_the_master_key_keeps_admin_routes_and_makes_no_billed_call(proxy):

@@ -33,6 +33,9 @@ class ModelOut(BaseModel):
     context_tokens: int | None
     max_output_tokens: int | None
     mode: str | None
+    routes: list[str] = Field(
+        default_factory=list, description="The API paths that serve the model (/v1/chat/completions, /v1/messages...)"
+    )
 
 
 class ModelList(BaseModel):

@@ -119,3 +119,27 @@ async def test_counterfactual_wallet_is_deployed_by_a_trusted_factory_and_pays(x
     response = post(chat_url, CHAT, agent.header(accepted, auth, signature))
     await assert_paid_call(x402_db, node, dao, address, response, before)
     assert node.w3.eth.get_code(Web3.to_checksum_address(address)) != b""
+
+
+async def test_the_other_billed_apis_ask_for_their_own_hold_and_a_paid_messages_call_is_served(
+    x402_db, node, dao, x402_proxy, upstream
+):
+    root = x402_proxy.base_url.removesuffix("/v1")
+    hi = [{"role": "user", "content": "hi"}]
+    calls = {  # path: (body, its output bound, user micros per output token held)
+        "/v1/messages": ({"model": "claude-haiku-4-5", "max_tokens": 50, "messages": hi}, "max_tokens", 10),
+        "/v1/responses": ({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 50}, "max_output_tokens", 1.2),
+        "/v1/completions": ({"model": "gpt-3.5-turbo-instruct", "prompt": "hi", "max_tokens": 50}, "max_tokens", 4),
+    }
+    for path, (body, bound, per_token) in calls.items():
+        small = agent.requirement(post(root + path, body))
+        big = agent.requirement(post(root + path, {**body, bound: 550}))
+        assert int(big["amount"]) - int(small["amount"]) == 500 * per_token, path
+    assert sum(n for p, n in upstream.calls().items() if p != "/v1/models") == 0
+    payer = new_payer(node)
+    body = calls["/v1/messages"][0]
+    accepted = agent.requirement(post(root + "/v1/messages", body))
+    before = usdc_of(node, dao)
+    response = post(root + "/v1/messages", body, agent.pay_header(payer, accepted))
+    assert response.json()["content"][0]["text"]
+    await assert_paid_call(x402_db, node, dao, payer.address, response, before)
