@@ -270,12 +270,18 @@ def _check_messages(body: dict[str, Any]) -> None:
         raise _bad("unsupported_parameter", "'metadata' accepts only user_id.", "metadata")
 
 
+def _token_ids(value: Any) -> bool:
+    """A non-empty array of token ids (each counted as one token by the hold, so nothing else may hide in it)."""
+    return isinstance(value, list) and bool(value) and all(type(t) is int and t >= 0 for t in value)
+
+
 def _check_completions(body: dict[str, Any]) -> None:
     prompts = completion_prompts(body.get("prompt"))
-    if not prompts or not all(isinstance(p, str) or (isinstance(p, list) and p) for p in prompts):
+    if not prompts or not (all(isinstance(p, str) for p in prompts) or all(_token_ids(p) for p in prompts)):
         raise _bad(
             "invalid_parameter",
-            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays.",
+            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays "
+            "(one shape, not mixed).",
             "prompt",
         )
     if len(prompts) > MAX_CHOICES:

@@ -271,6 +271,10 @@ def test_the_completions_hold_covers_what_openai_bills(data, words):
         (admission.COMPLETIONS, {"model": "m", "prompt": "x", "best_of": 3, "stream": True}, "best_of"),
         (admission.COMPLETIONS, {"model": "m", "prompt": "x", "best_of": 21}, "best_of"),
         (admission.COMPLETIONS, {"model": "m", "prompt": []}, "prompt"),
+        (admission.COMPLETIONS, {"model": "m", "prompt": [["x" * 30_000]]}, "prompt"),  # was held as 1 token
+        (admission.COMPLETIONS, {"model": "m", "prompt": [[1], "x" * 30_000]}, "prompt"),
+        (admission.COMPLETIONS, {"model": "m", "prompt": [[1, True]]}, "prompt"),
+        (admission.COMPLETIONS, {"model": "m", "prompt": [[]]}, "prompt"),
         (admission.COMPLETIONS, {"model": "m", "prompt": "x", "mock_response": "free"}, "mock_response"),
     ],
 )
