@@ -9,11 +9,31 @@ import { announce, apiErrorText } from "../messages.js";
 import { act } from "./act.js";
 import { figures, fill } from "./table.js";
 
+/**
+ * @typedef {{ id: number, prefix: string, label: string, active: boolean, revoked_at: string | null,
+ *   last_used_at: string | null, limit_micros: number | null, limit_reset: string, usage_micros: number }} OpsKey
+ * @typedef {{ created_at: string, reason: string, reference: string, amount_micros: number,
+ *   balance_after_micros: number }} LedgerRow
+ * @typedef {{ created_at: string, model: string, prompt_tokens: number, completion_tokens: number,
+ *   charged_micros: number, provider_cost_micros: number }} UsageRow
+ * @typedef {{ account_id: number, wallet_address: string, balance_micros: number, held_micros: number,
+ *   available_micros: number, frozen_at: string | null, last_activity_at: string | null, keys: OpsKey[],
+ *   ledger: LedgerRow[], usage: UsageRow[] }} Account what GET /ops/accounts answers (the fields shown)
+ */
+
+/** @type {Account | null} */
 let current = null; // the account shown
+/** @type {() => Promise<unknown>} */
 let afterAction = async () => {};
 
+/** The account shown (the actions exist only while one is). */
+function shown() {
+  if (current === null) throw new Error("no account shown");
+  return current;
+}
+
 function reason() {
-  const text = $("action-reason").value.trim();
+  const text = $("action-reason", HTMLInputElement).value.trim();
   const ok = text.length >= 3;
   $("action-reason").setAttribute("aria-invalid", String(!ok));
   $("action-error").textContent = ok ? "" : "Give a reason (at least 3 characters): it is kept in the audit trail.";
@@ -21,6 +41,13 @@ function reason() {
   return ok ? text : null;
 }
 
+/**
+ * Do an action on the account shown (after checking the reason), say `done` and reload what it changed.
+ * @param {string} what
+ * @param {string} path
+ * @param {Record<string, unknown>} body
+ * @param {string} done
+ */
 async function run(what, path, body, done) {
   const why = reason();
   if (why === null) return;
@@ -32,10 +59,14 @@ async function run(what, path, body, done) {
     return;
   }
   announce(done);
-  await showAccount(current.wallet_address);
+  await showAccount(shown().wallet_address);
   await afterAction();
 }
 
+/**
+ * A key's limit field and buttons (none for a revoked key).
+ * @param {OpsKey} key
+ */
 function keyActions(key) {
   if (!key.active) return "";
   const limitInput = el("input", { type: "text", inputmode: "decimal", autocomplete: "off", className: "limit",
@@ -46,7 +77,7 @@ function keyActions(key) {
     try {
       if (limitInput.value.trim()) micros = Number(parseUsd(limitInput.value));
     } catch (error) {
-      $("action-error").textContent = error.message;
+      $("action-error").textContent = /** @type {Error} */ (error).message;
       return;
     }
     run(`limit:${key.id}:${micros}`, `/keys/${key.id}/limit`, { limit_micros: micros },
@@ -57,6 +88,7 @@ function keyActions(key) {
   return el("div", { className: "row" }, limitInput, setLimit, revoke);
 }
 
+/** @param {Account} a */
 function render(a) {
   $("account-wallet").textContent = a.wallet_address;
   $("account-frozen").textContent = a.frozen_at ? `Frozen since ${formatTime(a.frozen_at)}` : "";
@@ -88,16 +120,19 @@ function render(a) {
   ], "No calls.");
 }
 
+/** @param {string} wallet */
 async function showAccount(wallet) {
+  /** @type {{ data: Account }} */
   const { data } = await api(`/ops/accounts?wallet=${encodeURIComponent(wallet)}`);
   current = data;
   render(data);
   show($("account"), true);
 }
 
+/** @param {SubmitEvent} event */
 async function search(event) {
   event.preventDefault();
-  const wallet = $("search-wallet").value.trim();
+  const wallet = $("search-wallet", HTMLInputElement).value.trim();
   const bad = !isAddress(wallet);
   $("search-wallet").setAttribute("aria-invalid", String(bad));
   $("search-error").textContent = bad ? "Enter a wallet address: 0x followed by 40 hex digits." : "";
@@ -113,26 +148,30 @@ async function search(event) {
   $("account-title").focus();
 }
 
-/** Wire the search and the action buttons; `guard` wraps handlers, `onChange` reloads the views after an action. */
+/**
+ * Wire the search and the action buttons; `guard` wraps handlers, `onChange` reloads the views after an action.
+ * @param {typeof import("../messages.js").guarded} guard
+ * @param {() => Promise<unknown>} onChange
+ */
 export function initAccount(guard, onChange) {
   afterAction = onChange;
-  $("search-form").onsubmit = guard(search);
-  $("freeze").onclick = guard(() => run(`freeze:${current.account_id}`, `/accounts/${current.account_id}/freeze`, {},
+  $("search-form", HTMLFormElement).onsubmit = guard(search);
+  $("freeze").onclick = guard(() => run(`freeze:${shown().account_id}`, `/accounts/${shown().account_id}/freeze`, {},
     "Account frozen: its calls are refused."));
-  $("unfreeze").onclick = guard(() => run(`unfreeze:${current.account_id}`,
-    `/accounts/${current.account_id}/unfreeze`, {}, "Account unfrozen."));
-  $("grant-form").onsubmit = guard(async (event) => {
+  $("unfreeze").onclick = guard(() => run(`unfreeze:${shown().account_id}`,
+    `/accounts/${shown().account_id}/unfreeze`, {}, "Account unfrozen."));
+  $("grant-form", HTMLFormElement).onsubmit = guard(async (/** @type {SubmitEvent} */ event) => {
     event.preventDefault();
     let micros;
     try {
-      micros = parseUsd($("grant-amount").value);
+      micros = parseUsd($("grant-amount", HTMLInputElement).value);
       if (micros <= 0n) throw new RangeError("Enter an amount above zero.");
     } catch (error) {
-      $("action-error").textContent = error.message;
+      $("action-error").textContent = /** @type {Error} */ (error).message;
       return;
     }
-    await run(`grant:${current.wallet_address}:${micros}`, "/grants",
-      { wallet: current.wallet_address, amount_micros: Number(micros) }, `Granted ${formatUsd(micros)}.`);
+    await run(`grant:${shown().wallet_address}:${micros}`, "/grants",
+      { wallet: shown().wallet_address, amount_micros: Number(micros) }, `Granted ${formatUsd(micros)}.`);
   });
 }
 

@@ -3,9 +3,22 @@
 
 import { api, ApiError } from "../api.js";
 
+/**
+ * @typedef {{ id: number, created_at: string, operator_wallet: string, action: string, reference: string,
+ *   account_id: number | null, key_id: number | null, params: Record<string, any>, reason: string,
+ *   result: Record<string, any>, replayed: boolean }} AuditEntry what an action answers, a row of GET /ops/audit
+ */
+
+/** @type {Map<string, string>} */
 const pending = new Map(); // what the action is about -> its reference
 
-/** POST `body` + {reference} to /ops`path`; `what` names the action and its target (one reference each). */
+/**
+ * POST `body` + {reference} to /ops`path`; `what` names the action and its target (one reference each).
+ * @param {string} what
+ * @param {string} path
+ * @param {Record<string, unknown>} body
+ * @returns {Promise<AuditEntry>}
+ */
 export async function act(what, path, body) {
   if (!pending.has(what)) pending.set(what, `ops-${crypto.randomUUID()}`);
   try {

@@ -22,6 +22,7 @@ function signedInWallet() {
   return current.wallet_address;
 }
 
+/** @param {"connect" | "forbidden" | "console"} view */
 function showView(view) {
   show($("connect-view"), view === "connect");
   show($("forbidden-view"), view === "forbidden");
@@ -66,7 +67,7 @@ const signOut = guarded(async () => {
 });
 
 const reconcile = guarded(async () => {
-  $("reconcile").disabled = true;
+  $("reconcile", HTMLButtonElement).disabled = true;
   announce("Reconciling the books…");
   try {
     const entry = await act("reconcile", "/reconcile", { reason: "run from the operator console" });
@@ -74,7 +75,7 @@ const reconcile = guarded(async () => {
     announce(entry.result.ok ? "Reconcile done: the books agree." : "Reconcile done: mismatches found.");
     await Promise.all([loadBooks(), loadAudit()]);
   } finally {
-    $("reconcile").disabled = false;
+    $("reconcile", HTMLButtonElement).disabled = false;
   }
 });
 
@@ -100,7 +101,7 @@ async function start() {
   $("notice-close").onclick = clearNotice;
   $("refresh").onclick = refresh;
   $("reconcile").onclick = reconcile;
-  $("range-form").onsubmit = guarded(async (event) => {
+  $("range-form", HTMLFormElement).onsubmit = guarded(async (/** @type {SubmitEvent} */ event) => {
     event.preventDefault();
     await loadBusiness();
   });

@@ -2,7 +2,19 @@
 
 import { el } from "../dom.js";
 
-/** `columns`: [[heading, row => text or node, className?], ...]. */
+/**
+ * @template Row
+ * @typedef {[string, (row: Row) => Node | string, string?]} Column heading, the cell's text or node, its class
+ */
+
+/**
+ * `columns`: [[heading, row => text or node, className?], ...].
+ * @template Row
+ * @param {HTMLElement} body
+ * @param {Row[]} rows
+ * @param {Array<Column<Row>>} columns
+ * @param {string} empty
+ */
 export function fill(body, rows, columns, empty) {
   if (rows.length === 0) {
     body.replaceChildren(el("tr", {}, el("td", { colSpan: columns.length, className: "empty" }, empty)));
@@ -12,12 +24,19 @@ export function fill(body, rows, columns, empty) {
     el("td", { className, "data-label": heading }, cell(row))))));
 }
 
-/** A <dl> of [label, value] pairs. */
+/**
+ * A <dl> of [label, value] pairs.
+ * @param {HTMLElement} list
+ * @param {Array<[string, string]>} pairs
+ */
 export function figures(list, pairs) {
   list.replaceChildren(...pairs.map(([label, value]) => el("div", {}, el("dt", {}, label), el("dd", {}, value))));
 }
 
-/** A duration in seconds, in the largest fitting unit ("3 min", "2 h", "5 d"). */
+/**
+ * A duration in seconds, in the largest fitting unit ("3 min", "2 h", "5 d").
+ * @param {number | null | undefined} seconds
+ */
 export function age(seconds) {
   if (seconds === null || seconds === undefined) return "—";
   if (seconds < 120) return `${seconds} s`;

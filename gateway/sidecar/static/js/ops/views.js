@@ -8,20 +8,48 @@ import { formatCount, formatTime, formatUsd } from "../format.js";
 import { shortAddress } from "../address.js";
 import { age, figures, fill } from "./table.js";
 
+/**
+ * @typedef {import("./act.js").AuditEntry} AuditEntry
+ * @typedef {{ calls: number, prompt_tokens: number, completion_tokens: number, revenue_micros: number,
+ *   charged_micros: number, provider_cost_micros: number, uncollected_micros: number, margin_micros: number }} Figures
+ * @typedef {Figures & { model: string }} ModelFigures
+ * @typedef {{ pending: number, posted: number, voided: number, expired: number }} HoldOutcomes
+ * @typedef {{ first_day: string, last_day: string, note: string, models: ModelFigures[],
+ *   days: Array<Figures & { day: string, holds: HoldOutcomes, models: ModelFigures[] }>,
+ *   total: Figures & { holds: HoldOutcomes } }} Business what GET /ops/business answers
+ * @typedef {{ ok: boolean, accounts: number, credited_payments: number, chain_checked: boolean,
+ *   mismatch_count: number, mismatches: Array<{ check: string, account_id: number | null, detail: string }>,
+ *   uncollected_micros: number, uncollected_calls: number }} ReconcileResult a reconcile audit entry's result
+ * @typedef {{ id: number, status: string, amount_micros: number, payer: string, tx_hash: string | null,
+ *   tx_url: string | null, age_seconds: number }} MoneyRow a row of GET /ops/topups or /ops/x402
+ * @typedef {Record<string, { count: number, amount_micros: number }>} ByStatus
+ * @typedef {{ by_status: ByStatus, data: MoneyRow[] }} MoneyIn what GET /ops/topups and /ops/x402 answer
+ * @typedef {{ holds_open: number, holds_open_micros: number, oldest_open_hold_age_seconds: number | null,
+ *   holds_open_past_ttl: number, holds_expired_unsettled: number, holds_expired_unsettled_micros: number,
+ *   spool: { pending: number, failed: number } | null, last_reconcile: AuditEntry | null }} Books
+ *   what GET /ops/books answers (the fields shown)
+ */
+
+/** @type {(micros: number) => string} */
 const usd = (micros) => formatUsd(micros);
+/** @type {Business | null} */
 let lastBusiness = null;
 
+/** @param {number} days */
 function dayOffset(days) {
   return new Date(Date.now() - days * 86400000).toISOString().slice(0, 10);
 }
 
 export function initRange() {
-  $("range-last").value = dayOffset(0);
-  $("range-first").value = dayOffset(29);
+  $("range-last", HTMLInputElement).value = dayOffset(0);
+  $("range-first", HTMLInputElement).value = dayOffset(29);
 }
 
 export async function loadBusiness() {
-  const query = new URLSearchParams({ first_day: $("range-first").value, last_day: $("range-last").value });
+  const query = new URLSearchParams({
+    first_day: $("range-first", HTMLInputElement).value, last_day: $("range-last", HTMLInputElement).value,
+  });
+  /** @type {{ data: Business }} */
   const { data } = await api(`/ops/business?${query}`);
   lastBusiness = data;
   const t = data.total;
@@ -50,8 +78,12 @@ export function drawBusiness() {
   $("chart-table").replaceChildren(chartTable(lastBusiness, series));
 }
 
+/**
+ * What a reconcile found, as a paragraph and the list of its mismatches.
+ * @param {AuditEntry} entry
+ */
 export function reconcileFindings(entry) {
-  const r = entry.result;
+  const r = /** @type {ReconcileResult} */ (entry.result);
   const head = el("p", {}, `${r.ok ? "Books agree" : `${r.mismatch_count} mismatches`} (${formatTime(entry.created_at)}` +
     `, ${r.accounts} accounts, ${r.chain_checked ? "ledger and chain" : "ledger only"}); uncollected ` +
     `${usd(r.uncollected_micros)} on ${r.uncollected_calls} calls.`);
@@ -61,6 +93,7 @@ export function reconcileFindings(entry) {
 }
 
 export async function loadBooks() {
+  /** @type {{ data: Books }} */
   const { data } = await api("/ops/books");
   const spool = data.spool ? `${data.spool.pending} waiting, ${data.spool.failed} failed` : "no spool on this host";
   figures($("books-figures"), [
@@ -74,6 +107,7 @@ export async function loadBooks() {
   $("reconcile-result").replaceChildren(...(data.last_reconcile ? reconcileFindings(data.last_reconcile) : []));
 }
 
+/** @param {MoneyRow} row */
 function txCell(row) {
   if (!row.tx_hash) return "—";
   const text = `${row.tx_hash.slice(0, 10)}…${row.tx_hash.slice(-6)}`;
@@ -81,18 +115,21 @@ function txCell(row) {
     : el("code", { title: row.tx_hash }, text);
 }
 
+/** @type {Array<import("./table.js").Column<MoneyRow>>} */
 const MONEY_COLUMNS = [
   ["Status", (r) => r.status], ["Amount", (r) => usd(r.amount_micros), "num"],
   ["Payer", (r) => el("code", { title: r.payer }, shortAddress(r.payer))], ["Transaction", txCell],
   ["Age", (r) => age(r.age_seconds)],
 ];
 
+/** @param {ByStatus} byStatus */
 function summary(byStatus) {
   return Object.entries(byStatus).map(([s, f]) => `${s}: ${f.count} (${usd(f.amount_micros)})`).join(" · ");
 }
 
 export async function loadMoney() {
-  const status = $("topup-status").value;
+  const status = $("topup-status", HTMLSelectElement).value;
+  /** @type {Array<{ data: MoneyIn }>} */
   const [topups, x402] = await Promise.all([
     api(`/ops/topups${status ? `?status=${status}` : ""}`), api("/ops/x402"),
   ]);
@@ -102,12 +139,14 @@ export async function loadMoney() {
   fill($("x402-body"), x402.data.data, MONEY_COLUMNS, "No x402 payments.");
 }
 
+/** @param {AuditEntry} a */
 function target(a) {
   if (a.key_id) return `key ${a.key_id} (account ${a.account_id})`;
   if (a.account_id) return `account ${a.account_id}`;
   return "the books";
 }
 
+/** @type {Record<string, (a: AuditEntry) => string>} */
 const ACTIONS = {
   grant: (a) => `grant ${usd(a.params.amount_micros)}`, revoke_key: () => "revoke key",
   set_key_limit: (a) => (a.params.limit_micros === null ? "clear key limit" : `key limit ${usd(a.params.limit_micros)}`),
@@ -116,6 +155,7 @@ const ACTIONS = {
 };
 
 export async function loadAudit() {
+  /** @type {{ data: { data: AuditEntry[] } }} */
   const { data } = await api("/ops/audit?limit=50");
   fill($("audit-body"), data.data, [
     ["Time", (a) => formatTime(a.created_at)],
