@@ -167,6 +167,8 @@ llm_usage = sa.Table(
     sa.Column("markup", sa.String(20), nullable=False),  # exact Decimal text, e.g. "2.0"
     sa.Column("streamed", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("cost_source", sa.String(16), nullable=False, server_default="litellm"),  # litellm|price_table
+    # the billed API (chat, embeddings, responses, messages, completions); NULL for calls before it was recorded
+    sa.Column("route", sa.String(16), nullable=True),
     # the part of user_price_micros the account was NOT charged: the provider billed more than was held
     # (it counted the prompt differently), and a balance never goes below zero. Operator loss.
     sa.Column("uncollected_micros", Micros, nullable=False, server_default="0"),

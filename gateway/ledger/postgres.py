@@ -104,10 +104,10 @@ SETTLE = sa.text(
     ), recorded AS (
         INSERT INTO llm_usage (request_id, account_id, key_id, model, prompt_tokens, completion_tokens,
                                total_tokens, provider_cost_micros, user_price_micros, uncollected_micros,
-                               markup, streamed, cost_source)
+                               markup, streamed, cost_source, route)
         SELECT :request_id, :account_id, :key_id, :model, :prompt_tokens, :completion_tokens,
                :total_tokens, :provider_cost_micros, :user_price_micros,
-               :user_price_micros - (SELECT amount FROM charge), :markup, :streamed, :cost_source
+               :user_price_micros - (SELECT amount FROM charge), :markup, :streamed, :cost_source, :route
         FROM charged
     ), posted AS (
         INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
@@ -144,6 +144,7 @@ SETTLE = sa.text(
     sa.bindparam("markup", type_=sa.String),
     sa.bindparam("streamed", type_=sa.Boolean),
     sa.bindparam("cost_source", type_=sa.String),
+    sa.bindparam("route", type_=sa.String),
 )
 
 # The key's period use is given back after the account's row is written (the lock order of hold and settle).

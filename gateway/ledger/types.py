@@ -69,6 +69,7 @@ class Usage:
     markup: str
     streamed: bool = False
     cost_source: str = "litellm"
+    route: str | None = None  # the billed API; None in settles spooled before it was recorded
 
     def row(self, uncollected_micros: int) -> dict[str, Any]:
         """The `llm_usage` row that records this call (both ledger implementations insert exactly this)."""
@@ -86,6 +87,7 @@ class Usage:
             "markup": self.markup,
             "streamed": self.streamed,
             "cost_source": self.cost_source,
+            "route": self.route,
         }
 
 

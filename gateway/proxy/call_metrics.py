@@ -92,6 +92,7 @@ def _log(call: Call, outcome: str, **fields: Any) -> None:
         outcome=outcome,
         held_micros=call.held_micros,
         streamed=call.streamed,
+        route=call.route,
         **fields,
     )
 

@@ -291,6 +291,7 @@ class BillingCallbacks(CustomLogger):
             markup=str(markup),
             streamed=call.streamed,
             cost_source=charge.cost_source,
+            route=call.route,
         )
         started = time.perf_counter()
         spooled = False

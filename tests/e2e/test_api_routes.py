@@ -40,11 +40,11 @@ def anthropic_client(proxy, key: str, bearer: bool = False) -> anthropic.Anthrop
     return anthropic.Anthropic(base_url=root, api_key=key, max_retries=0, timeout=60)  # x-api-key
 
 
-async def assert_settled_at_list_price(db, account_id: int, start_micros: int, calls: int) -> list:
+async def assert_settled_at_list_price(db, account_id: int, start_micros: int, calls: int, route: str) -> list:
     rows = await usage_rows(db, account_id)
     assert len(rows) == calls
     for row in rows:
-        assert row.cost_source == "litellm"
+        assert row.cost_source == "litellm" and row.route == route
         assert row.user_price_micros == list_price_micros(row.model, row.prompt_tokens, row.completion_tokens)
     bal = await ledger.get_balance(db, account_id)
     assert (bal.balance_micros, bal.held_micros) == (start_micros - sum(r.user_price_micros for r in rows), 0)
@@ -69,7 +69,7 @@ async def test_messages_with_x_api_key_and_bearer_plain_and_streamed(db, make_cu
     ) as stream:
         final = stream.get_final_message()
     assert final.usage.output_tokens == 20 + 8  # thinking is billed as output
-    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3)
+    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3, "messages")
     assert rows[-1].streamed and rows[-1].completion_tokens == 28
 
 
@@ -117,7 +117,7 @@ async def test_responses_plain_streamed_and_incomplete(db, make_customer, upstre
     upstream.set_mode(fill=True, reasoning_tokens=6)  # the output limit cuts the answer: response.incomplete
     events = list(c.client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=16, stream=True))
     assert events[-1].type == "response.incomplete" and events[-1].response.usage.output_tokens == 16
-    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3)
+    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3, "responses")
     assert [r.streamed for r in rows] == [False, True, True] and rows[-1].completion_tokens == 16
 
 
@@ -131,7 +131,7 @@ async def test_completions_plain_with_n_and_best_of_and_streamed_without_usage_a
     assert upstream.last_request("/v1/chat/completions")["body"]["stream_options"] == {"include_usage": True}
     chunks = list(c.client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", stream=True))
     assert upstream.last_request("/v1/completions")["body"]["max_tokens"] == 16  # the API's default, sent
-    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3)
+    rows = await assert_settled_at_list_price(db, c.account.id, 1_000_000, 3, "completions")
     assert rows[0].completion_tokens == 30 and rows[1].completion_tokens == 5 and rows[2].completion_tokens == 8
 
 

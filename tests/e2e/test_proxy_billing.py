@@ -63,7 +63,7 @@ async def test_chat_is_held_priced_settled_and_headers_show_only_the_user_price(
     resp = raw.parse()
     assert resp.choices[0].message.content and resp.usage.completion_tokens == 8
     [row] = await usage_rows(db, c.account.id)  # committed before the response reached us
-    assert row.model == "gpt-4o-mini" and row.streamed is False and row.cost_source == "litellm"
+    assert row.model == "gpt-4o-mini" and row.streamed is False and row.cost_source == "litellm" and row.route == "chat"
     assert (row.prompt_tokens, row.completion_tokens) == (resp.usage.prompt_tokens, resp.usage.completion_tokens)
     # gpt-4o-mini list price: $0.15 / $0.60 per 1M tokens; user price = ceil(cost * 2.0 * 1e6)
     cost_e12 = row.prompt_tokens * 150_000 + row.completion_tokens * 600_000  # USD * 1e12
