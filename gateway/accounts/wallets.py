@@ -49,6 +49,17 @@ async def find_account(db: AsyncEngine, wallet: str) -> Account | None:
     return Account(row.id, row.user_id, wallet) if row else None
 
 
+async def wallet_of(db: AsyncEngine, account_id: int) -> str | None:
+    """The wallet address of an account (None: no such account)."""
+    async with db.connect() as conn:
+        query = (
+            sa.select(users.c.wallet_address)
+            .join(billing_accounts, billing_accounts.c.user_id == users.c.id)
+            .where(billing_accounts.c.id == account_id)
+        )
+        return (await conn.execute(query)).scalar_one_or_none()
+
+
 async def get_or_create_account(db: AsyncEngine, wallet: str) -> Account:
     """The wallet's account, created with a zero balance on first use (safe under concurrent first logins)."""
     wallet = normalize_wallet(wallet)
