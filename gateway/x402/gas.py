@@ -30,6 +30,7 @@ from gateway.config import Settings, SettingsError
 from gateway.db.schema import insert_for
 from gateway.db.x402_schema import x402_gas_wallets
 from gateway.failures import ChainUnavailable
+from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC, NotSent, RPCError
 
 log = logging.getLogger("gateway.x402.gas")
@@ -86,6 +87,7 @@ class GasWallet:
         tip = await rpc.max_priority_fee()
         max_fee = 2 * int(block.get("baseFeePerGas") or 0) + tip
         balance = await rpc.balance(self.address)
+        GAS_WALLET_BALANCE.set(balance)
         if balance < gas * max_fee:
             raise self._empty(f"it holds {balance} wei, the transaction may cost {gas * max_fee}")
         tx_hash, broadcast, accepted = "", False, False
