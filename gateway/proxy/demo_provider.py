@@ -3,8 +3,8 @@ bills like a real one, so a newcomer's first calls stay inside their holds (`gat
 
 LiteLLM's `mock_response` reports a fixed synthetic usage whatever max_tokens says, so a hold computed from
 max_tokens did not bound it. This answer is a fixed sentence cut to max_tokens (or max_completion_tokens) tokens;
-its usage is the prompt as the hold counts it (gateway.proxy.pricing, an upper bound of any provider's count) and
-the tokens it produced. One choice whatever `n` asks (the hold covers n; a demo bills at most one).
+its usage is the prompt as OpenAI counts it (never above the hold's bound, gateway.proxy.pricing) and the tokens
+it produced. One choice whatever `n` asks (the hold covers n; a demo bills at most one).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def answer(messages: list[Any], optional_params: dict[str, Any]) -> tuple[str, s
     tokens = litellm.encode(model=TOKENIZER, text=REPLY)
     cut = tokens if limit is None else tokens[: max(int(limit), 0)]
     text = litellm.decode(model=TOKENIZER, tokens=list(cut)) if cut else ""
-    prompt = count_prompt_tokens("demo", {"messages": messages}, False, 0)
+    counted = litellm.token_counter(model=TOKENIZER, messages=messages)  # as OpenAI counts a chat prompt
+    prompt = min(counted, count_prompt_tokens("demo", {"messages": messages}, False, 0))  # never above the hold's
     return text, "stop" if len(cut) == len(tokens) else "length", prompt, len(cut)
 
 
