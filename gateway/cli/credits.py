@@ -53,12 +53,14 @@ async def _reused(db: AsyncEngine, exc: ledger.ReferenceReused) -> str:
 
 
 def _post(wallet: str, micros: int, reason: str, reference: str) -> ledger.LedgerEntry:
-    """Post one ledger entry to the wallet's account (created if new); a reused reference or an uncovered debit
-    is one line and changes nothing."""
+    """Post one ledger entry to the wallet's account (a grant creates it if new); a reused reference, an uncovered
+    debit or a correction for a wallet without an account is one line and changes nothing."""
 
     async def post(db: AsyncEngine, wallet: str) -> ledger.LedgerEntry | str:
         try:
             acct = await find_account(db, wallet)
+            if acct is None and reason in ledger.ADJUSTMENT_REASONS:  # a correction is for an account that exists
+                return f"no account for wallet {wallet}: nothing to correct (a first credit is a `credits grant`)"
             if acct is None:  # a new account: unless the reference is taken (then no account is created)
                 taken = await ledger.get_entry(db, reason, reference)
                 if taken is not None:

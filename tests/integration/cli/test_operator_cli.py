@@ -83,6 +83,9 @@ def test_adjust_refunds_and_debits_but_never_below_zero(home):
     assert "refund" in one_line_error(adjust(home, OTHER, "-1", "refund", "ticket-4"), 2)
     assert "--reason" in one_line_error(adjust(home, OTHER, "1", "admin_grant", "ticket-5"), 2)
     assert "not be 0" in one_line_error(adjust(home, OTHER, "0", "adjustment", "ticket-6"), 2)
+    stranger = "0x5555555555555555555555555555555555555555"
+    assert "no account" in one_line_error(adjust(home, stranger, "5", "refund", "ticket-7"), 2)
+    assert "no account" in one_line_error(gateway(home, "balance", "--wallet", stranger), 2)  # none was created
     assert balance_micros(home, OTHER) == 10_500
 
 
