@@ -30,7 +30,6 @@ from gateway.config import Settings, SettingsError
 from gateway.db.schema import insert_for
 from gateway.db.x402_schema import x402_gas_wallets
 from gateway.failures import ChainUnavailable
-from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC, NotSent, RPCError
 
 log = logging.getLogger("gateway.x402.gas")
@@ -75,6 +74,8 @@ def load_account(settings: Settings) -> LocalAccount:
 class GasWallet:
     account: LocalAccount
     chain_id: int
+    # told the balance (wei) each time a send reads it: the proxy sets its gauge with it, for a low-balance alert
+    on_balance: Callable[[int], None] = lambda _wei: None
 
     @property
     def address(self) -> str:
@@ -87,7 +88,7 @@ class GasWallet:
         tip = await rpc.max_priority_fee()
         max_fee = 2 * int(block.get("baseFeePerGas") or 0) + tip
         balance = await rpc.balance(self.address)
-        GAS_WALLET_BALANCE.set(balance)
+        self.on_balance(balance)
         if balance < gas * max_fee:
             raise self._empty(f"it holds {balance} wei, the transaction may cost {gas * max_fee}")
         tx_hash, broadcast, accepted = "", False, False
