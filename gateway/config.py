@@ -19,12 +19,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # the project folder: alembic.ini, migrations/, hooks/ and litellm_config.yaml live beside the package
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BASE_USDC_ADDRESS = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+DEFAULT_HOME = Path(".gateway")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    gateway_home: Path = Field(default=Path(".gateway"))
+    gateway_home: Path = Field(default=DEFAULT_HOME)
     # GATEWAY_DATABASE_URL wins: `gateway up` hands the URL to LiteLLM under that name, because LiteLLM
     # itself treats DATABASE_URL as its own (Prisma) database.
     database_url: str | None = Field(
@@ -158,6 +159,25 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _siwe_domain_follows_the_sidecar(self) -> Settings:
+        """Unset, SIWE_DOMAIN is where `gateway up` serves the credits page: localhost:SIDECAR_PORT. Set to a loopback
+        name on another port while the sidecar itself listens on loopback, sign-in cannot work (the page at
+        localhost:SIDECAR_PORT signs messages for its own host): refuse to start, naming both settings."""
+        if "siwe_domain" not in self.model_fields_set:
+            self.siwe_domain = f"localhost:{self.sidecar_port}"
+            return self
+        host, sep, port = self.siwe_domain.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = self.siwe_domain, "80"
+        if self.sidecar_port and _is_loopback(self.host) and _is_loopback(host) and int(port) != self.sidecar_port:
+            raise ValueError(
+                f"SIWE_DOMAIN {self.siwe_domain} does not match SIDECAR_PORT {self.sidecar_port}: the credits page "
+                f"(http://localhost:{self.sidecar_port}/) could not sign in; "
+                f"set SIWE_DOMAIN=localhost:{self.sidecar_port} or leave it unset"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _x402_needs_chain_and_gas_wallet(self) -> Settings:
         if self.x402_enabled and not (self.chain_rpc_url and self.dao_wallet_address):
             raise ValueError("X402_ENABLED needs CHAIN_RPC_URL and DAO_WALLET_ADDRESS")
@@ -218,6 +238,10 @@ class Settings(BaseSettings):
         return self.effective_database_url.startswith("sqlite")
 
 
+def _is_loopback(host: str) -> bool:
+    return host.strip("[]").lower() in {"localhost", "127.0.0.1", "::1"}
+
+
 class SettingsError(SystemExit):
     """Raised with one human line when the environment holds an invalid setting."""
 
@@ -227,8 +251,10 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise SettingsError(f"invalid setting {name}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise SettingsError(f"invalid settings: {message}") from None
+        raise SettingsError(f"invalid setting {str(first['loc'][0]).upper()}: {message}") from None
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from eth_utils.address import is_checksum_address
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,10 +30,18 @@ class Account:
 
 
 def normalize_wallet(address: str) -> str:
-    """Lower-case 0x-hex; raises InvalidWallet for anything that is not a 20-byte hex address."""
+    """Lower-case 0x-hex; raises InvalidWallet for anything that is not a 20-byte hex address, and for a mixed-case
+    address whose EIP-55 checksum does not match (a typo there would otherwise name someone else's wallet). An
+    all-lower or all-upper case address carries no checksum and is taken as it is (as SIWE and wallets do)."""
     address = (address or "").strip()
     if not _WALLET.match(address):
         raise InvalidWallet(f"not an Ethereum address: {address!r} (expected 0x followed by 40 hex digits)")
+    digits = address[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(address):
+        raise InvalidWallet(
+            f"{address} has a wrong EIP-55 checksum (its upper and lower case letters): check it for a typo, "
+            "or give it all in lower case"
+        )
     return address.lower()
 
 
@@ -47,6 +56,17 @@ async def find_account(db: AsyncEngine, wallet: str) -> Account | None:
             )
         ).first()
     return Account(row.id, row.user_id, wallet) if row else None
+
+
+async def wallet_of(db: AsyncEngine, account_id: int) -> str | None:
+    """The wallet address of an account (None: no such account)."""
+    async with db.connect() as conn:
+        query = (
+            sa.select(users.c.wallet_address)
+            .join(billing_accounts, billing_accounts.c.user_id == users.c.id)
+            .where(billing_accounts.c.id == account_id)
+        )
+        return (await conn.execute(query)).scalar_one_or_none()
 
 
 async def get_or_create_account(db: AsyncEngine, wallet: str) -> Account:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from gateway.cli import accounts, audit, catalog, credits, keys, payments, serve
-from gateway.cli.output import err
+from gateway.cli.output import err, out
 from gateway.config import SettingsError
 
 
@@ -33,6 +34,23 @@ app = typer.Typer(
     add_completion=False,
     cls=_Listed,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"gateway {version('credit-gateway')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """credit-gateway: a credit-metered LLM gateway on LiteLLM."""
+
+
 # Grouped as a newcomer needs them (typer's help panels, in this order): run it, give
 # out access, the money, then what an operator runs beside it.
 RUN, ACCESS, MONEY, OPERATIONS = "Run the gateway", "Accounts and keys", "Money", "Operations"
@@ -48,6 +66,7 @@ COMMANDS: list[tuple[Callable[..., object] | typer.Typer, str]] = [
     (credits.balance, MONEY),
     (credits.usage, MONEY),
     (payments.reconcile, MONEY),
+    (accounts.revenue, MONEY),
     (serve.migrate, OPERATIONS),
     (serve.sweep, OPERATIONS),
     (payments.watch, OPERATIONS),

@@ -1,4 +1,4 @@
-"""`gateway credits grant`, `gateway balance` and `gateway usage`: an account's money, from the terminal."""
+"""`gateway credits grant` and `adjust`, `gateway balance` and `gateway usage`: an account's money, from a terminal."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gateway import ledger
 from gateway.accounts.history import Window, usage_page
 from gateway.accounts.history_daily import MAX_DAYS, as_document, daily_usage
 from gateway.accounts.low_balance import Runway, runway
-from gateway.accounts.wallets import Account, get_or_create_account
+from gateway.accounts.wallets import Account, find_account, get_or_create_account, wallet_of
 from gateway.cli.common import JsonOpt, WalletOpt, emit, run, run_for_account
 from gateway.cli.output import fail, out
 from gateway.cli.usage_daily import daily_table
@@ -23,41 +23,71 @@ credits_app = typer.Typer(help="Credits.", no_args_is_help=True)
 MAX_GRANT_CREDITS = 10**12  # $1 billion: far below what a balance can hold (2**63 micros)
 
 
-@credits_app.command("grant")
-def credits_grant(
-    wallet: str = WalletOpt,
-    credits: str = typer.Option(..., "--credits", help="Credits to add (1 credit = $0.001), e.g. 5000."),
-    reference: str = typer.Option(..., "--reference", help="Unique reference; granting twice with it adds once."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Admin grant of credits, idempotent on --reference."""
+def _credits_micros(credits: str) -> int:
+    """`--credits` as micros (either sign), at most MAX_GRANT_CREDITS; else one line and exit 2."""
     try:
         micros = credits_to_micros(credits)
     except ValueError as exc:
         fail(f"--credits: {exc}")
     except ArithmeticError:  # an exponent beyond Decimal's range, e.g. 1e999999
-        fail(f"--credits is at most {MAX_GRANT_CREDITS} per grant")
-    if micros <= 0:
-        fail("--credits must be positive")
-    if micros > MAX_GRANT_CREDITS * MICROS_PER_CREDIT:
-        fail(f"--credits is at most {MAX_GRANT_CREDITS} per grant")
+        fail(f"--credits is at most {MAX_GRANT_CREDITS} per entry")
+    if abs(micros) > MAX_GRANT_CREDITS * MICROS_PER_CREDIT:
+        fail(f"--credits is at most {MAX_GRANT_CREDITS} per entry")
+    return micros
+
+
+def _reference(reference: str) -> str:
     if not reference.strip() or len(reference) > 200:
         fail("--reference must be 1 to 200 characters")
+    return reference.strip()
 
-    async def grant(db: AsyncEngine, wallet: str) -> ledger.LedgerEntry:
-        acct = await get_or_create_account(db, wallet)
-        return await ledger.post_entry(db, acct.id, micros, "admin_grant", reference.strip())
 
-    entry = run(grant, wallet)
-    if entry.amount_micros != micros:
-        fail(
-            f"reference {reference!r} was already used for a grant of {micros_to_credits(entry.amount_micros)} credits"
-        )
+async def _reused(db: AsyncEngine, exc: ledger.ReferenceReused) -> str:
+    """The one line that says a reference already names another write, and what to do."""
+    first = exc.existing
+    wallet = await wallet_of(db, first.account_id)
+    return (
+        f"reference {first.reference!r} was already used for {first.reason} of "
+        f"{micros_to_credits(first.amount_micros)} credits to {wallet}: choose a new --reference"
+    )
+
+
+def _post(wallet: str, micros: int, reason: str, reference: str) -> ledger.LedgerEntry:
+    """Post one ledger entry to the wallet's account (a grant creates it if new); a reused reference, an uncovered
+    debit or a correction for a wallet without an account is one line and changes nothing."""
+
+    async def post(db: AsyncEngine, wallet: str) -> ledger.LedgerEntry | str:
+        try:
+            acct = await find_account(db, wallet)
+            if acct is None and reason in ledger.ADJUSTMENT_REASONS:  # a correction is for an account that exists
+                return f"no account for wallet {wallet}: nothing to correct (a first credit is a `credits grant`)"
+            if acct is None:  # a new account: unless the reference is taken (then no account is created)
+                taken = await ledger.get_entry(db, reason, reference)
+                if taken is not None:
+                    raise ledger.ReferenceReused(taken, 0, micros)
+                acct = await get_or_create_account(db, wallet)
+            if reason in ledger.ADJUSTMENT_REASONS:
+                return await ledger.adjust(db, acct.id, micros, reason, reference)
+            return await ledger.post_entry(db, acct.id, micros, reason, reference)
+        except ledger.ReferenceReused as exc:
+            return await _reused(db, exc)
+        except ledger.InsufficientCredit as exc:
+            available = micros_to_credits(exc.balance_micros - exc.held_micros)
+            return f"the account has {available} credits available, less than the debit: nothing was changed"
+
+    entry: ledger.LedgerEntry | str = run(post, wallet)
+    if isinstance(entry, str):
+        fail(entry)
+    return entry
+
+
+def _emit_entry(as_json: bool, entry: ledger.LedgerEntry, done: str) -> None:
     doc = {
         "account_id": entry.account_id,
         "amount_micros": entry.amount_micros,
         "balance_after_micros": entry.balance_after_micros,
         "credits": micros_to_credits(entry.amount_micros),
+        "reason": entry.reason,
         "reference": entry.reference,
         "replayed": entry.replayed,
     }
@@ -65,10 +95,46 @@ def credits_grant(
         as_json,
         doc,
         lambda: out.print(
-            f"{'already granted' if entry.replayed else 'granted'} {micros_to_credits(entry.amount_micros)} credits; "
+            f"{'already ' if entry.replayed else ''}{done} {micros_to_credits(entry.amount_micros)} credits; "
             f"balance {micros_to_credits(entry.balance_after_micros)} credits"
         ),
     )
+
+
+@credits_app.command("grant")
+def credits_grant(
+    wallet: str = WalletOpt,
+    credits: str = typer.Option(..., "--credits", help="Credits to add (1 credit = $0.001), e.g. 5000."),
+    reference: str = typer.Option(..., "--reference", help="Unique reference; granting twice with it adds once."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Admin grant of credits, idempotent on --reference (reused for another wallet or amount: an error)."""
+    micros = _credits_micros(credits)
+    if micros <= 0:
+        fail("--credits must be positive")
+    entry = _post(wallet, micros, "admin_grant", _reference(reference))
+    _emit_entry(as_json, entry, "granted")
+
+
+@credits_app.command("adjust")
+def credits_adjust(
+    wallet: str = WalletOpt,
+    credits: str = typer.Option(..., "--credits", help="Credits to add, or (negative) take, e.g. -250."),
+    reason: str = typer.Option(..., "--reason", help="refund (credits back) or adjustment (either sign)."),
+    reference: str = typer.Option(..., "--reference", help="Unique reference, e.g. a ticket; idempotent on it."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Correct an account: a refund or an adjustment, idempotent on --reference. A debit never takes more than
+    the account has available (balance minus credits held by calls in flight)."""
+    if reason not in ledger.ADJUSTMENT_REASONS:
+        fail(f"--reason is one of {', '.join(ledger.ADJUSTMENT_REASONS)}")
+    micros = _credits_micros(credits)
+    if micros == 0:
+        fail("--credits must not be 0")
+    if reason == "refund" and micros < 0:
+        fail("a refund gives credits back: --credits must be positive (take credits with --reason adjustment)")
+    entry = _post(wallet, micros, reason, _reference(reference))
+    _emit_entry(as_json, entry, "refunded" if reason == "refund" else "adjusted by")
 
 
 def balance(wallet: str = WalletOpt, as_json: bool = JsonOpt) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.accounts.keys import KeyInfo, NewKey, check_limit, create_key, list_keys, revoke_key, set_limit
+from gateway.accounts.keys import KeyInfo, NewKey, check_limit, create_key, get_key, list_keys, revoke_key, set_limit
 from gateway.accounts.wallets import get_or_create_account
 from gateway.cache.ttl import key_cache_for
 from gateway.cli.common import JsonOpt, WalletOpt, emit, run, run_for_account
@@ -22,6 +22,7 @@ app = typer.Typer(help="Virtual API keys.", no_args_is_help=True)
 
 LimitOpt = typer.Option(None, "--limit-credits", help="Most credits the key may hold or spend per period.")
 ResetOpt = typer.Option(Reset.NONE, "--reset", help="When the key's period use starts again (UTC).")
+KeepResetOpt = typer.Option(None, "--reset", help="When the key's period use starts again (UTC); default: unchanged.")
 
 
 def _limit_micros(limit_credits: str | None) -> int | None:
@@ -121,12 +122,26 @@ def keys_revoke(
     emit(as_json, _key_doc(info), lambda: out.print(f"key {info.id} revoked"))
 
 
+def _change(before: str, after: str) -> str:
+    return after if before == after else f"{before} -> {after}"
+
+
+def _limit_change(before: KeyLimit, after: KeyLimit) -> str:
+    """What set-limit changed, e.g. 'limit 1 -> 0.4 credits, reset daily'."""
+
+    def amount(limit: KeyLimit) -> str:
+        return "none" if limit.limit_micros is None else micros_to_credits(limit.limit_micros)
+
+    unit = " credits" if after.limit_micros is not None else ""
+    return f"limit {_change(amount(before), amount(after))}{unit}, reset {_change(before.reset, after.reset)}"
+
+
 @app.command("set-limit")
 def keys_set_limit(
     key_id: int = typer.Argument(..., min=1, max=2**63 - 1, help="The key's id (see `keys list`)."),
     limit_credits: str | None = LimitOpt,
     no_limit: bool = typer.Option(False, "--none", help="Remove the key's limit."),
-    reset: Reset = ResetOpt,
+    reset: Reset | None = KeepResetOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Set or remove a key's credit limit. It applies from the key's next call; its use this period is kept."""
@@ -134,10 +149,15 @@ def keys_set_limit(
         fail("give exactly one of --limit-credits N and --none")
     limit = _limit_micros(limit_credits)
 
-    async def set_it(db: AsyncEngine, key_id: int) -> KeyInfo | None:
-        return await set_limit(db, key_id, limit, reset)
+    async def set_it(db: AsyncEngine, key_id: int) -> tuple[KeyInfo, KeyInfo] | None:
+        before = await get_key(db, key_id)
+        if before is None:
+            return None
+        after = await set_limit(db, key_id, limit, reset or before.limit.reset)
+        return (before, after) if after is not None else None
 
-    info = run(set_it, key_id)
-    if info is None:
+    changed = run(set_it, key_id)
+    if changed is None:
         fail(f"no key with id {key_id}")
-    emit(as_json, _key_doc(info), lambda: out.print(f"key {info.id}: {_limit_text(info.limit)}"))
+    before, info = changed
+    emit(as_json, _key_doc(info), lambda: out.print(f"key {info.id}: {_limit_change(before.limit, info.limit)}"))

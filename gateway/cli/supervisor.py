@@ -12,6 +12,7 @@ import asyncio
 import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from rich.console import Console
 from gateway.cli.database import migrate_database
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
-from gateway.config import REPO_ROOT, Settings
+from gateway.config import DEFAULT_HOME, REPO_ROOT, Settings
 from gateway.db.engine import dispose_all
 from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever
 from gateway.observability.logging import configure as configure_logging
@@ -96,25 +97,54 @@ def children(settings: Settings, payments_configured: bool) -> list[Child]:
     return procs
 
 
+def credits_page_url(settings: Settings) -> str:
+    """Where users open the credits page: SIWE_DOMAIN's host (sign-in works only there)."""
+    host = settings.siwe_domain.rpartition(":")[0] or settings.siwe_domain
+    scheme = "http" if host.strip("[]") in {"localhost", "127.0.0.1", "::1"} else "https"
+    return f"{scheme}://{settings.siwe_domain}/"
+
+
 def _next_steps(settings: Settings, master_key_source: str, payments_note: str | None) -> None:
     base = f"http://{settings.host}:{settings.proxy_port}/v1"
     console.print(
         f"[bold]credit-gateway[/bold] starting: proxy on {base} ({proxy_workers(settings)} workers), "
         f"sidecar on http://{settings.host}:{settings.sidecar_port}/api/v1"
     )
+    console.print(f"  credits page: {credits_page_url(settings)} (open it at this host: sign-in is for SIWE_DOMAIN)")
     console.print(
         f"  database: {'embedded SQLite in ' + str(settings.gateway_home) if settings.is_embedded else 'PostgreSQL'}"
         f"; key cache: {'Redis' if settings.redis_url else 'in-process'}; admin key: {master_key_source}"
     )
-    console.print("  next steps (in another terminal):")
+    # the commands must reach this gateway's database: its GATEWAY_HOME (or DATABASE_URL) from another terminal
+    env = "" if settings.gateway_home == DEFAULT_HOME else f"GATEWAY_HOME={settings.gateway_home.resolve()} "
+    also = " (with this DATABASE_URL set)" if settings.database_url else ""
+    console.print(f"  next steps (in another terminal{also}):", highlight=False)
     console.print(
-        "    .venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111"
-        " --credits 1000 --reference first-grant"
+        f"    {env}.venv/bin/gateway credits grant --wallet 0x1111111111111111111111111111111111111111"
+        " --credits 1000 --reference first-grant",
+        highlight=False,
+        markup=False,
     )
-    console.print("    .venv/bin/gateway keys create --wallet 0x1111111111111111111111111111111111111111")
+    console.print(
+        f"    {env}.venv/bin/gateway keys create --wallet 0x1111111111111111111111111111111111111111",
+        highlight=False,
+        markup=False,
+    )
     console.print(f"    OpenAI SDK: base_url='{base}', api_key='<the sk-cg-... key>', model='demo'")
     console.print(f"  payments: {payments_note or 'watching USDC transfers to ' + str(settings.dao_wallet_address)}")
     console.print("  Ctrl-C stops the gateway.")
+
+
+def busy_port(settings: Settings) -> str | None:
+    """'port 4000 busy: set PROXY_PORT' when a port `gateway up` would listen on is taken, else None."""
+    for port, setting in ((settings.proxy_port, "PROXY_PORT"), (settings.sidecar_port, "SIDECAR_PORT")):
+        with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: only a listener is busy
+            try:
+                probe.bind((settings.host, port))
+            except OSError:
+                return f"port {port} busy: set {setting} to a free port (something listens on {settings.host}:{port})"
+    return None
 
 
 async def _supervise(procs: list[Child], settings: Settings) -> int:
@@ -181,6 +211,10 @@ def serve(settings: Settings) -> int:
     chain = check_chain_config(settings)
     if chain.error:
         console.print(f"[red]error:[/red] {chain.error}; not starting", highlight=False)
+        return 2
+    busy = busy_port(settings)
+    if busy:
+        console.print(f"[red]error:[/red] {busy}; not starting", highlight=False)
         return 2
     if not check_models(settings):
         return 2

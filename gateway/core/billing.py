@@ -84,12 +84,21 @@ def insufficient_message(
     credits = micros_to_credits
     needed = err.requested_micros
     per_choice = f" x {plan.choices} choices" if plan.choices > 1 else ""
-    head = (
+    state = (
         f"Insufficient credits for this request to '{model}': balance {credits(err.balance_micros)} credits, "
         f"{credits(err.held_micros)} held by requests in flight, {credits(available)} available; "
-        f"this request needs up to {credits(needed)} credits ({plan.prompt_tokens} prompt tokens"
-        + (f" + up to {plan.max_output_tokens} output tokens{per_choice})." if plan.max_output_tokens else ").")
     )
+    if plan.min_micros is not None and needed == plan.min_micros:  # no max_tokens: the smallest hold was refused
+        head = state + (
+            f"this request needs at least {credits(needed)} credits ({plan.prompt_tokens} prompt tokens + 1 output "
+            f"token{per_choice}; max_tokens was not set, so the gateway holds what the account affords, up to "
+            f"{plan.max_output_tokens} output tokens{per_choice})."
+        )
+    else:
+        head = state + (
+            f"this request needs up to {credits(needed)} credits ({plan.prompt_tokens} prompt tokens"
+            + (f" + up to {plan.max_output_tokens} output tokens{per_choice})." if plan.max_output_tokens else ").")
+        )
     if needed > err.balance_micros:
         fits_balance = affordable_output_tokens(prices, plan.prompt_tokens, err.balance_micros, markup)
         if fits_balance < 0 or plan.max_output_tokens == 0 or fits_balance < plan.choices:

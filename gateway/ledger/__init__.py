@@ -8,8 +8,11 @@ hold, settle and release); spool.py keeps settles the database could not take.
 from gateway.core.limits import KeyLimit, KeyLimitExceeded
 from gateway.core.posting import InsufficientCredit
 from gateway.ledger.service import (
+    ADJUSTMENT_REASONS,
+    adjust,
     expire_stale_holds,
     get_balance,
+    get_entry,
     get_hold,
     get_key_limit,
     hold,
@@ -26,12 +29,14 @@ from gateway.ledger.types import (
     HoldStatus,
     LedgerEntry,
     Reason,
+    ReferenceReused,
     Settlement,
     UnknownAccount,
     Usage,
 )
 
 __all__ = [
+    "ADJUSTMENT_REASONS",
     "MAX_ENTRY_MICROS",
     "REASONS",
     "Balance",
@@ -42,11 +47,14 @@ __all__ = [
     "KeyLimitExceeded",
     "LedgerEntry",
     "Reason",
+    "ReferenceReused",
     "Settlement",
     "UnknownAccount",
     "Usage",
+    "adjust",
     "expire_stale_holds",
     "get_balance",
+    "get_entry",
     "get_hold",
     "get_key_limit",
     "hold",

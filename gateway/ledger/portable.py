@@ -38,6 +38,7 @@ from gateway.ledger.types import (
     Hold,
     HoldStatus,
     LedgerEntry,
+    ReferenceReused,
     Settlement,
     UnknownAccount,
     Usage,
@@ -61,7 +62,7 @@ def read_balance(conn: sa.Connection, account_id: int) -> Balance:
     return Balance(account_id, row.balance_micros, row.held_micros)
 
 
-def _existing_entry(conn: sa.Connection, reason: str, reference: str) -> LedgerEntry | None:
+def existing_entry(conn: sa.Connection, reason: str, reference: str) -> LedgerEntry | None:
     row = (conn.execute(sa.select(ledger).where(ledger.c.reason == reason, ledger.c.reference == reference))).first()
     if row is None:
         return None
@@ -77,18 +78,31 @@ def _append(conn: sa.Connection, account_id: int, amount: int, balance_after: in
     return int((conn.execute(entry.returning(ledger.c.id))).scalar_one())
 
 
-async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
+async def post_entry(
+    db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str, covered: bool = False
+) -> LedgerEntry:
     try:
-        return await _write(db, post_entry_in, account_id, amount_micros, reason, reference)
+        return await _write(db, post_entry_in, account_id, amount_micros, reason, reference, covered)
     except IntegrityError:  # a concurrent writer committed the same (reason, reference) first
         async with db.connect() as conn:
-            existing = await conn.run_sync(_existing_entry, reason, reference)
+            existing = await conn.run_sync(existing_entry, reason, reference)
         if existing is None:
             raise
-        return existing
+        return _replay(existing, account_id, amount_micros)
 
 
-def post_entry_in(conn: sa.Connection, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
+def _replay(existing: LedgerEntry, account_id: int, amount_micros: int) -> LedgerEntry:
+    """The first write of a `(reason, reference)`, if this one asks for the same; else ReferenceReused."""
+    if (existing.account_id, existing.amount_micros) != (account_id, amount_micros):
+        raise ReferenceReused(existing, account_id, amount_micros)
+    return existing
+
+
+def post_entry_in(
+    conn: sa.Connection, account_id: int, amount_micros: int, reason: str, reference: str, covered: bool = False
+) -> LedgerEntry:
+    """Append the entry and move the balance; with `covered`, a debit only if the account's available credit
+    (balance minus open holds) covers it, else InsufficientCredit (nothing written)."""
     if reason not in REASONS:
         raise ValueError(f"unknown ledger reason {reason!r}")
     if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
@@ -97,19 +111,23 @@ def post_entry_in(conn: sa.Connection, account_id: int, amount_micros: int, reas
         raise ValueError(f"a ledger entry moves at most {MAX_ENTRY_MICROS} micros")
     if not reference:
         raise ValueError("a ledger entry needs a reference")
-    existing = _existing_entry(conn, reason, reference)
+    existing = existing_entry(conn, reason, reference)
     if existing is not None:
-        return existing
+        return _replay(existing, account_id, amount_micros)
+    where = [acc.c.id == account_id]
+    if covered and amount_micros < 0:
+        where.append(acc.c.balance_micros - acc.c.held_micros >= -amount_micros)
     new_balance = (
         conn.execute(
             sa.update(acc)
-            .where(acc.c.id == account_id)
+            .where(*where)
             .values(balance_micros=acc.c.balance_micros + amount_micros)
             .returning(acc.c.balance_micros)
         )
     ).scalar_one_or_none()
     if new_balance is None:
-        raise UnknownAccount(account_id)
+        current = read_balance(conn, account_id)  # raises UnknownAccount
+        raise InsufficientCredit(current.balance_micros, current.held_micros, -amount_micros)
     entry_id = _append(conn, account_id, amount_micros, new_balance, reason, reference)
     return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
 

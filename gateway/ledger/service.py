@@ -35,12 +35,33 @@ async def get_balance(db: AsyncEngine, account_id: int) -> Balance:
 
 
 async def post_entry(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
-    """Credit (or, negative, debit) an account once per `(reason, reference)`; a replay returns the first entry.
+    """Credit (or, negative, debit) an account once per `(reason, reference)`; a replay returns the first entry,
+    and the reference reused for another account or amount raises ReferenceReused (nothing written).
 
     Debits made here (reversals, adjustments) may take the balance below zero: they record facts
     (a payment vanished in a reorg) that happened whether or not the account can cover them.
     """
     return await portable.post_entry(db, account_id, amount_micros, reason, reference)
+
+
+ADJUSTMENT_REASONS = ("adjustment", "refund")
+
+
+async def adjust(db: AsyncEngine, account_id: int, amount_micros: int, reason: str, reference: str) -> LedgerEntry:
+    """An operator's correction, once per `(reason, reference)`: a `refund` credits, an `adjustment` credits or
+    debits. Unlike `post_entry`, a debit must be covered by the account's available credit (balance minus open
+    holds), else InsufficientCredit and nothing is written: an operator never takes a balance below zero."""
+    if reason not in ADJUSTMENT_REASONS:
+        raise ValueError(f"an adjustment's reason is one of {', '.join(ADJUSTMENT_REASONS)}")
+    if amount_micros == 0 or (reason == "refund" and amount_micros < 0):
+        raise ValueError("a refund credits a positive amount" if amount_micros else "an adjustment must not be 0")
+    return await portable.post_entry(db, account_id, amount_micros, reason, reference, covered=True)
+
+
+async def get_entry(db: AsyncEngine, reason: str, reference: str) -> LedgerEntry | None:
+    """The entry `(reason, reference)` names, if any (marked `replayed`: it was written before)."""
+    async with db.connect() as conn:
+        return await conn.run_sync(portable.existing_entry, reason, reference)
 
 
 async def post_entry_in(

@@ -45,6 +45,19 @@ class LedgerEntry:
     replayed: bool = False
 
 
+class ReferenceReused(ValueError):
+    """An idempotent write replayed with other parameters: its `(reason, reference)` already names `existing`,
+    a write to another account or of another amount. An error, never the first write's result (Stripe answers a
+    reused idempotency key the same way): the caller meant a new write and must choose a new reference."""
+
+    def __init__(self, existing: LedgerEntry, account_id: int, amount_micros: int) -> None:
+        super().__init__(
+            f"reference {existing.reference!r} was already used for {existing.reason} of {existing.amount_micros} "
+            f"micros to account {existing.account_id} (not {amount_micros} micros to account {account_id})"
+        )
+        self.existing = existing
+
+
 @dataclass(frozen=True)
 class Hold:
     request_id: str

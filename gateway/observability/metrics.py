@@ -59,6 +59,11 @@ WATCHER_HEAD_LAG = Gauge(
     "How many blocks the watcher's cursor is behind the chain head after its last run.",
     multiprocess_mode="mostrecent",
 )
+GAS_WALLET_BALANCE = Gauge(
+    "gateway_x402_gas_wallet_balance_wei",
+    "The x402 gas wallet's balance (wei, pending block) as last read before a settlement; alert well above zero.",
+    multiprocess_mode="mostrecent",
+)
 
 _OUTCOMES = {200: "200", 401: "401", 402: "402", 403: "403"}
 

@@ -45,7 +45,7 @@ async def authenticate(api_key: str) -> KeyOwner:
         log.warning("key lookup refused: billing database unreachable (%s)", type(exc).__name__)
         raise billing_unavailable() from None
     if owner is None:
-        raise invalid_key()
+        raise invalid_key(missing=not api_key)
     if owner.frozen:
         raise account_frozen()
     return owner

@@ -97,11 +97,26 @@ def _read(path: Path, catalog: Catalog) -> list[dict[str, Any]]:
     except yaml.YAMLError as exc:
         catalog.problems.append(Problem("error", None, f"{path} is not valid YAML ({exc}); fix the file"))
         return []
+    if isinstance(config, dict):
+        _declare_custom_providers(config.get("litellm_settings"))
     models = (config or {}).get("model_list") if isinstance(config, dict) else None
     if not isinstance(models, list) or not models:
         catalog.problems.append(Problem("error", None, f"{path} has no model_list; add at least one model"))
         return []
     return models
+
+
+def _declare_custom_providers(litellm_settings: Any) -> None:
+    """Make the config's custom providers (`litellm_settings.custom_provider_map`, e.g. the demo model's) known by
+    name: the Router refuses a model whose provider it does not know. The proxy loads their handlers itself."""
+    import litellm
+
+    items = litellm_settings.get("custom_provider_map") if isinstance(litellm_settings, dict) else None
+    for item in items if isinstance(items, list) else []:
+        name = item.get("provider") if isinstance(item, dict) else None
+        if isinstance(name, str) and name not in litellm._custom_providers:
+            litellm.provider_list.append(name)  # as LiteLLM's own custom_llm_setup does
+            litellm._custom_providers.append(name)
 
 
 def _usable(entry: Any, catalog: Catalog, env: dict[str, str]) -> bool:

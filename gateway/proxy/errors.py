@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from litellm.proxy._types import ProxyException
 
+from gateway.proxy.pricing import model_names
+
 ERROR_MARK = b"x-gateway-error"
 
 
@@ -45,13 +47,16 @@ def not_admitted() -> GatewayError:
     )
 
 
-def invalid_key() -> GatewayError:
-    return GatewayError(
-        401,
-        "invalid_api_key",
-        "Invalid API key: unknown, revoked or malformed. Create one with `gateway keys create`.",
-        "authentication_error",
+def invalid_key(missing: bool = False) -> GatewayError:
+    """401 to a client that sent no key, or one the gateway does not know (or revoked): what to send instead."""
+    message = (
+        "No API key: send your gateway key as `Authorization: Bearer sk-cg-...` (OpenAI SDKs: api_key). "
+        "Get one on the gateway's credits page."
+        if missing
+        else "Invalid API key: it is unknown, revoked or malformed. Check the key you sent (sk-cg-...); a key is "
+        "shown once, when it is created on the credits page, so create a new one there if it is lost."
     )
+    return GatewayError(401, "invalid_api_key", message, "authentication_error")
 
 
 def account_frozen() -> GatewayError:
@@ -101,7 +106,21 @@ def key_limit_exceeded(message: str) -> GatewayError:
     return GatewayError(402, "key_limit_exceeded", message, "insufficient_quota")
 
 
+MODELS_NAMED = 20  # a model_not_found message names at most this many models
+
+
 def unpriced_model(model: str) -> GatewayError:
+    """A model the hold cannot price: one the gateway does not serve is OpenAI's 404 `model_not_found`, naming the
+    models it serves; a configured model without a price is the operator's to fix (400)."""
+    served = model_names()
+    if model not in served:
+        shown = ", ".join(served[:MODELS_NAMED]) + (", ..." if len(served) > MODELS_NAMED else "")
+        return GatewayError(
+            404,
+            "model_not_found",
+            f"The model '{model}' does not exist on this gateway. Its models: {shown or 'none'} "
+            "(GET /v1/models lists them).",
+        )
     return GatewayError(
         400,
         "model_not_priced",

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.failures import INFRASTRUCTURE_ERRORS, ChainUnavailable
+from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC
 from gateway.proxy import admission
 from gateway.proxy.errors import GatewayError
@@ -60,7 +61,8 @@ def facilitator() -> Facilitator:
     rt = runtime()
     settings = rt.settings
     rpc = ChainRPC(settings.chain_rpc_url or "", timeout=settings.chain_rpc_timeout_seconds)
-    return Facilitator(rt.db, rpc, settings, GasWallet(load_account(settings), settings.chain_id))
+    gas = GasWallet(load_account(settings), settings.chain_id, GAS_WALLET_BALANCE.set)  # its balance: a gauge
+    return Facilitator(rt.db, rpc, settings, gas)
 
 
 async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, body: dict[str, Any], send: Any) -> Any:

@@ -74,6 +74,8 @@ def load_account(settings: Settings) -> LocalAccount:
 class GasWallet:
     account: LocalAccount
     chain_id: int
+    # told the balance (wei) each time a send reads it: the proxy sets its gauge with it, for a low-balance alert
+    on_balance: Callable[[int], None] = lambda _wei: None
 
     @property
     def address(self) -> str:
@@ -86,6 +88,7 @@ class GasWallet:
         tip = await rpc.max_priority_fee()
         max_fee = 2 * int(block.get("baseFeePerGas") or 0) + tip
         balance = await rpc.balance(self.address)
+        self.on_balance(balance)
         if balance < gas * max_fee:
             raise self._empty(f"it holds {balance} wei, the transaction may cost {gas * max_fee}")
         tx_hash, broadcast, accepted = "", False, False

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import httpx
+import openai
 import pytest
 
 from devtools.proxy_process import free_port
@@ -29,16 +32,39 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-def test_up_serves_proxy_and_sidecar_and_ctrl_c_stops_both(tmp_path):
-    proxy_port, sidecar_port = free_port(), free_port()
+def _env(home, **settings: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL"}
+        if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL", "SIWE_DOMAIN"}
     }
-    env.update(
-        GATEWAY_HOME=str(tmp_path), PROXY_PORT=str(proxy_port), SIDECAR_PORT=str(sidecar_port), PROXY_WORKERS="1"
-    )
+    return env | {"GATEWAY_HOME": str(home), **settings}
+
+
+def _gateway(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _demo_calls(proxy_port: int, env: dict[str, str]) -> None:
+    """A newcomer's first calls to the demo model, as the README's walk-through makes them."""
+    wallet = "0x1111111111111111111111111111111111111111"
+    granted = _gateway(env, "credits", "grant", "--wallet", wallet, "--credits", "1000", "--reference", "first-grant")
+    assert granted.returncode == 0, granted.stderr
+    key = json.loads(_gateway(env, "keys", "create", "--wallet", wallet, "--json").stdout)["key"]
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key=key, max_retries=0, timeout=60)
+    hi = [{"role": "user", "content": "hi"}]
+    assert "credit-gateway demo" in client.chat.completions.create(model="demo", messages=hi).choices[0].message.content
+    short = client.chat.completions.create(model="demo", messages=hi, max_tokens=3)
+    assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
+    chunks = list(client.chat.completions.create(model="demo", messages=hi, max_tokens=2, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_up_serves_proxy_and_sidecar_and_ctrl_c_stops_both(tmp_path):
+    """Ports of one's own without SIWE_DOMAIN: the page's domain follows SIDECAR_PORT, the output names the page
+    and the GATEWAY_HOME the next steps need; the demo model's first calls leave `gateway reconcile` clean."""
+    proxy_port, sidecar_port = free_port(), free_port()
+    env = _env(tmp_path, PROXY_PORT=str(proxy_port), SIDECAR_PORT=str(sidecar_port), PROXY_WORKERS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -46,6 +72,9 @@ def test_up_serves_proxy_and_sidecar_and_ctrl_c_stops_both(tmp_path):
         _wait_for(f"http://127.0.0.1:{proxy_port}/health/liveliness", proc)
         _wait_for(f"http://127.0.0.1:{sidecar_port}/readyz", proc)
         assert (tmp_path / "gateway.db").exists() and (tmp_path / "master_key").exists()
+        config = httpx.get(f"http://127.0.0.1:{sidecar_port}/api/v1/config", timeout=10).json()
+        assert config["siwe_domain"] == f"localhost:{sidecar_port}"
+        _demo_calls(proxy_port, env)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -53,6 +82,26 @@ def test_up_serves_proxy_and_sidecar_and_ctrl_c_stops_both(tmp_path):
             proc.kill()
     assert proc.returncode == 0, output[-2000:]
     assert "payments are not configured" in output and "next steps" in output
+    assert f"credits page: http://localhost:{sidecar_port}/" in output
+    assert f"GATEWAY_HOME={tmp_path.resolve()} .venv/bin/gateway credits grant" in output, output
+    reconciled = _gateway(env, "reconcile", "--json")
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    report = json.loads(reconciled.stdout)
+    assert report["ok"] and report["uncollected"]["total_micros"] == 0, report["uncollected"]
     for port in (proxy_port, sidecar_port):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_up_refuses_a_busy_port_and_a_domain_that_cannot_sign_in(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        refused = _gateway(_env(tmp_path, PROXY_PORT=str(busy), SIDECAR_PORT=str(free_port())), "up")
+    assert refused.returncode == 2 and f"port {busy} busy: set PROXY_PORT" in refused.stderr, refused.stderr
+    sidecar_port = free_port()
+    mismatch = _gateway(_env(tmp_path, SIDECAR_PORT=str(sidecar_port), SIWE_DOMAIN="localhost:8000"), "up")
+    assert mismatch.returncode == 2 and mismatch.stderr.count("\n") == 1, mismatch.stderr
+    assert f"SIWE_DOMAIN localhost:8000 does not match SIDECAR_PORT {sidecar_port}" in mismatch.stderr
+    assert not (tmp_path / "gateway.db").exists()  # refused before anything was created

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
+from gateway.accounts.wallets import normalize_wallet
 from gateway.core.limits import Reset
 from gateway.ledger import MAX_ENTRY_MICROS
 from gateway.sidecar.errors import ErrorResponse, documented
@@ -25,7 +26,11 @@ Reference = Annotated[
     ),
 ]
 Reason = Annotated[PlainText, Field(min_length=3, max_length=500, description="Why: kept in the audit trail")]
-Wallet = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="A wallet address, 0x hex")]
+Wallet = Annotated[
+    str,
+    Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="A wallet address, 0x hex (mixed case: a valid EIP-55 checksum)"),
+    AfterValidator(normalize_wallet),  # a mixed-case typo is refused (422), as the CLI and sign-in refuse it
+]
 
 
 def _whole_number(value: object) -> object:

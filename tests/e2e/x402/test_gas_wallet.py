@@ -16,7 +16,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def test_an_empty_gas_wallet_is_refused_at_error_level_before_anything_is_signed(node, x402_db, caplog):
-    wallet = GasWallet(Account.create(), node.chain_id)
+    seen: list[int] = []
+    wallet = GasWallet(Account.create(), node.chain_id, seen.append)  # the proxy hands its gauge's `set`
     signed: list[str] = []
 
     async def record(conn, tx_hash):
@@ -26,7 +27,7 @@ async def test_an_empty_gas_wallet_is_refused_at_error_level_before_anything_is_
     async with ChainRPC(node.url) as rpc:
         with pytest.raises(GasWalletEmpty):
             await wallet.send(x402_db, rpc, node.usdc.address, "0x", 60_000, record)
-    assert signed == []
+    assert signed == [] and seen == [0]  # the balance the operator's alert watches
     [record_] = [r for r in caplog.records if r.name == "gateway.x402.gas"]
     assert record_.levelname == "ERROR" and "GAS WALLET EMPTY" in record_.getMessage()
 
@@ -34,7 +35,8 @@ async def test_an_empty_gas_wallet_is_refused_at_error_level_before_anything_is_
 async def test_concurrent_sends_from_one_wallet_take_consecutive_nonces(node, x402_db):
     account = Account.create()
     node.set_balance(account.address, 10**18)
-    wallet = GasWallet(account, node.chain_id)
+    seen: list[int] = []
+    wallet = GasWallet(account, node.chain_id, seen.append)
 
     async def nothing(conn, tx_hash):
         return None
@@ -46,3 +48,4 @@ async def test_concurrent_sends_from_one_wallet_take_consecutive_nonces(node, x4
     nonces = sorted(node.w3.eth.get_transaction(h)["nonce"] for h in hashes)
     assert nonces == [0, 1, 2, 3, 4]
     assert all(node.w3.eth.get_transaction_receipt(h)["status"] == 1 for h in hashes)
+    assert len(seen) == 5 and all(0 < wei <= 10**18 for wei in seen)

@@ -148,6 +148,7 @@ def test_unreachable_postgres_database(tmp_path, url, args, says):
         ("credits", "grant", "--wallet", WALLET, "--credits", "1e999999", "--reference", "r"),  # was decimal.Overflow
         ("usage", "--wallet", WALLET, "--limit", "0"),  # was a typer traceback (its click is not `click`)
         ("balance", "--wallet", "0xnope"),
+        ("balance", "--wallet", "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),  # EIP-55 example, one case flipped
     ],
 )
 def test_bad_arguments_are_status_2_before_the_database_is_touched(tmp_path, args):

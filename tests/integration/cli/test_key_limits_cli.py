@@ -25,7 +25,11 @@ def test_create_with_a_limit_then_change_and_remove_it(migrated_home):
     )  # fmt: skip
     assert key["resets_at"].endswith("T00:00:00+00:00")
     changed = json.loads(gateway(home, "keys", "set-limit", str(key["id"]), "--limit-credits", "3", "--json").stdout)
-    assert (changed["limit_micros"], changed["limit_reset"], changed["resets_at"]) == (3_000, "none", None)
+    assert (changed["limit_micros"], changed["limit_reset"]) == (3_000, "monthly")  # no --reset: the period is kept
+    said = gateway(home, "keys", "set-limit", str(key["id"]), "--limit-credits", "0.4")
+    assert said.stdout.strip() == f"key {key['id']}: limit 3 -> 0.4 credits, reset monthly", said
+    said = gateway(home, "keys", "set-limit", str(key["id"]), "--limit-credits", "0.4", "--reset", "none")
+    assert said.stdout.strip() == f"key {key['id']}: limit 0.4 credits, reset monthly -> none", said
     removed = json.loads(gateway(home, "keys", "set-limit", str(key["id"]), "--none", "--json").stdout)
     assert (removed["limit_micros"], removed["limit_remaining_micros"]) == (None, None)
     listed = gateway(home, "keys", "list", "--wallet", WALLET, COLUMNS="200")

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
+from gateway.accounts.wallets import get_or_create_account
 from gateway.db.schema import credit_ledger, llm_usage
-from tests.conftest import new_request_id
+from tests.conftest import new_request_id, random_wallet
 from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
 from tests.ledger_checks import assert_books_balance
 
@@ -36,6 +37,51 @@ async def test_grant_is_idempotent_on_reference(db, account):
     again = await ledger.post_entry(db, account.id, 5_000, "admin_grant", "grant-1")
     assert not first.replayed and again.replayed and again.id == first.id
     assert (await ledger.get_balance(db, account.id)).balance_micros == 5_000
+    await assert_books_balance(db)
+
+
+@pytest.mark.parametrize("other_wallet, amount", [(True, 5_000), (False, 7_000)])
+async def test_a_reference_reused_for_another_account_or_amount_is_refused(db, account, other_wallet, amount):
+    """An idempotency key replayed with other parameters is an error (as Stripe answers it), never the first
+    write's result: else a grant to another wallet would report success while that wallet got nothing."""
+    reference = new_request_id()
+    first = await ledger.post_entry(db, account.id, 5_000, "admin_grant", reference)
+    other = await get_or_create_account(db, random_wallet()) if other_wallet else account
+    with pytest.raises(ledger.ReferenceReused) as refused:
+        await ledger.post_entry(db, other.id, amount, "admin_grant", reference)
+    assert refused.value.existing.id == first.id and refused.value.existing.account_id == account.id
+    assert reference in str(refused.value)
+    assert (await ledger.get_balance(db, other.id)).balance_micros == (0 if other_wallet else 5_000)
+    await assert_books_balance(db)
+
+
+async def test_a_concurrent_reuse_of_a_reference_is_refused_too(db, account):
+    """The race path (the unique index answers, not the first read) checks the parameters as well."""
+    reference = new_request_id()
+    other = await get_or_create_account(db, random_wallet())
+    results = await asyncio.gather(
+        *[ledger.post_entry(db, (account, other)[i % 2].id, 1_000, "admin_grant", reference) for i in range(10)],
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, ledger.ReferenceReused)]
+    written = [r for r in results if isinstance(r, ledger.LedgerEntry)]
+    assert len(refused) == 5 and len(written) == 5 and len({w.id for w in written}) == 1, results
+    await assert_books_balance(db)
+
+
+async def test_an_adjustment_never_debits_more_than_is_available(db, account):
+    await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
+    await ledger.hold(db, account.id, new_request_id(), 400)
+    with pytest.raises(ledger.InsufficientCredit) as refused:
+        await ledger.adjust(db, account.id, -601, "adjustment", "too-much")  # 600 is available beside the hold
+    assert (refused.value.balance_micros, refused.value.held_micros) == (1_000, 400)
+    taken = await ledger.adjust(db, account.id, -600, "adjustment", "all-of-it")
+    assert taken.balance_after_micros == 400
+    with pytest.raises(ValueError):
+        await ledger.adjust(db, account.id, -1, "refund", "a-negative-refund")
+    with pytest.raises(ValueError):
+        await ledger.adjust(db, account.id, 1, "admin_grant", "not-a-correction")
+    assert (await ledger.get_balance(db, account.id)).balance_micros == 400
     await assert_books_balance(db)
 
 

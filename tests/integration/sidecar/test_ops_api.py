@@ -158,6 +158,12 @@ async def test_grant_is_idempotent_on_its_reference_and_in_integer_micros(op, op
         assert answer.status_code == 422, (bad, answer.text)
     assert (await op.post(f"{OPS}/grants", json={**body, "reference": "short"})).status_code == 422
     assert (await op.post(f"{OPS}/grants", json={**body, "reference": ref(), "extra": 1})).status_code == 422
+    miscased = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55's example with one letter's case flipped
+    for answer in (
+        await op.post(f"{OPS}/grants", json={**body, "reference": ref(), "wallet": miscased}),
+        await op.get(f"{OPS}/accounts", params={"wallet": miscased}),
+    ):
+        assert answer.status_code == 422 and "EIP-55" in answer.text, answer.text  # as the CLI and sign-in refuse it
     assert await _counts(db) == before
     assert await _ledger_rows(db, account_id) == rows
 

@@ -86,11 +86,21 @@ REFUSALS = {
         lambda w, n: _signed(Account.create(), siwe_text(w.address, n)),
     ),
     "message edited after signing": ("invalid_signature", lambda w, n: _edited(w, n)),
+    "address with a wrong EIP-55 checksum": (  # refused like `gateway ... --wallet` refuses it (test_cli_errors)
+        "malformed_message",
+        lambda w, n: _signed(w, siwe_text(w.address, n).replace(w.address, _miscased(w.address))),
+    ),
     "not a SIWE message": (
         "malformed_message",
         lambda w, n: (f"{DOMAIN} wants you to sign in with your Ethereum account:\n{n}", "0x00"),
     ),
 }
+
+
+def _miscased(address: str) -> str:
+    """The address with its first letter's case flipped: its EIP-55 checksum no longer matches."""
+    at = next(i for i, c in enumerate(address) if i > 1 and c.isalpha())
+    return address[:at] + address[at].swapcase() + address[at + 1 :]
 
 
 def _ago(seconds: float) -> datetime:

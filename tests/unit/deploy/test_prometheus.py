@@ -75,8 +75,8 @@ def test_the_scrape_config_is_valid() -> None:
 
 def test_every_series_the_rules_read_is_exported() -> None:
     code = "\n".join(path.read_text() for path in GATEWAY_SOURCES)
-    exported = set(re.findall(r'"(gateway_[a-z_]+)"', code))
-    read = {name for rule in alerts() for name in re.findall(r"\bgateway_[a-z_]+", rule["expr"])}
+    exported = set(re.findall(r'"(gateway_[a-z0-9_]+)"', code))
+    read = {name for rule in alerts() for name in re.findall(r"\bgateway_[a-z0-9_]+", rule["expr"])}
     base = {re.sub(r"_(total|bucket)$", "", name) for name in read}
     assert base and base <= exported, sorted(base - exported)
 
