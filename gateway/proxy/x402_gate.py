@@ -24,11 +24,12 @@ from typing import Any
 
 import orjson
 
+from gateway.accounts.wallets import find_account, frozen_since
 from gateway.failures import INFRASTRUCTURE_ERRORS, ChainUnavailable
 from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC
 from gateway.proxy import admission
-from gateway.proxy.errors import GatewayError
+from gateway.proxy.errors import GatewayError, account_frozen
 from gateway.proxy.runtime import runtime
 from gateway.x402 import protocol
 from gateway.x402.gas import GasWallet, GasWalletEmpty, load_account
@@ -86,7 +87,11 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
         await _refuse(send, scope, requirement, Refusal(Reason.PAYMENT_REQUIRED, message))
         return None
     try:
-        settled = await asyncio.shield(gate.pay(protocol.decode_payment(header), requirement))
+        payment = protocol.decode_payment(header)
+        if await _frozen(payment.authorization.from_address):  # refused before any USDC moves
+            await _send(send, 403, {"error": account_frozen().to_dict()})
+            return None
+        settled = await asyncio.shield(gate.pay(payment, requirement))
     except Refusal as refusal:
         await _refuse(send, scope, requirement, refusal)
         return None
@@ -95,6 +100,13 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
         return None
     scope[PAID] = settled
     return _with_payment_response(send, requirement, settled)
+
+
+async def _frozen(payer: str) -> bool:
+    """Whether the paying wallet's account is frozen by an operator (its calls are refused, as with a key)."""
+    db = runtime().db
+    account = await find_account(db, payer)
+    return account is not None and await frozen_since(db, account.id) is not None
 
 
 def _unavailable(exc: Exception) -> Refusal:

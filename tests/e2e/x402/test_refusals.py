@@ -287,3 +287,17 @@ async def test_empty_gas_wallet_is_503_logged_at_error_and_charges_nothing(
     assert "gas" in document["message"]
     await assert_nothing_moved(x402_db, node, dao, payer.address, dao_before, 5 * USDC, upstream)
     assert f"x402 GAS WALLET EMPTY: {gas_wallet.address}" in x402_proxy.log_path.read_text()  # level: test_gas_wallet
+
+
+async def test_a_frozen_payers_call_is_refused_before_any_usdc_moves(x402_db, node, dao, chat_url, upstream):
+    from gateway.accounts.wallets import get_or_create_account, set_frozen
+
+    payer = new_payer(node)
+    account = await get_or_create_account(x402_db, payer.address)
+    await set_frozen(x402_db, account.id, True)
+    accepted = agent.requirement(post(chat_url, CHAT))
+    auth = agent.authorization(payer.address, accepted)
+    refused = post(chat_url, CHAT, payment=agent.header(accepted, auth, agent.eoa_signature(payer, accepted, auth)))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "account_frozen"
+    assert usdc_of(node, payer.address) == USDC * 5 and await payments_from(x402_db, payer.address) == []
+    assert upstream.calls("chat/completions") == 0
