@@ -59,6 +59,13 @@ WATCHER_HEAD_LAG = Gauge(
     "How many blocks the watcher's cursor is behind the chain head after its last run.",
     multiprocess_mode="mostrecent",
 )
+CONFIG_LOADED = Gauge(
+    "gateway_config_loaded",
+    "Per proxy worker: the hash of the LiteLLM config it serves (label) and when it loaded it (unix time); "
+    "0 for a hash it served before. Every worker of every replica shows one hash once a reload converged.",
+    ["hash"],
+    multiprocess_mode="liveall",
+)
 
 _OUTCOMES = {200: "200", 401: "401", 402: "402", 403: "403"}
 

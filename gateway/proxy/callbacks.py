@@ -189,7 +189,9 @@ class BillingCallbacks(CustomLogger):
         client_wants_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         if streamed:
             data["stream_options"] = {**(data.get("stream_options") or {}), "include_usage": True}
-        call = Call(request_id, account_id, key_id, model, held.amount_micros, streamed, client_wants_usage)
+        call = Call(
+            request_id, account_id, key_id, model, held.amount_micros, streamed, client_wants_usage, prices, markup
+        )
         tag(data, call)
         self._inflight.add(call)
         call_metrics.held()
@@ -220,9 +222,12 @@ class BillingCallbacks(CustomLogger):
         self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost
     ) -> int:
         rt = runtime()
-        markup = rt.settings.user_price_markup_factor
-        prices = prices_for(call.model) or TokenPrices(Decimal(0), Decimal(0))
-        charge = price_call(reported_cost, prices, prompt_tokens, completion_tokens, markup)
+        markup = call.markup
+        if prices_for(call.model) not in (None, call.prices):
+            # a reload changed this model's prices while the call ran: LiteLLM may price it at the new ones
+            # (a deployment with a fixed model_info.id keeps its id), so it is priced at the rates it was held at
+            reported_cost = None
+        charge = price_call(reported_cost, call.prices, prompt_tokens, completion_tokens, markup)
         if charge.cost_source != "litellm":
             log.warning("LiteLLM reported no cost for %s (%s); priced from the table", call.request_id, call.model)
         usage = ledger.Usage(

@@ -13,7 +13,10 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from gateway.core.money import TokenPrices
 
 METADATA_KEY = "gateway"
 _METADATA_BUCKETS = ("metadata", "litellm_metadata")
@@ -30,6 +33,8 @@ class Call:
     held_micros: int
     streamed: bool
     client_wants_usage: bool  # the client asked for the streamed usage chunk itself
+    prices: TokenPrices  # the rates it was held at: it is settled at them, whatever a reload changed since
+    markup: Decimal
     charged_micros: int | None = None  # set by the settle
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Call:
