@@ -2,7 +2,8 @@
 line (`litellm --config ... --num_workers N`), with two changes to how its uvicorn parent treats signals.
 
 - SIGHUP reloads the config in every worker (gateway.proxy.reload) instead of uvicorn's default, which
-  replaces each worker by a fresh process: ~40 s of start-up per worker here, and no check of the file.
+  replaces each worker by a fresh process: ~40 s of start-up per worker here, and no check of the file
+  (with one worker, which uvicorn runs in this process, SIGHUP would otherwise end it).
 - `RELOAD_SIGNAL` is ignored until a worker has installed its own handler (an ignored signal stays ignored
   across the exec that starts a worker), so a reload asked for while a worker starts cannot kill it.
 
@@ -33,6 +34,8 @@ def main() -> None:
 
     Multiprocess.handle_hup = _reload_workers  # type: ignore[method-assign]
     signal.signal(RELOAD_SIGNAL, signal.SIG_IGN)
+    # with one worker uvicorn serves in this process and leaves SIGHUP alone (its default would kill it)
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: os.kill(os.getpid(), RELOAD_SIGNAL))
     from litellm.proxy.proxy_cli import run_server
 
     sys.argv[0] = "litellm"
