@@ -5,6 +5,7 @@
 - `async_post_call_success_hook` (plain responses) and the stream wrapper (streams): SETTLE before the
   client receives the end of the response.
 - `async_post_call_failure_hook`: RELEASE. A client that leaves mid-stream pays for what was produced.
+  A call the server cancels (a shutdown's grace ran out) is released by `release_cut` (from the guard).
 - `async_log_success_event` / `async_log_failure_event`: LiteLLM's best-effort background callbacks, kept
   as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
   starts them while the request path is still settling, so the two take turns per call (`Inflight.closing`):
@@ -42,7 +43,7 @@ from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
 from gateway.proxy import call_metrics, errors
-from gateway.proxy.inflight import Call, Inflight, tag, tagged
+from gateway.proxy.inflight import Call, Inflight, note_held, tag, tagged
 from gateway.proxy.pricing import count_prompt_tokens, embedding_input_tokens, prices_for
 from gateway.proxy.runtime import runtime
 
@@ -194,6 +195,7 @@ class BillingCallbacks(CustomLogger):
         )
         tag(data, call)
         self._inflight.add(call)
+        note_held(call)
         call_metrics.held()
         return data
 
@@ -387,6 +389,16 @@ class BillingCallbacks(CustomLogger):
             self._inflight.done(call.request_id)
             call_metrics.released(call, spooled)
             return True
+
+    async def release_cut(self, calls: list[Call]) -> None:
+        """Release the calls of a request the server cancelled (a shutdown's grace ran out) that nothing
+        settled: a stream that produced output was settled by its own wrapper; the others charge nothing."""
+        for call in calls:
+            try:
+                if await self._release(call):
+                    log.warning("released %s: the proxy stopped before it finished", call.request_id)
+            except Exception:
+                log.exception("release of cut call %s failed; its hold expires on its own", call.request_id)
 
     # ---- HEADERS ----------------------------------------------------------------------------------
     async def async_post_call_response_headers_hook(

@@ -5,8 +5,9 @@
   call is charged exactly at the prices of the config it was admitted under; the published price list and
   /metrics follow. Broken edits (unknown provider, missing price, YAML error) are refused with one line
   naming the model and the fix, and change nothing.
-- SIGTERM while slow streams run: each stream that had started completes and is billed, no hold is left,
-  and the proxy exits within its grace period.
+- SIGTERM while slow streams run and plain calls hang at the provider: each stream that had started
+  completes and is billed, the hung calls are cut when the grace runs out and their holds released (no
+  hold is left), and the proxy exits soon after its grace period.
 
 The tests share one proxy and run in file order: the second one stops it.
 """
@@ -31,9 +32,9 @@ import yaml
 from devtools.fake_upstream import FakeUpstream
 from devtools.proxy_process import ProxyProcess, write_test_config
 from gateway import ledger
-from gateway.accounts.keys import create_key
+from gateway.accounts.keys import create_key, hash_key
 from gateway.accounts.wallets import get_or_create_account
-from gateway.db.schema import credit_holds, llm_usage
+from gateway.db.schema import credit_holds, llm_usage, virtual_keys
 from gateway.proxy import loaded
 from tests.conftest import random_wallet
 from tests.e2e.conftest import proxy_settings
@@ -44,6 +45,7 @@ MARKUP = Decimal("2.0")
 OLD = {"kept": ("0.000001", "0.000002"), "gone": ("0.000004", "0.000004")}
 NEW = {"kept": ("0.000003", "0.000005"), "added": ("0.000002", "0.000007")}
 CONCURRENCY = 16
+GRACE = 12  # SHUTDOWN_GRACE_SECONDS of the tests' proxy: longer than a slow stream, shorter than a hung call
 
 
 def _models(upstream: FakeUpstream, prices: dict[str, tuple[str, str]]) -> list[dict]:
@@ -75,7 +77,8 @@ def _write(proxy: ProxyProcess, upstream: FakeUpstream, prices: dict[str, tuple[
 def reload_proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess:
     """The tests' one proxy (2 workers) on a model list of their own, in a GATEWAY_HOME of its own."""
     home = tmp_path_factory.mktemp("reload-home")
-    proxy = ProxyProcess(proxy_settings(pg_url, home), write_test_config(home, upstream.base_url), home / "proxy.log")
+    settings = proxy_settings(pg_url, home).model_copy(update={"shutdown_grace_seconds": GRACE})
+    proxy = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log")
     _write(proxy, upstream, OLD)
     proxy.start()
     deadline = time.monotonic() + 120
@@ -268,17 +271,22 @@ async def test_reload_under_load(reload_proxy: ProxyProcess, upstream: FakeUpstr
     assert straddled, "no call was in flight across the swap: the test proved nothing about it"
 
 
-async def test_sigterm_drains_streams(reload_proxy: ProxyProcess, upstream: FakeUpstream, db) -> None:
+async def test_sigterm_drains_streams_and_releases_what_is_left(
+    reload_proxy: ProxyProcess, upstream: FakeUpstream, db
+) -> None:
+    """SIGTERM while 8 slow streams run and 4 plain calls hang at the provider: the streams complete and are
+    billed; the hung calls are cut when the grace runs out and their holds released; the proxy exits."""
     proxy = reload_proxy
     upstream.set_mode(words=12, chunk_delay=0.4)  # ~5 s per stream
     key = await _customer(db)
-    body = {"model": "kept", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16, "stream": True}
+    call = {"model": "kept", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
     headers = {"authorization": f"Bearer {key}"}
     started = asyncio.Event()
     first_chunks = 0
 
     async def stream(http: httpx.AsyncClient) -> tuple[str, str]:
         nonlocal first_chunks
+        body = {**call, "stream": True}
         async with http.stream("POST", f"{proxy.base_url}/chat/completions", json=body, headers=headers) as response:
             assert response.status_code == 200
             text = ""
@@ -290,25 +298,51 @@ async def test_sigterm_drains_streams(reload_proxy: ProxyProcess, upstream: Fake
                 text += part
             return response.headers["x-gateway-request-id"], text
 
-    async with httpx.AsyncClient(timeout=60) as http:
-        tasks = [asyncio.create_task(stream(http)) for _ in range(8)]
+    async def hung(http: httpx.AsyncClient) -> int:
+        try:
+            return (await http.post(f"{proxy.base_url}/chat/completions", json=call, headers=headers)).status_code
+        except httpx.HTTPError:
+            return 0  # the connection closed without an answer
+
+    async with httpx.AsyncClient(timeout=90) as http:
+        streams = [asyncio.create_task(stream(http)) for _ in range(8)]
         await asyncio.wait_for(started.wait(), 60)
+        upstream.set_mode(latency=90)  # the calls from now on hang past the grace
+        plain = [asyncio.create_task(hung(http)) for _ in range(4)]
+        for _ in range(600):  # until every call is held
+            if await _holds(db, key, "pending") == 12:
+                break
+            await asyncio.sleep(0.1)
         stopped_at = time.monotonic()
         assert proxy.proc is not None
         proxy.proc.send_signal(signal.SIGTERM)
-        outcomes = await asyncio.gather(*tasks)
-        code = await asyncio.to_thread(proxy.proc.wait, proxy.settings.shutdown_grace_seconds + 10)
+        outcomes = await asyncio.gather(*streams)
+        cut = await asyncio.gather(*plain)
+        code = await asyncio.to_thread(proxy.proc.wait, GRACE + 20)
     exited = time.monotonic() - stopped_at
     upstream.reset()
-    print(f"\nSIGTERM: 8 streams completed, proxy exited {exited:.1f} s after it (status {code})")
-    assert exited < proxy.settings.shutdown_grace_seconds
+    print(f"\nSIGTERM: 8 streams completed, {len(cut)} hung calls cut ({cut}), exit {exited:.1f} s after it ({code})")
+    assert exited < GRACE + 10 and code == 0
     for _, text in outcomes:
         assert "[DONE]" in text and text.count('"content"') >= 12, text[-500:]
     usage = await _usage(db, [request_id for request_id, _ in outcomes])
     assert len(usage) == 8 and all(completion == 12 for _, completion, _, _ in usage.values()), usage
-    async with db.connect() as conn:
-        statuses = (
-            await conn.execute(sa.select(credit_holds.c.status).where(credit_holds.c.request_id.in_(usage)))
-        ).scalars()
-        assert set(statuses) == {"posted"}
+    assert all(status != 200 for status in cut)
+    assert await _holds(db, key, "posted") == 8 and await _holds(db, key, "voided") == 4
+    assert await _holds(db, key, "pending") == 0
     assert loaded.read_all(proxy.settings.gateway_home) == []
+
+
+async def _holds(db, key: str, status: str) -> int:
+    """How many holds of the account behind `key` have `status`."""
+    async with db.connect() as conn:
+        account = (
+            await conn.execute(sa.select(virtual_keys.c.account_id).where(virtual_keys.c.key_hash == hash_key(key)))
+        ).scalar_one()
+        return (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(credit_holds)
+                .where(credit_holds.c.account_id == account, credit_holds.c.status == status)
+            )
+        ).scalar_one()
