@@ -7,7 +7,8 @@ database (open holds, their oldest age, expired holds, payments by status) are r
 (`gateway.observability.db_gauges`), never on a call's path.
 
 Labels carry only bounded, non-identifying values: model names from the configuration (`model_label`),
-outcomes, hold events, route templates and statuses. Never a key, a wallet or an account id.
+outcomes, hold events, route templates and statuses, and per proxy worker the hash of the config it serves
+(with its pid). Never a key, a wallet or an account id.
 """
 
 from __future__ import annotations
