@@ -154,12 +154,20 @@ def _routable(entry: dict[str, Any], catalog: Catalog) -> bool:
 
 def load(path: Path, markup: Decimal, env: dict[str, str] | None = None) -> Catalog:
     """The catalog of the config at `path` at user prices (provider price x `markup`), and its problems."""
+    litellm_log = logging.getLogger("LiteLLM")
+    level = litellm_log.level
+    litellm_log.setLevel(logging.ERROR)  # its notes on custom prices are not our problems
+    try:  # a running proxy checks a reload with this: its own log level is left as it was
+        return _load(path, markup, dict(os.environ) if env is None else env)
+    finally:
+        litellm_log.setLevel(level)
+
+
+def _load(path: Path, markup: Decimal, env: dict[str, str]) -> Catalog:
     from litellm.router import Router
 
     from gateway.proxy.pricing import list_rates, model_names
 
-    env = dict(os.environ) if env is None else env
-    logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its notes on custom prices are not our problems
     catalog = Catalog(path)
     entries = [entry for entry in _read(path, catalog) if _usable(entry, catalog, env) and _routable(entry, catalog)]
     if not entries:

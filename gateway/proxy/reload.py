@@ -152,7 +152,10 @@ def _swap(old: Generation) -> tuple[str | None, str | None]:
         return f"error: cannot read {path}: {exc.strerror}; nothing changed", None
     catalog = load(path, settings.user_price_markup_factor)
     if catalog.errors:
-        return f"{catalog.errors[0].line()}; nothing changed (still serving {old.hash})", None
+        more = f"; {len(catalog.errors) - 1} more error(s): gateway check lists them" if len(catalog.errors) > 1 else ""
+        return f"{catalog.errors[0].line()}{more}; nothing changed (still serving {old.hash})", None
+    if path.read_bytes() != content:  # saved again while it was checked: what was checked is not what is there
+        return f"error: {path} changed while it was checked; nothing changed, run the reload again", None
     document = yaml.safe_load(content)
     router = proxy_server.llm_router
     if router is None:
