@@ -1,9 +1,10 @@
 """The `gateway` command line (typer + rich): run the gateway, and administer accounts, keys and credits.
 
-One module per command group (accounts, keys, credits, payments, serve, catalog, reload, audit); this module registers them on
-`app`. Commands that print data take `--json` and then print exactly one JSON document. Bad arguments print
-one clear line and exit with status 2; a database that cannot be reached or is not migrated, one line and
-status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; credits are decimal strings.
+One module per command group (accounts, keys, credits, payments, serve, catalog, reload, audit); this module
+registers them on `app`. Commands that print data take `--json` and then print exactly one JSON document.
+Bad arguments print one clear line and exit with status 2; a database that cannot be reached or is not
+migrated, one line and status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; credits are
+decimal strings.
 """
 
 from __future__ import annotations
