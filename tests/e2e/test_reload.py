@@ -45,6 +45,7 @@ MARKUP = Decimal("2.0")
 OLD = {"kept": ("0.000001", "0.000002"), "gone": ("0.000004", "0.000004")}
 NEW = {"kept": ("0.000003", "0.000005"), "added": ("0.000002", "0.000007")}
 CONCURRENCY = 16
+METRICS = "reload-metrics-token"
 GRACE = 12  # SHUTDOWN_GRACE_SECONDS of the tests' proxy: longer than a slow stream, shorter than a hung call
 
 
@@ -78,7 +79,9 @@ def reload_proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> Proxy
     """The tests' one proxy (2 workers) on a model list of their own, in a GATEWAY_HOME of its own."""
     home = tmp_path_factory.mktemp("reload-home")
     settings = proxy_settings(pg_url, home).model_copy(update={"shutdown_grace_seconds": GRACE})
-    proxy = ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log")
+    proxy = ProxyProcess(
+        settings, write_test_config(home, upstream.base_url), home / "proxy.log", {"METRICS_BEARER_TOKEN": METRICS}
+    )
     _write(proxy, upstream, OLD)
     proxy.start()
     deadline = time.monotonic() + 120
@@ -236,7 +239,8 @@ async def test_reload_under_load(reload_proxy: ProxyProcess, upstream: FakeUpstr
           f"ms; {len(results)} calls")  # fmt: skip
     assert _price_list(proxy)["kept"]["prompt_usd_per_token"] == "0.000006" and "gone" not in _price_list(proxy)
     metrics_url = f"http://127.0.0.1:{proxy.settings.proxy_port}/metrics"
-    metrics_text = (await asyncio.to_thread(httpx.get, metrics_url, timeout=10)).text
+    scrape = {"authorization": f"Bearer {METRICS}"}
+    metrics_text = (await asyncio.to_thread(httpx.get, metrics_url, headers=scrape, timeout=10)).text
     new_hash = workers[0]["hash"]
     assert len([ln for ln in metrics_text.splitlines() if ln.startswith("gateway_config_loaded{") and
                 f'hash="{new_hash}"' in ln and not ln.endswith(" 0.0")]) == 2, metrics_text  # fmt: skip
