@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     spool_replay_seconds: float = Field(default=2.0, gt=0)
     # the sweeper expires a hold only this long after its TTL, so that spooled settles are applied first
     hold_sweep_grace_seconds: int = Field(default=3600, ge=0)
+    # SIGTERM to a proxy: calls in flight (streams too) get this long to finish and settle before it exits
+    shutdown_grace_seconds: int = Field(default=30, ge=0)
 
     # the LiteLLM config `gateway up` checks and runs (`gateway up --config PATH` wins); default: the repo's
     litellm_config: Path | None = Field(default=None, validation_alias=AliasChoices("GATEWAY_LITELLM_CONFIG"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from gateway.config import load_settings
 
 TIMEOUT_SECONDS = 4.0
+PROXY_MODULE = "gateway.proxy.launch"  # what `gateway proxy` execs (LiteLLM's command line); not imported here
 
 
 def role(proc: Path = Path("/proc")) -> str | None:
@@ -27,7 +28,7 @@ def role(proc: Path = Path("/proc")) -> str | None:
         except OSError:  # the process ended while we looked
             continue
         names = [Path(a).name for a in argv[:4]]
-        if "litellm" in names[:2]:
+        if "litellm" in names[:2] or argv[1:3] == ["-m", PROXY_MODULE]:
             return "proxy"
         if "gateway" in names and argv[names.index("gateway") + 1 :][:1] == ["sidecar"]:
             return "sidecar"

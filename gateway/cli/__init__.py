@@ -1,9 +1,10 @@
 """The `gateway` command line (typer + rich): run the gateway, and administer accounts, keys and credits.
 
-One module per command group (accounts, keys, credits, payments, serve, catalog, audit); this module registers them on
-`app`. Commands that print data take `--json` and then print exactly one JSON document. Bad arguments print
-one clear line and exit with status 2; a database that cannot be reached or is not migrated, one line and
-status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; credits are decimal strings.
+One module per command group (accounts, keys, credits, payments, serve, catalog, reload, audit); this module
+registers them on `app`. Commands that print data take `--json` and then print exactly one JSON document.
+Bad arguments print one clear line and exit with status 2; a database that cannot be reached or is not
+migrated, one line and status 1 (gateway/cli/database.py). Amounts in JSON are integers of micros; credits are
+decimal strings.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from gateway.cli import accounts, audit, catalog, credits, keys, payments, serve
+from gateway.cli import accounts, audit, catalog, credits, keys, payments, reload, serve
 from gateway.cli.output import err, out
 from gateway.config import SettingsError
 
@@ -69,6 +70,7 @@ COMMANDS: list[tuple[Callable[..., object] | typer.Typer, str]] = [
     (accounts.revenue, MONEY),
     (serve.migrate, OPERATIONS),
     (serve.sweep, OPERATIONS),
+    (reload.reload, OPERATIONS),
     (payments.watch, OPERATIONS),
     (audit.audit, OPERATIONS),
 ]

@@ -4,22 +4,32 @@ chain watcher as supervised child processes.
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
 status says so. The supervisor itself runs the hold sweeper (gateway/ledger/sweeper.py), which also records
 low-balance crossings.
+
+Signals: SIGHUP reloads the LiteLLM config in every proxy worker (`gateway reload`); SIGTERM and SIGINT drain
+and stop: each child gets SIGTERM, the proxy lets calls in flight finish for SHUTDOWN_GRACE_SECONDS, and
+whatever is left of a child's process group after that is killed. No child outlives the supervisor: each
+runs in its own process group (so a signal to the terminal's group reaches the supervisor alone, which
+decides) and gets SIGTERM from the kernel if the supervisor dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
+from gateway.cli import reload
 from gateway.cli.database import migrate_database
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
@@ -57,6 +67,9 @@ def child_env(settings: Settings, master_key: str, metrics: str | None = None) -
     env["LITELLM_MASTER_KEY"] = master_key
     env["GATEWAY_DATABASE_URL"] = settings.effective_database_url
     env["GATEWAY_HOME"] = str(settings.gateway_home.resolve())
+    env["PROXY_PORT"] = str(settings.proxy_port)  # what a proxy worker reports it serves (`gateway reload`)
+    env["GATEWAY_LITELLM_CONFIG"] = str(settings.effective_litellm_config)  # the sidecar publishes its price list
+    env["GRACEFUL_SHUTDOWN_TIMEOUT"] = str(settings.shutdown_grace_seconds)  # LiteLLM's and uvicorn's drain
     env.pop("DATABASE_URL", None)  # LiteLLM would take it for its own Prisma database
     env.pop("REDIS_URL", None)  # LiteLLM would use it itself, on every request (see Settings.redis_url)
     env.pop("GATEWAY_REDIS_URL", None)
@@ -68,9 +81,10 @@ def child_env(settings: Settings, master_key: str, metrics: str | None = None) -
 
 
 def proxy_argv(settings: Settings, config: Path = REPO_ROOT / "litellm_config.yaml") -> list[str]:
-    litellm = Path(sys.executable).with_name("litellm")
     return [
-        str(litellm),
+        sys.executable,
+        "-m",
+        "gateway.proxy.launch",  # LiteLLM's command line, SIGHUP = reload in place
         "--config",
         str(config),
         "--host",
@@ -154,6 +168,8 @@ async def _supervise(procs: list[Child], settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Future[None]] = set()
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(loop, settings, reloads))
     status = 0
     try:
         while not stop.is_set():
@@ -169,23 +185,59 @@ async def _supervise(procs: list[Child], settings: Settings) -> int:
         console.print("stopping…")
     finally:
         sweeper.cancel()
-        _terminate(procs)
+        await loop.run_in_executor(None, _terminate, procs, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
         await dispose_all()
     return status
 
 
-def _terminate(procs: list[Child]) -> None:
+def _reload(loop: asyncio.AbstractEventLoop, settings: Settings, pending: set[asyncio.Future[None]]) -> None:
+    """SIGHUP: `gateway reload`, its lines on the supervisor's output."""
+    console.print("SIGHUP: reloading the LiteLLM config in every proxy worker…")
+
+    def run() -> None:
+        answered, silent = reload.ask(settings.gateway_home, timeout=30)
+        reload.report(answered, silent, functools.partial(console.print, markup=False, highlight=False))
+
+    future = loop.run_in_executor(None, run)
+    pending.add(future)
+    future.add_done_callback(pending.discard)
+
+
+STOP_MARGIN_SECONDS = 10  # past the proxy's drain: LiteLLM's lifespan teardown and the spool's last flush
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: its own process group, and SIGTERM when the supervisor dies (Linux)."""
+    os.setpgid(0, 0)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start(child: Child, env: dict[str, str]) -> None:
+    child.proc = subprocess.Popen(child.argv, env=env, cwd=str(REPO_ROOT), preexec_fn=_die_with_parent)
+
+
+def _terminate(procs: list[Child], grace: float) -> None:
+    """SIGTERM to each child, `grace` seconds for them all to drain and exit, then SIGKILL to whatever is left
+    of each child's process group (a LiteLLM worker whose parent was killed would otherwise run on)."""
     for child in procs:
         if child.proc and child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
     for child in procs:
         if child.proc is None:
             continue
-        try:
-            child.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for child in procs:
+        if child.proc is None:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.proc.pid, signal.SIGKILL)
+        child.proc.wait()
 
 
 def check_models(settings: Settings, *, refuse: bool = True) -> bool:
@@ -226,5 +278,5 @@ def serve(settings: Settings) -> int:
     procs = children(settings, payments_configured)
     envs = {group: child_env(settings, master_key, group) for group in {child.metrics for child in procs}}
     for child in procs:
-        child.proc = subprocess.Popen(child.argv, env=envs[child.metrics], cwd=str(REPO_ROOT))
+        start(child, envs[child.metrics])
     return asyncio.run(_supervise(procs, settings))

@@ -7,7 +7,8 @@ database (open holds, their oldest age, expired holds, payments by status) are r
 (`gateway.observability.db_gauges`), never on a call's path.
 
 Labels carry only bounded, non-identifying values: model names from the configuration (`model_label`),
-outcomes, hold events, route templates and statuses. Never a key, a wallet or an account id.
+outcomes, hold events, route templates and statuses, and per proxy worker the hash of the config it serves
+(with its pid). Never a key, a wallet or an account id.
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ GAS_WALLET_BALANCE = Gauge(
     "gateway_x402_gas_wallet_balance_wei",
     "The x402 gas wallet's balance (wei, pending block) as last read before a settlement; alert well above zero.",
     multiprocess_mode="mostrecent",
+)
+CONFIG_LOADED = Gauge(
+    "gateway_config_loaded",
+    "Per proxy worker: the hash of the LiteLLM config it serves (label) and when it loaded it (unix time); "
+    "0 for a hash it served before. Every worker of every replica shows one hash once a reload converged.",
+    ["hash"],
+    multiprocess_mode="liveall",
 )
 
 _OUTCOMES = {200: "200", 401: "401", 402: "402", 403: "403"}

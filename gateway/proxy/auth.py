@@ -20,7 +20,7 @@ from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 from gateway.accounts.keys import KeyOwner, resolve_key
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.observability.logging import configure as configure_logging
-from gateway.proxy import admission, guard, x402_gate
+from gateway.proxy import admission, guard, reload, x402_gate
 from gateway.proxy.errors import (
     GatewayError,
     account_frozen,
@@ -93,8 +93,9 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
 
 def _plug_in() -> None:
     """What each proxy process starts with when LiteLLM loads this hook (inside its async start-up): the
-    guard in front of the app, the gateway's log format, and the replay of settles spooled while the database
-    was unreachable (including those a killed predecessor left on this host)."""
+    guard in front of the app, the gateway's log format, config reloads on a signal (gateway.proxy.reload),
+    and the replay of settles spooled while the database was unreachable (including those a killed
+    predecessor left on this host)."""
     guard.install(proxy_server.app)
     x402_gate.prepare()
     rt = runtime()
@@ -103,6 +104,7 @@ def _plug_in() -> None:
     except RuntimeError:  # imported outside a running proxy (tests, tools): nothing to replay into
         return
     configure_logging(rt.settings.log_format)
+    reload.install(loop)
     _background.add(loop.create_task(rt.spool.replay_forever(rt.db, rt.settings.spool_replay_seconds)))
 
 

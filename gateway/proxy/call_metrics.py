@@ -32,6 +32,11 @@ def _configured() -> frozenset[str]:
     return names
 
 
+def models_changed() -> None:
+    """The configured models changed (a reload): label calls by the new list."""
+    _configured.cache_clear()
+
+
 def model_label(model: object) -> str:
     return metrics.model_label(model, _configured())
 

@@ -5,6 +5,7 @@
 - `async_post_call_success_hook` (plain responses) and the stream wrapper (streams): SETTLE before the
   client receives the end of the response.
 - `async_post_call_failure_hook`: RELEASE. A client that leaves mid-stream pays for what was produced.
+  A call the server cancels (a shutdown's grace ran out) is released by `release_cut` (from the guard).
 - `async_log_success_event` / `async_log_failure_event`: LiteLLM's best-effort background callbacks, kept
   as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
   starts them while the request path is still settling, so the two take turns per call (`Inflight.closing`):
@@ -42,7 +43,7 @@ from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
 from gateway.failures import INFRASTRUCTURE_ERRORS
 from gateway.ledger.spool import SpoolUnavailable
 from gateway.proxy import admission, apis, call_metrics, errors
-from gateway.proxy.inflight import Call, Inflight, tag, tagged
+from gateway.proxy.inflight import Call, Inflight, note_held, tag, tagged
 from gateway.proxy.pricing import (
     count_billable,
     count_prompt_tokens,
@@ -241,11 +242,14 @@ class BillingCallbacks(CustomLogger):
             held.amount_micros,
             streamed,
             client_wants_usage,
+            prices,
+            markup,
             kind,
             plan.prompt_tokens,
         )
         tag(data, call)
         self._inflight.add(call)
+        note_held(call)
         call_metrics.held()
         return data
 
@@ -274,9 +278,12 @@ class BillingCallbacks(CustomLogger):
         self, call: Call, prompt_tokens: int, completion_tokens: int, reported_cost: ReportedCost
     ) -> int:
         rt = runtime()
-        markup = rt.settings.user_price_markup_factor
-        prices = prices_for(call.model) or TokenPrices(Decimal(0), Decimal(0))
-        charge = price_call(reported_cost, prices, prompt_tokens, completion_tokens, markup)
+        markup = call.markup
+        if prices_for(call.model) not in (None, call.prices):
+            # a reload changed this model's prices while the call ran: LiteLLM may price it at the new ones
+            # (a deployment with a fixed model_info.id keeps its id), so it is priced at the rates it was held at
+            reported_cost = None
+        charge = price_call(reported_cost, call.prices, prompt_tokens, completion_tokens, markup)
         if charge.cost_source != "litellm":
             log.warning("LiteLLM reported no cost for %s (%s); priced from the table", call.request_id, call.model)
         usage = ledger.Usage(
@@ -476,6 +483,16 @@ class BillingCallbacks(CustomLogger):
             self._inflight.done(call.request_id)
             call_metrics.released(call, spooled)
             return True
+
+    async def release_cut(self, calls: list[Call]) -> None:
+        """Release the calls of a request the server cancelled (a shutdown's grace ran out) that nothing
+        settled: a stream that produced output was settled by its own wrapper; the others charge nothing."""
+        for call in calls:
+            try:
+                if await self._release(call):
+                    log.warning("released %s: the proxy stopped before it finished", call.request_id)
+            except Exception:
+                log.exception("release of cut call %s failed; its hold expires on its own", call.request_id)
 
     # ---- HEADERS ----------------------------------------------------------------------------------
     async def async_post_call_response_headers_hook(

@@ -95,7 +95,10 @@ def _read(path: Path, catalog: Catalog) -> list[dict[str, Any]]:
         catalog.problems.append(Problem("error", None, f"cannot read {path}: {exc.strerror}; pass --config PATH"))
         return []
     except yaml.YAMLError as exc:
-        catalog.problems.append(Problem("error", None, f"{path} is not valid YAML ({exc}); fix the file"))
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "unreadable"
+        catalog.problems.append(Problem("error", None, f"{path} is not valid YAML ({where}{problem}); fix the file"))
         return []
     if isinstance(config, dict):
         _declare_custom_providers(config.get("litellm_settings"))
@@ -143,22 +146,53 @@ def _usable(entry: Any, catalog: Catalog, env: dict[str, str]) -> bool:
     return usable
 
 
+def _routable(entry: dict[str, Any], catalog: Catalog) -> bool:
+    """Whether LiteLLM knows the entry's provider (the check its Router makes for the whole list, per model)."""
+    from litellm import get_llm_provider
+
+    params = entry["litellm_params"]
+    try:
+        get_llm_provider(
+            model=params["model"],
+            custom_llm_provider=params.get("custom_llm_provider"),
+            api_base=params.get("api_base"),
+        )
+    except Exception:  # noqa: BLE001 - LiteLLM's BadRequestError, or whatever it raises for a bad name
+        catalog.problems.append(
+            Problem(
+                "error", entry["model_name"], f"LiteLLM knows no provider for litellm_params.model "
+                f"'{params['model']}'; write it as <provider>/<model>, e.g. openai/gpt-4o-mini",
+            )
+        )  # fmt: skip
+        return False
+    return True
+
+
 def load(path: Path, markup: Decimal, env: dict[str, str] | None = None) -> Catalog:
     """The catalog of the config at `path` at user prices (provider price x `markup`), and its problems."""
+    litellm_log = logging.getLogger("LiteLLM")
+    level = litellm_log.level
+    litellm_log.setLevel(logging.ERROR)  # its notes on custom prices are not our problems
+    try:  # a running proxy checks a reload with this: its own log level is left as it was
+        return _load(path, markup, dict(os.environ) if env is None else env)
+    finally:
+        litellm_log.setLevel(level)
+
+
+def _load(path: Path, markup: Decimal, env: dict[str, str]) -> Catalog:
     from litellm.router import Router
 
     from gateway.proxy.pricing import list_rates, model_names, route_paths
 
-    env = dict(os.environ) if env is None else env
-    logging.getLogger("LiteLLM").setLevel(logging.ERROR)  # its notes on custom prices are not our problems
     catalog = Catalog(path)
-    entries = [entry for entry in _read(path, catalog) if _usable(entry, catalog, env)]
+    entries = [entry for entry in _read(path, catalog) if _usable(entry, catalog, env) and _routable(entry, catalog)]
     if not entries:
         return catalog
     try:
         router = Router(model_list=entries)
     except Exception as exc:  # noqa: BLE001 - LiteLLM refuses the list: the proxy would not start either
-        catalog.problems.append(Problem("error", None, f"LiteLLM cannot load the model list: {exc}"))
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        catalog.problems.append(Problem("error", None, f"LiteLLM cannot load the model list: {first}"))
         return catalog
     for name in model_names(router):
         rates = list_rates(name, router)

@@ -13,6 +13,7 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
 - `GET /metrics` (Prometheus text of every worker) is answered here for any caller that presents the
   METRICS_BEARER_TOKEN (or for anyone when none is set); it never reaches LiteLLM or a billed route. Every
   answer on a billed route, refusals included, is counted as a call outcome.
+- A billed call the server cancels (a shutdown's grace ran out) is released here if nothing settled it.
 - Every request that passes is marked in its scope, with the call's request id (the hold's idempotency key,
   `x-gateway-request-id`); `gateway.proxy.auth` refuses a billed call without the mark, so a proxy started
   without this layer fails closed instead of open.
@@ -24,6 +25,7 @@ logic runs (LiteLLM's own auth checks, which answer some refusals with 500, come
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -36,7 +38,7 @@ import orjson
 
 from gateway.core.billing import user_rates
 from gateway.failures import INFRASTRUCTURE_ERRORS
-from gateway.proxy import admission, apis, call_metrics, exposure, x402_gate
+from gateway.proxy import admission, apis, call_metrics, exposure, inflight, x402_gate
 from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
 from gateway.proxy.runtime import runtime
 
@@ -108,7 +110,15 @@ class Guard:
             if send is None:
                 return
         render = functools.partial(_render, kind)  # upstream errors in the route's own error shape
-        await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render))
+        with inflight.held_in_request() as held:
+            try:
+                await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render))
+            except asyncio.CancelledError:  # the server cut the call (a shutdown's grace ran out)
+                if held:
+                    from gateway.proxy.callbacks import proxy_handler_instance
+
+                    await asyncio.shield(proxy_handler_instance.release_cut(held))
+                raise
 
     def _is_master(self, authorization: bytes | None) -> bool:
         return bool(

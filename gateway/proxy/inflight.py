@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from gateway.core.money import TokenPrices
 
 METADATA_KEY = "gateway"
 _METADATA_BUCKETS = ("metadata", "litellm_metadata")
@@ -30,6 +34,8 @@ class Call:
     held_micros: int
     streamed: bool
     client_wants_usage: bool  # the client asked for the streamed usage chunk itself
+    prices: TokenPrices  # the rates it was held at: it is settled at them, whatever a reload changed since
+    markup: Decimal
     route: str = "chat"  # the billed route (gateway.proxy.admission kinds)
     prompt_tokens: int = 0  # the hold's bound of the prompt (what a cut stream that never reported it is charged)
     charged_micros: int | None = None  # set by the settle
@@ -38,6 +44,27 @@ class Call:
         """Itself: LiteLLM deep-copies request metadata along the way, and every copy must be this call (the
         settle sets `charged_micros` on it for the headers hook); copying it would also cost time per call."""
         return self
+
+
+_held_here: ContextVar[list[Call] | None] = ContextVar("gateway_held_here", default=None)
+
+
+@contextlib.contextmanager
+def held_in_request() -> Iterator[list[Call]]:
+    """The calls held while serving one request (the guard opens it around LiteLLM; `note_held` fills it):
+    what to release if the server cancels the request, as at the end of a shutdown's grace period."""
+    calls: list[Call] = []
+    token = _held_here.set(calls)
+    try:
+        yield calls
+    finally:
+        _held_here.reset(token)
+
+
+def note_held(call: Call) -> None:
+    calls = _held_here.get()
+    if calls is not None:
+        calls.append(call)
 
 
 def tagged(data: Mapping[str, Any] | None) -> Call | None:

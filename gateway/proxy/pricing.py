@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from gateway.proxy.apis import Billable
 
+# per config generation: gateway.proxy.reload starts a new one (`new_generation`) when it swaps the model list
 _prices: dict[str, TokenPrices | None] = {}
 _counters: dict[str, Callable[[str], int]] = {}
 
@@ -80,8 +81,15 @@ def _deployment_infos(router: Router, model: str) -> list[dict[str, Any]]:
     return infos
 
 
+def new_generation() -> None:
+    """Forget the prices and tokenizers of the previous config (a reload swapped the router's model list). Calls
+    admitted before keep the `TokenPrices` they were held at (gateway.proxy.inflight.Call)."""
+    global _prices, _counters
+    _prices, _counters = {}, {}
+
+
 def prices_for(model: str) -> TokenPrices | None:
-    """The model group's hold rates, or None when the model is unknown or has no price (cached per process)."""
+    """The model group's hold rates, or None when the model is unknown or has no price (cached per generation)."""
     if model in _prices:
         return _prices[model]
     router = _router()

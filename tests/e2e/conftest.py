@@ -38,9 +38,9 @@ def proxy(pg_url: str, upstream: FakeUpstream, tmp_path_factory) -> ProxyProcess
     proc.stop()
 
 
-def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path, workers: int = 2) -> ProxyProcess:
-    """A real proxy (2 workers unless told) on the run's PostgreSQL and Redis (environment: the test process's)."""
-    settings = Settings(
+def proxy_settings(pg_url: str, home: Path, workers: int = 2) -> Settings:
+    """A test proxy's settings: the run's PostgreSQL and Redis, a free port, `home` as GATEWAY_HOME."""
+    return Settings(
         gateway_home=home,
         database_url=pg_url,
         redis_url=REDIS_URL,
@@ -48,6 +48,11 @@ def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path, workers: int = 
         proxy_workers=workers,
         litellm_master_key="sk-admin-e2e-test",
     )
+
+
+def start_proxy(pg_url: str, upstream: FakeUpstream, home: Path, workers: int = 2) -> ProxyProcess:
+    """A real proxy (2 workers unless told) on the run's PostgreSQL and Redis (environment: the test process's)."""
+    settings = proxy_settings(pg_url, home, workers)
     return ProxyProcess(settings, write_test_config(home, upstream.base_url), home / "proxy.log").start()
 
 

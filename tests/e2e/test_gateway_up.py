@@ -1,4 +1,5 @@
-"""`gateway up` as a user runs it: one command serves the proxy and the sidecar; Ctrl-C stops both."""
+"""`gateway up` as a user runs it: one command serves the proxy and the sidecar; Ctrl-C stops both, SIGHUP reloads,
+and its children never outlive it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+import yaml
 
 from devtools.proxy_process import free_port
+from gateway.config import REPO_ROOT
+from gateway.proxy import loaded
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -105,3 +110,87 @@ def test_up_refuses_a_busy_port_and_a_domain_that_cannot_sign_in(tmp_path):
     assert mismatch.returncode == 2 and mismatch.stderr.count("\n") == 1, mismatch.stderr
     assert f"SIWE_DOMAIN localhost:8000 does not match SIDECAR_PORT {sidecar_port}" in mismatch.stderr
     assert not (tmp_path / "gateway.db").exists()  # refused before anything was created
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc: each task's children)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            todo.extend(children - found)
+            found |= children
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)}
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_up_config_path_reload_on_sighup_and_no_orphans_when_killed(tmp_path):
+    """`gateway up --config PATH`: the sidecar's price list is PATH's; SIGHUP reloads it in the proxy and the
+    price list follows; a SIGKILLed supervisor takes every child down (PR_SET_PDEATHSIG, then their drain)."""
+    config = tmp_path / "my_config.yaml"
+    document = yaml.safe_load((REPO_ROOT / "litellm_config.yaml").read_text())
+    document["model_list"][0]["model_name"] = "my-demo"
+    config.write_text(yaml.safe_dump(document))
+    proxy_port, sidecar_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "GATEWAY_DATABASE_URL", "REDIS_URL", "CHAIN_RPC_URL", "GATEWAY_LITELLM_CONFIG"}
+    }
+    env.update(
+        GATEWAY_HOME=str(tmp_path), PROXY_PORT=str(proxy_port), SIDECAR_PORT=str(sidecar_port), PROXY_WORKERS="2"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "up", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: set[int] = set()
+    try:
+        _wait_for(f"http://127.0.0.1:{proxy_port}/health/liveliness", proc)
+        _wait_for(f"http://127.0.0.1:{sidecar_port}/readyz", proc)
+        models = f"http://127.0.0.1:{sidecar_port}/api/v1/models"
+        assert [m["id"] for m in httpx.get(models, timeout=5).json()["data"]] == ["my-demo"]
+
+        deadline = time.monotonic() + 120
+        while len(loaded.read_all(tmp_path)) < 2:  # each worker registers once its hooks load
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        document["model_list"][0]["litellm_params"]["input_cost_per_token"] = 0.000001
+        config.write_text(yaml.safe_dump(document))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while httpx.get(models, timeout=5).json()["data"][0]["pricing"]["prompt_usd_per_token"] != "0.000002":
+            assert time.monotonic() < deadline, "the price list did not follow the reload within 5 s"
+            time.sleep(0.2)
+        assert proc.poll() is None  # SIGHUP no longer kills the supervisor
+
+        children = _descendants(proc.pid)
+        assert len(children) >= 4  # the proxy's parent, its two workers, the sidecar
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while _alive(children):
+            assert time.monotonic() < deadline, f"orphans left: {_alive(children)}"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _alive(children):
+            os.kill(pid, signal.SIGKILL)

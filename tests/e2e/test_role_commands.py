@@ -79,7 +79,7 @@ async def test_proxy_command_execs_the_billing_proxy_and_stops_on_sigterm(db, pg
     try:
         wait_live(port, proc)
         cmdline = command_line(proc.pid)
-        assert Path(cmdline[1]).name == "litellm" and "--config" in cmdline  # the same pid: exec'd
+        assert cmdline[1:3] == ["-m", "gateway.proxy.launch"] and "--config" in cmdline  # the same pid: exec'd
         account, client = await funded_client(db, _Proxy(port))
         reply = await client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=20)
         assert reply.choices[0].message.content

@@ -23,6 +23,7 @@ def fake_proc(tmp_path, *argvs: list[str]):
     ("argvs", "expected"),
     [
         ([["/opt/gateway/bin/python3", "/opt/gateway/bin/litellm", "--config", "/app/litellm_config.yaml"]], "proxy"),
+        ([["/opt/gateway/bin/python3", "-m", "gateway.proxy.launch", "--config", "/etc/gateway/c.yaml"]], "proxy"),
         (
             [
                 ["/sbin/catatonit", "--", "gateway", "sidecar"],

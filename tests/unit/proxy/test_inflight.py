@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from decimal import Decimal
 
+from gateway.core.money import TokenPrices
 from gateway.proxy.inflight import METADATA_KEY, Call, Inflight, tag, tagged
 
 
 def a_call(request_id: str = "r1", account_id: int = 7) -> Call:
-    return Call(request_id, account_id, 3, "m", 1000, streamed=False, client_wants_usage=False)
+    prices = TokenPrices(Decimal("0.000001"), Decimal("0.000002"))
+    return Call(request_id, account_id, 3, "m", 1000, False, False, prices, Decimal(2))
 
 
 def test_tag_replaces_whatever_a_client_put_under_our_key():
