@@ -18,7 +18,7 @@ from gateway import ledger
 from gateway.accounts.low_balance import record_crossings
 from gateway.config import Settings
 from gateway.db.engine import get_engine
-from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import is_transient
 
 SWEEP_INTERVAL_SECONDS = 30.0
 
@@ -29,7 +29,9 @@ async def sweep_once(db: AsyncEngine, settings: Settings) -> list[str]:
     (SQLAlchemy has discarded the pool by then, so the second try connects anew)."""
     try:
         expired = await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
-    except INFRASTRUCTURE_ERRORS:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
         expired = await ledger.expire_stale_holds(db, grace_seconds=settings.hold_sweep_grace_seconds)
     await record_crossings(db)
     return expired

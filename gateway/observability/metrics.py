@@ -48,6 +48,11 @@ UNCOLLECTED = Counter(
     "User price above what a hold let the account be charged (operator loss), USD micros.",
     ["model"],
 )
+LEDGER_REFUSALS = Counter(
+    "gateway_ledger_refusals",
+    "Holds, settles and releases the database refused permanently (never retried; see gateway reconcile).",
+    ["op"],
+)
 SIDECAR_REQUESTS = Counter(
     "gateway_sidecar_requests", "Sidecar requests by route template, method and status.", ["route", "method", "status"]
 )

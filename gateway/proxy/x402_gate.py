@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from gateway.failures import INFRASTRUCTURE_ERRORS, ChainUnavailable
+from gateway.failures import ChainUnavailable, is_transient
 from gateway.payments.chain import ChainRPC
 from gateway.proxy import admission
 from gateway.proxy.errors import GatewayError
@@ -119,7 +119,7 @@ def _unavailable(exc: Exception) -> Refusal:
             "The chain cannot be reached to verify or settle the payment; nothing was charged. Retry shortly.",
             503,
         )
-    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+    if is_transient(exc):
         log.warning("x402 payment refused: billing database unreachable (%s)", type(exc).__name__)
         return Refusal(
             Reason.VERIFY_ERROR, "The billing database is unreachable; nothing was charged. Retry shortly.", 503
