@@ -5,10 +5,12 @@
 - `async_post_call_success_hook` (plain responses) and the stream wrapper (streams): SETTLE before the
   client receives the end of the response.
 - `async_post_call_failure_hook`: RELEASE. A client that leaves mid-stream pays for what was produced.
-- `async_log_success_event` / `async_log_failure_event`: LiteLLM's best-effort background callbacks, kept
-  as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
-  starts them while the request path is still settling, so the two take turns per call (`Inflight.closing`):
-  whichever comes second finds the call closed and does nothing (no second database write per call).
+- `async_log_success_event`: LiteLLM's best-effort background callback, kept as an idempotent backstop
+  (same request id) for a settle that did not happen on the request path. LiteLLM starts it while the
+  request path is still settling, so the two take turns per call (`Inflight.closing`): whichever comes
+  second finds the call closed and does nothing (no second database write per call). There is no failure
+  backstop: LiteLLM logs a failure for each failed attempt, and its router retries the same request (a
+  release there voided the hold of a call its retry then served: served, never billed; bench.chaos).
 - Each hold, settle and release is counted, and each billed call logs one line (`gateway.proxy.call_metrics`).
 - `async_post_call_response_headers_hook`: clients see what *they* pay, never provider cost or upstream URLs.
 """
@@ -425,17 +427,6 @@ class BillingCallbacks(CustomLogger):
                 log.warning("settled %s from the background backstop", call.request_id)
         except Exception:
             log.exception("backstop settle failed for %s", call.request_id)
-
-    async def async_log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: datetime, end_time: datetime
-    ) -> None:
-        call = self._inflight.get(kwargs.get("litellm_params"))
-        if call is None:
-            return
-        try:
-            await self._release(call)
-        except Exception:
-            log.exception("backstop release failed for %s", call.request_id)
 
 
 proxy_handler_instance = BillingCallbacks()

@@ -181,6 +181,22 @@ async def test_upstream_500_releases_the_hold_and_charges_nothing(db, make_custo
     assert await usage_rows(db, c.account.id) == []
 
 
+async def test_a_call_the_provider_serves_on_a_retry_is_billed(db, make_customer, upstream):
+    """LiteLLM's router retries a provider error (num_retries defaults to 2) within the same request: the call
+    is still open, and when a retry is served it is billed (found by bench.chaos, seed 1: the failed
+    attempt's background failure event released the hold, and the served retry went unbilled)."""
+    c = await make_customer()
+    upstream.set_mode(fail_next=1)
+    c.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=10)
+    upstream.set_mode(fail_next=1)
+    assert list(c.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=10, stream=True))
+    assert upstream.calls("chat/completions") == 4  # each served on its second attempt
+    assert len(await usage_rows(db, c.account.id)) == 2
+    assert {h.status for h in await holds_of(db, c.account.id)} == {"posted"}
+    bal = await ledger.get_balance(db, c.account.id)
+    assert bal.held_micros == 0 and bal.balance_micros < 1_000_000
+
+
 async def test_client_leaving_mid_stream_pays_for_what_was_produced(db, make_customer, upstream, proxy):
     c = await make_customer()
     upstream.set_mode(words=40, chunk_delay=0.05)
