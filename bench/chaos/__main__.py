@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.chaos import checker, faults, load
+from bench.chaos import chain, checker, faults, load
 from bench.chaos.stack import HOLD_SWEEP_GRACE_SECONDS, HOLD_TTL_SECONDS, Stack, running
 from gateway.db.engine import dispose_all, get_engine
 
@@ -49,15 +49,22 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         work = load.Load(customers)
         t0 = time.monotonic()
         injector = faults.Injector(stack, t0)
+        payers = [c.wallet for c in customers[: ACCOUNTS // 2]]
+        for wallet in payers:
+            await asyncio.to_thread(stack.chain.fund, wallet)
         await asyncio.gather(
             load.run_load(stack.base_urls, work, random.Random(f"{seed}-load"), t0 + seconds),
+            chain.pay_and_mine(stack.chain, payers, random.Random(f"{seed}-payments"), t0 + seconds),
             injector.run(schedule),
         )
         injector.restore_all()
         if stack.sweeper is None or stack.sweeper.poll() is not None:
             stack.start_sweeper()
+        if stack.chain.watcher is None or stack.chain.watcher.poll() is not None:
+            stack.chain.start_watcher(stack.env())
         settled = await _settle(db, stack)
-        found = await checker.check(db, stack, work)
+        watcher_caught_up = await chain.settle(stack.chain, db, SETTLE_SECONDS)
+        found = await checker.check(db, stack, work, watcher_caught_up)
     finally:
         await dispose_all()
     return {
@@ -67,6 +74,8 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         "calls": work.calls,
         "outcomes": dict(sorted(work.outcomes.items())),
         "provider": dict(found.served),
+        "top_ups_sent": len(stack.chain.sent),
+        "blocks_reorged": stack.chain.reorged,
         "settled_after_seconds": settled,
         "faults": [
             {
@@ -99,6 +108,7 @@ def render(report: dict) -> str:
         f"(settled after {report['settled_after_seconds']} s; logs in {report['home']})",
         "calls by outcome: " + ", ".join(f"{k} {n}" for k, n in report["outcomes"].items()),
         "provider: " + ", ".join(f"{k} {n}" for k, n in sorted(report["provider"].items())),
+        f"chain: {report['top_ups_sent']} top-ups sent, {report['blocks_reorged']} blocks reorged",
         "faults:",
         *(
             f"  {f['started']:7.1f}-{f['ended']:7.1f} s  {f['kind']:<12} size {f['size']:g}  {f['detail']}"

@@ -28,6 +28,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.chaos import chain
 from bench.chaos.load import Load
 from bench.chaos.stack import HOLD_SWEEP_GRACE_SECONDS, Stack
 
@@ -76,7 +77,7 @@ def spool_counts(stack: Stack) -> tuple[int, int]:
     return pending or 0, aside or 0
 
 
-async def check(db: AsyncEngine, stack: Stack, load: Load) -> Findings:
+async def check(db: AsyncEngine, stack: Stack, load: Load, watcher_caught_up: bool) -> Findings:
     found = Findings()
     account_of = {c.index: c.account_id for c in load.customers}
     served: Counter[int] = Counter()
@@ -158,14 +159,34 @@ async def check(db: AsyncEngine, stack: Stack, load: Load) -> Findings:
     pending, aside = spool_counts(stack)
     found.check("spool empty but for set-aside entries", pending == 0, f"{pending} pending, {aside} set aside")
     found.check("no internal text in an answer", not load.leaks, f"{len(load.leaks)} leaks {load.leaks[:3]}")
+    await _check_chain(found, db, stack, watcher_caught_up)
     _check_reconcile(found, stack, aside)
     return found
+
+
+async def _check_chain(found: Findings, db: AsyncEngine, stack: Stack, caught_up: bool) -> None:
+    """Every confirmed canonical top-up credited once, with its amount; none credited that is not on chain
+    (a reorg removed it); the watcher reached the confirmed head in the settle time."""
+    on_chain = chain.confirmed_transfers(stack.chain)
+    credited = await chain.credited(db, stack.chain.dao)
+    missing = sorted(set(on_chain) - set(credited))
+    phantom = sorted(set(credited) - set(on_chain))
+    wrong = sorted(tx for tx in set(on_chain) & set(credited) if on_chain[tx] != credited[tx])
+    gone = len(set(stack.chain.sent) - set(on_chain))
+    found.check(
+        "every confirmed on-chain top-up credited exactly once, none that a reorg removed",
+        caught_up and not missing and not phantom and not wrong,
+        f"{len(stack.chain.sent)} sent, {len(on_chain)} confirmed on chain, {len(credited)} credited, "
+        f"{gone} not on chain (reorged or unconfirmed); watcher caught up: {caught_up}; "
+        f"uncredited {missing[:3] or 'none'}, credited off chain {phantom[:3] or 'none'}, wrong amount "
+        f"{wrong[:3] or 'none'}",
+    )
 
 
 def _check_reconcile(found: Findings, stack: Stack, aside: int) -> None:
     """`gateway reconcile --json` (the real CLI, on the database directly): exit 0, or its mismatches are
     exactly the losses counted above and the set-aside spool entries."""
-    env = {**stack.env(), "GATEWAY_DATABASE_URL": stack.db_url}
+    env = {**stack.env(), "GATEWAY_DATABASE_URL": stack.db_url, "CHAIN_RPC_URL": stack.chain.anvil.url}
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "reconcile", "--json"], env=env, capture_output=True, text=True, timeout=180
     )

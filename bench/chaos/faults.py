@@ -10,7 +10,10 @@ execution against the stack.
 - `kill_sweeper`: SIGKILL of the sweeper, started again after the fault's duration;
 - `clock_jump`: one sweeper pass whose clock is ahead by the fault's size (`sweep_once` with a shifted `now`:
   the process clock itself is not changed), so holds of calls still in flight are expired under them;
-- `spool_full`: the spool's tmpfs filled to the last byte for the fault's duration.
+- `spool_full`: the spool's tmpfs filled to the last byte for the fault's duration;
+- `chain_cut` / `chain_hang`: the watcher's chain RPC (a forwarder in front of anvil);
+- `reorg`: anvil replaces its last 1 to MIN_CONFIRMATIONS - 1 blocks (their top-ups are gone for good);
+- `kill_watcher`: SIGKILL of the chain watcher, started again after the fault's duration.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from bench.chaos.chain import MIN_CONFIRMATIONS
 from bench.chaos.stack import Stack, kill_tree
 
-LINK_FAULTS = ("pg_cut", "pg_hang", "redis_cut", "redis_hang")
-KINDS = (*LINK_FAULTS, "kill_worker", "kill_proxy", "kill_sweeper", "clock_jump", "spool_full")
-WEIGHTS = (4, 2, 2, 2, 3, 1, 1, 1, 2)
+LINK_FAULTS = ("pg_cut", "pg_hang", "redis_cut", "redis_hang", "chain_cut", "chain_hang")
+KINDS = (*LINK_FAULTS, "kill_worker", "kill_proxy", "kill_sweeper", "clock_jump", "spool_full", "reorg", "kill_watcher")
+WEIGHTS = (4, 2, 2, 2, 2, 1, 3, 1, 1, 1, 2, 2, 1)
 CLOCK_JUMP = """
 import asyncio, sys
 from datetime import UTC, datetime, timedelta
@@ -81,9 +85,13 @@ def schedule(rng: random.Random, seconds: float, proxies: int) -> list[Fault]:
             if proxy_kills == 0:
                 kind = "kill_worker"
             proxy_kills -= 1
-        duration = {"kill_worker": 0, "kill_proxy": 0, "kill_sweeper": rng.uniform(1, 8)}.get(kind)
-        if kind == "clock_jump":
+        duration = {"kill_worker": 0, "kill_proxy": 0}.get(kind)
+        if kind in ("kill_sweeper", "kill_watcher"):
+            duration = rng.uniform(1, 8)
+        elif kind == "clock_jump":
             duration = rng.uniform(30, 900)  # the size of the jump
+        elif kind == "reorg":
+            duration = rng.randint(1, MIN_CONFIRMATIONS - 1)  # the depth, below the confirmation depth
         faults.append(Fault(rng.uniform(1, window), kind, duration or rng.uniform(2, 12), rng.randrange(proxies)))
     return sorted(faults, key=lambda f: f.at)
 
@@ -93,7 +101,7 @@ class Injector:
     stack: Stack
     t0: float
     log: list[Injected] = field(default_factory=list)
-    _active: dict[str, list[str]] = field(default_factory=lambda: {"pg": [], "redis": []})
+    _active: dict[str, list[str]] = field(default_factory=lambda: {"pg": [], "redis": [], "chain": []})
 
     async def run(self, faults: list[Fault]) -> None:
         await asyncio.gather(*[self._one(f) for f in faults])
@@ -118,7 +126,7 @@ class Injector:
         return ""
 
     def _apply(self, name: str) -> None:
-        link = self.stack.pg if name == "pg" else self.stack.redis
+        link = {"pg": self.stack.pg, "redis": self.stack.redis, "chain": self.stack.chain.rpc}[name]
         active = self._active[name]
         if "cut" in active:
             link.cut()
@@ -138,6 +146,25 @@ class Injector:
 
     async def redis_hang(self, f: Fault) -> str:
         return await self._link("redis", "hang", f.seconds)
+
+    async def chain_cut(self, f: Fault) -> str:
+        return await self._link("chain", "cut", f.seconds)
+
+    async def chain_hang(self, f: Fault) -> str:
+        return await self._link("chain", "hang", f.seconds)
+
+    async def reorg(self, f: Fault) -> str:
+        return await asyncio.to_thread(self.stack.chain.reorg, int(f.seconds))
+
+    async def kill_watcher(self, f: Fault) -> str:
+        watcher = self.stack.chain.watcher
+        if watcher is None or watcher.poll() is not None:
+            return "watcher was down already"
+        watcher.kill()
+        await asyncio.to_thread(watcher.wait)
+        await asyncio.sleep(f.seconds)
+        self.stack.chain.start_watcher(self.stack.env())
+        return f"watcher pid {watcher.pid}"
 
     # ---- processes --------------------------------------------------------------------------------
     async def kill_worker(self, f: Fault) -> str:

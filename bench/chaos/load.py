@@ -13,9 +13,12 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
@@ -33,6 +36,7 @@ class Customer:
     account_id: int
     keys: tuple[str, ...]
     funded_micros: int
+    wallet: LocalAccount  # the account's wallet (it pays top-ups on chain)
 
 
 @dataclass
@@ -47,7 +51,8 @@ async def make_customers(db: AsyncEngine, rng: random.Random, count: int) -> lis
     """`count` accounts: most funded, a quarter near zero, a few small; one or two keys each, some limited."""
     customers = []
     for index in range(count):
-        account = await get_or_create_account(db, "0x" + rng.randbytes(20).hex())
+        wallet = Account.from_key(rng.randbytes(32))
+        account = await get_or_create_account(db, wallet.address)
         roll = rng.random()
         funded = 5_000_000 if roll < 0.6 else rng.randrange(50, 3_000) if roll < 0.85 else 60_000
         await ledger.post_entry(db, account.id, funded, "admin_grant", f"chaos-grant-{account.id}")
@@ -55,11 +60,11 @@ async def make_customers(db: AsyncEngine, rng: random.Random, count: int) -> lis
         for k in range(rng.choice((1, 1, 2))):
             limit = rng.randrange(5_000, 100_000) if rng.random() < 0.3 else None
             keys.append((await create_key(db, account.id, f"chaos-{index}-{k}", limit_micros=limit)).raw_key)
-        customers.append(Customer(index, account.id, tuple(keys), funded))
+        customers.append(Customer(index, account.id, tuple(keys), funded, wallet))
     return customers
 
 
-async def run_load(base_urls: callable, load: Load, rng: random.Random, until: float) -> None:
+async def run_load(base_urls: Callable[[], list[str]], load: Load, rng: random.Random, until: float) -> None:
     """Clients call until the monotonic clock reaches `until`."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=0)  # a killed proxy leaves no stale socket
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5), limits=limits) as http:
@@ -68,7 +73,9 @@ async def run_load(base_urls: callable, load: Load, rng: random.Random, until: f
         )
 
 
-async def _client(http: httpx.AsyncClient, base_urls: callable, load: Load, rng: random.Random, until: float) -> None:
+async def _client(
+    http: httpx.AsyncClient, base_urls: Callable[[], list[str]], load: Load, rng: random.Random, until: float
+) -> None:
     while time.monotonic() < until:
         customer = rng.choice(load.customers)
         key = rng.choice(customer.keys)

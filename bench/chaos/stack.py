@@ -2,7 +2,8 @@
 behind a TCP forwarder the run controls (cut, hang: the machine's servers are never touched); the fake
 provider (devtools/fake_upstream.py) with its served-calls log and seeded random latency, failures and
 mid-stream aborts; two LiteLLM proxy processes with two workers each, sharing the database, Redis and one
-spool folder (on a small tmpfs, so the disk can really be filled); and the hold sweeper. Each process is
+spool folder (on a small tmpfs, so the disk can really be filled); the hold sweeper; anvil and the chain
+watcher (bench/chaos/chain.py). Each process is
 started the way the tests start it (devtools/proxy_process.py) and restarted after a kill as its supervisor
 would (uvicorn restarts a killed worker itself; a killed proxy or sweeper is started again here).
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.chaos.chain import Chain
 from devtools.fake_upstream import FakeUpstream
 from devtools.forwarder import TcpForwarder
 from devtools.pg import migrated_database
@@ -109,6 +111,7 @@ class Stack:
     sweeper: subprocess.Popen | None = None
     spool: Spool | None = None
     provider_log: Path = Path()
+    chain: Chain | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def settings(self, **changes: object) -> Settings:
@@ -136,7 +139,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         """The environment of a gateway process of the run other than a proxy (sweeper, CLI)."""
         s = self.settings()
-        return {**child_env(s, ensure_master_key(s), metrics="chaos"), **self.tuning()}
+        chain = self.chain.env() if self.chain else {}
+        return {**child_env(s, ensure_master_key(s), metrics="chaos"), **self.tuning(), **chain}
 
     # ---- processes --------------------------------------------------------------------------------
     def start_proxy(self, index: int) -> ProxyProcess:
@@ -151,7 +155,7 @@ class Stack:
         proxy.start(timeout=240)
         with self._lock:
             if old is None:
-                self.proxies.append(proxy)
+                self.proxies.append(proxy)  # in the order they answer: any proxy serves any call
             else:
                 self.proxies[index] = proxy
         return proxy
@@ -188,6 +192,8 @@ class Stack:
             self.sweeper.wait()
         if self.upstream:
             self.upstream.stop()
+        if self.chain:
+            self.chain.stop()
         for link in (self.pg, self.redis):
             if link:
                 link.stop()
@@ -220,9 +226,16 @@ def running(home: Path, seed: int, proxies: int = 2) -> Iterator[Stack]:
                 "/_control/mode",
                 {"latency": 0.05, "latency_jitter": 0.6, "chunk_delay": 0.04, "fail_ratio": 0.05, "abort_ratio": 0.05},
             )
-            for i in range(proxies):
-                stack.start_proxy(i)
+            stack.chain = Chain(home).start()
+            boots = [threading.Thread(target=stack.start_proxy, args=(i,)) for i in range(proxies)]
+            for boot in boots:
+                boot.start()
+            for boot in boots:
+                boot.join()
+            if len(stack.proxies) != proxies:
+                raise RuntimeError(f"only {len(stack.proxies)} of {proxies} proxies started; logs in {home}")
             stack.start_sweeper()
+            stack.chain.start_watcher(stack.env())
             yield stack
         finally:
             stack.stop()
