@@ -72,13 +72,13 @@ class Injected:
 
 def schedule(rng: random.Random, seconds: float, proxies: int) -> list[Fault]:
     """About one fault every 6 s, at least one PostgreSQL cut and one worker kill; a proxy is killed at most
-    once per 90 s of budget (a LiteLLM proxy takes ~30 s of CPU to boot again)."""
+    once per 90 s of budget, at most once under 90 s (a LiteLLM proxy takes ~30 s of CPU to boot again)."""
     window = max(5.0, seconds * 0.85)
     faults = [
         Fault(rng.uniform(1, window), "pg_cut", rng.uniform(3, 10)),
         Fault(rng.uniform(1, window), "kill_worker", 0, rng.randrange(proxies)),
     ]
-    proxy_kills = int(seconds // 90)
+    proxy_kills = max(1, int(seconds // 90)) if seconds >= 60 else 0
     for _ in range(max(2, int(seconds // 6)) - 2):
         kind = rng.choices(KINDS, WEIGHTS)[0]
         if kind == "kill_proxy":
