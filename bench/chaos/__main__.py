@@ -45,7 +45,7 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
     db = get_engine(stack.db_url)
     try:
         customers = await load.make_customers(db, random.Random(f"{seed}-customers"), ACCOUNTS)
-        schedule = faults.schedule(random.Random(f"{seed}-faults"), seconds, len(stack.proxies))
+        schedule = faults.schedule(random.Random(f"{seed}-faults"), seconds, len(stack.proxies), ACCOUNTS)
         work = load.Load(customers)
         t0 = time.monotonic()
         injector = faults.Injector(stack, t0)

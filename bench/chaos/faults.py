@@ -13,7 +13,9 @@ execution against the stack.
 - `spool_full`: the spool's tmpfs filled to the last byte for the fault's duration;
 - `chain_cut` / `chain_hang`: the watcher's chain RPC (a forwarder in front of anvil);
 - `reorg`: anvil replaces its last 1 to MIN_CONFIRMATIONS - 1 blocks (their top-ups are gone for good);
-- `kill_watcher`: SIGKILL of the chain watcher, started again after the fault's duration.
+- `kill_watcher`: SIGKILL of the chain watcher, started again after the fault's duration;
+- `poison`: for the fault's duration PostgreSQL refuses one account's usage rows (a trigger raising a data
+  error): a permanent refusal, which must be set aside and named by reconcile, never spooled or retried.
 """
 
 from __future__ import annotations
@@ -28,12 +30,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from bench.chaos.chain import MIN_CONFIRMATIONS
 from bench.chaos.stack import Stack, kill_tree
 
 LINK_FAULTS = ("pg_cut", "pg_hang", "redis_cut", "redis_hang", "chain_cut", "chain_hang")
-KINDS = (*LINK_FAULTS, "kill_worker", "kill_proxy", "kill_sweeper", "clock_jump", "spool_full", "reorg", "kill_watcher")
-WEIGHTS = (4, 2, 2, 2, 2, 1, 3, 1, 1, 1, 2, 2, 1)
+KINDS = (
+    *LINK_FAULTS,
+    *("kill_worker", "kill_proxy", "kill_sweeper", "clock_jump", "spool_full", "reorg", "kill_watcher", "poison"),
+)
+WEIGHTS = (4, 2, 2, 2, 2, 1, 3, 1, 1, 1, 2, 2, 1, 1)
+POISON_SQL = (
+    "CREATE OR REPLACE FUNCTION chaos_poison() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION 'chaos: usage refused' USING ERRCODE = '22023'; END $$",
+    "CREATE TRIGGER chaos_poison_{account} BEFORE INSERT ON llm_usage FOR EACH ROW "
+    "WHEN (NEW.account_id = {account}) EXECUTE FUNCTION chaos_poison()",
+)
+CURE_SQL = "DROP TRIGGER IF EXISTS chaos_poison_{account} ON llm_usage"
 CLOCK_JUMP = """
 import asyncio, sys
 from datetime import UTC, datetime, timedelta
@@ -70,7 +84,7 @@ class Injected:
     detail: str = ""
 
 
-def schedule(rng: random.Random, seconds: float, proxies: int) -> list[Fault]:
+def schedule(rng: random.Random, seconds: float, proxies: int, accounts: int) -> list[Fault]:
     """About one fault every 6 s, at least one PostgreSQL cut and one worker kill; a proxy is killed at most
     once per 90 s of budget, at most once under 90 s (a LiteLLM proxy takes ~30 s of CPU to boot again)."""
     window = max(5.0, seconds * 0.85)
@@ -92,7 +106,8 @@ def schedule(rng: random.Random, seconds: float, proxies: int) -> list[Fault]:
             duration = rng.uniform(30, 900)  # the size of the jump
         elif kind == "reorg":
             duration = rng.randint(1, MIN_CONFIRMATIONS - 1)  # the depth, below the confirmation depth
-        faults.append(Fault(rng.uniform(1, window), kind, duration or rng.uniform(2, 12), rng.randrange(proxies)))
+        target = rng.randint(1, accounts) if kind == "poison" else rng.randrange(proxies)
+        faults.append(Fault(rng.uniform(1, window), kind, duration or rng.uniform(2, 12), target))
     return sorted(faults, key=lambda f: f.at)
 
 
@@ -155,6 +170,20 @@ class Injector:
 
     async def reorg(self, f: Fault) -> str:
         return await asyncio.to_thread(self.stack.chain.reorg, int(f.seconds))
+
+    async def poison(self, f: Fault) -> str:
+        """`target` is an account id (the run's accounts are 1..N in its own database)."""
+        dsn = self.stack.db_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                for statement in POISON_SQL:
+                    await conn.execute(statement.format(account=f.target))
+            await asyncio.sleep(f.seconds)
+            await conn.execute(CURE_SQL.format(account=f.target))
+        finally:
+            await conn.close()
+        return f"account {f.target}'s usage rows refused"
 
     async def kill_watcher(self, f: Fault) -> str:
         watcher = self.stack.chain.watcher
