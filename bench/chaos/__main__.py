@@ -52,6 +52,7 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         payers = [c.wallet for c in customers[: ACCOUNTS // 2]]
         for wallet in payers:
             await asyncio.to_thread(stack.chain.fund, wallet)
+        stack.chain.payers = payers
         await asyncio.gather(
             load.run_load(stack.base_urls, work, random.Random(f"{seed}-load"), t0 + seconds),
             chain.pay_and_mine(stack.chain, payers, random.Random(f"{seed}-payments"), t0 + seconds),
@@ -76,6 +77,7 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         "provider": dict(found.served),
         "top_ups_sent": len(stack.chain.sent),
         "blocks_reorged": stack.chain.reorged,
+        "top_ups_reorged_out": len(stack.chain.removed),
         "settled_after_seconds": settled,
         "faults": [
             {
@@ -108,7 +110,8 @@ def render(report: dict) -> str:
         f"(settled after {report['settled_after_seconds']} s; logs in {report['home']})",
         "calls by outcome: " + ", ".join(f"{k} {n}" for k, n in report["outcomes"].items()),
         "provider: " + ", ".join(f"{k} {n}" for k, n in sorted(report["provider"].items())),
-        f"chain: {report['top_ups_sent']} top-ups sent, {report['blocks_reorged']} blocks reorged",
+        f"chain: {report['top_ups_sent']} top-ups sent, {report['blocks_reorged']} blocks reorged "
+        f"({report['top_ups_reorged_out']} top-ups with them)",
         "faults:",
         *(
             f"  {f['started']:7.1f}-{f['ended']:7.1f} s  {f['kind']:<12} size {f['size']:g}  {f['detail']}"

@@ -39,8 +39,10 @@ class Chain:
     dao: str = ""
     start_block: int = 0
     watcher: subprocess.Popen | None = None
+    payers: list[LocalAccount] = field(default_factory=list)  # customers' wallets, funded
     sent: list[str] = field(default_factory=list)  # tx hashes of the top-ups sent
     reorged: int = 0  # blocks replaced by reorgs
+    removed: list[str] = field(default_factory=list)  # top-ups a reorg took out of the chain
     lock: threading.Lock = field(default_factory=threading.Lock)  # one chain operation at a time
 
     def start(self) -> Chain:
@@ -86,14 +88,22 @@ class Chain:
             self.anvil.mine(1)
 
     def reorg(self, depth: int) -> str:
+        """A top-up mined, buried under `depth - 1` more blocks, then the last `depth` blocks replaced: the
+        top-up is gone (below the confirmation depth, so it must never be credited)."""
         with self.lock:
+            tx = None
+            if self.payers:
+                payer = self.payers[len(self.sent) % len(self.payers)]
+                tx = "0x" + self.anvil.usdc_transfer(payer.key, self.dao, USDC).hex()
+                self.sent.append(tx)
+                if depth > 1:
+                    self.anvil.mine(depth - 1)
             head = self.anvil.w3.eth.block_number
-            depth = min(depth, head - self.start_block)
-            if depth < 1:
-                return "no block to reorg yet"
             self.anvil.reorg(depth)
             self.reorged += depth
-        return f"last {depth} blocks replaced at head {head}"
+            if tx is not None:
+                self.removed.append(tx)
+        return f"last {depth} blocks replaced at head {head}" + (f", top-up {tx[:12]}... with them" if tx else "")
 
     def stop(self) -> None:
         if self.watcher and self.watcher.poll() is None:
