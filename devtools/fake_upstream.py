@@ -84,7 +84,8 @@ from a generator seeded by ``--seed`` (so a run is reproducible from its seed).
 With ``--log PATH`` every chat and embeddings call appends one JSON line there when
 its answer ends: the provider's own record of what it served (``outcome``:
 ``served``; ``aborted`` with ``words_sent`` when it cut a stream; ``failed``;
-``gone`` with ``words_sent`` when the caller left before the answer was out;
+``gone`` with ``parts_sent`` (and ``words_sent``) when the caller left before the
+answer was out;
 ``refused`` for a 4xx), its ``tag`` (the first ``[tag:...]`` in the prompt or
 input), ``path``, ``stream`` and ``usage``.
 """
@@ -471,6 +472,7 @@ class _Plan:
             return
         if parts_sent < len(self.parts):
             record["outcome"] = "gone"
+            record["parts_sent"] = parts_sent
         if record["stream"] and record["outcome"] in ("gone", "aborted"):
             record["words_sent"] = max(0, parts_sent - 1)  # parts[0] is the head and the role chunk
         STATE.log.write(json.dumps(record) + "\n")

@@ -6,7 +6,10 @@ Per account (the provider's log names calls by their tag, which names the accoun
 - `served` calls (the provider sent the whole answer) must each be billed once, or be a loss the books name
   (a hold the sweeper expired without a settle: a proxy killed mid-call, or the database and the spool both
   down when the call ended); `aborted` / `gone` calls (the answer was cut by the provider, or the caller left
-  before it was all out) may be billed (for what was produced) or not;
+  after part of it was out) may be billed (for what was produced) or not; a call gone before any byte of
+  its answer was sent is not served;
+- every call a client got a complete 200 answer for is billed: its `x-gateway-request-id` has its usage row
+  (exact, per call, where the per-account counts above could let a lost call and a cut one cancel out);
 - no call billed that the provider did not serve: billed <= served + aborted + gone;
 - `llm_usage.request_id` is the primary key, so no call is billed twice.
 Books: no balance below zero, balance == sum(ledger) and held == sum(pending holds) per account, no key over
@@ -90,7 +93,7 @@ async def check(db: AsyncEngine, stack: Stack, load: Load, watcher_caught_up: bo
             continue
         if call["outcome"] == "served":
             served[account] += 1
-        elif call["outcome"] in ("aborted", "gone"):
+        elif call["outcome"] == "aborted" or (call["outcome"] == "gone" and call.get("parts_sent")):
             maybe[account] += 1
 
     async with db.connect() as conn:
@@ -146,6 +149,18 @@ async def check(db: AsyncEngine, stack: Stack, load: Load, watcher_caught_up: bo
         f"named losses {found.losses}; unbilled by account: {unbilled or 'none'}",
     )
     found.check("no call billed that the provider did not serve", not phantom, f"by account: {phantom or 'none'}")
+    async with db.connect() as conn:
+        billed_ids = set((await conn.execute(sa.text("SELECT request_id FROM llm_usage"))).scalars())
+        lost_ids = set(
+            (await conn.execute(sa.text("SELECT request_id FROM credit_holds WHERE status = 'expired'"))).scalars()
+        )
+    unbilled_answers = sorted(rid for rid in load.answered if rid not in billed_ids and rid not in lost_ids)
+    found.check(
+        "every call answered 200 is billed or a named loss (by its x-gateway-request-id)",
+        not unbilled_answers,
+        f"{len(load.answered)} answered, {len(set(load.answered) & lost_ids)} named losses, "
+        f"unbilled: {unbilled_answers[:5] or 'none'}",
+    )
     negative = [r[0] for r in books if r[1] < 0]
     found.check("no balance below zero", not negative, f"{len(books)} accounts; below zero: {negative or 'none'}")
     unbalanced = [r[0] for r in books if r[1] != r[3] or r[2] != r[4]]

@@ -45,6 +45,7 @@ class Load:
     outcomes: Counter[str] = field(default_factory=Counter)
     leaks: list[str] = field(default_factory=list)  # answers that carried internal text
     calls: int = 0
+    answered: dict[str, str] = field(default_factory=dict)  # request id -> tag, of every complete 200 answer
 
 
 async def make_customers(db: AsyncEngine, rng: random.Random, count: int) -> list[Customer]:
@@ -121,6 +122,7 @@ async def _call(
                 lines += 1
                 if leave_after is not None and lines >= leave_after:
                     return "disconnected"  # leaving the block closes the connection mid-stream
+            load.answered[response.headers.get("x-gateway-request-id", "")] = tag
             return "200"
     except httpx.HTTPError as exc:
         return f"transport:{type(exc).__name__}"
