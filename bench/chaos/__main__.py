@@ -55,7 +55,9 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         stack.chain.payers = payers
         await asyncio.gather(
             load.run_load(stack.base_urls, work, random.Random(f"{seed}-load"), t0 + seconds),
-            chain.pay_and_mine(stack.chain, payers, random.Random(f"{seed}-payments"), t0 + seconds),
+            chain.pay_and_mine(
+                stack.chain, payers, random.Random(f"{seed}-payments"), t0 + seconds, stack.page.confirm
+            ),
             injector.run(schedule),
         )
         injector.restore_all()
@@ -63,6 +65,8 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
             stack.start_sweeper()
         if stack.chain.watcher is None or stack.chain.watcher.poll() is not None:
             stack.chain.start_watcher(stack.env())
+        if stack.page.process is None or stack.page.process.poll() is not None:
+            await asyncio.to_thread(stack.page.start, stack.env())
         settled = await _settle(db, stack)
         watcher_caught_up = await chain.settle(stack.chain, db, SETTLE_SECONDS)
         found = await checker.check(db, stack, work, watcher_caught_up)
@@ -78,6 +82,7 @@ async def _run(stack: Stack, seed: int, seconds: float) -> dict:
         "top_ups_sent": len(stack.chain.sent),
         "blocks_reorged": stack.chain.reorged,
         "top_ups_reorged_out": len(stack.chain.removed),
+        "page": dict(sorted(stack.page.outcomes.items())),
         "settled_after_seconds": settled,
         "faults": [
             {
@@ -112,6 +117,7 @@ def render(report: dict) -> str:
         "provider: " + ", ".join(f"{k} {n}" for k, n in sorted(report["provider"].items())),
         f"chain: {report['top_ups_sent']} top-ups sent, {report['blocks_reorged']} blocks reorged "
         f"({report['top_ups_reorged_out']} top-ups with them)",
+        "page (sign-ins, confirms): " + ", ".join(f"{k} {n}" for k, n in report["page"].items()),
         "faults:",
         *(
             f"  {f['started']:7.1f}-{f['ended']:7.1f} s  {f['kind']:<12} size {f['size']:g}  {f['detail']}"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from devtools.chain.anvil import Anvil
 from devtools.forwarder import TcpForwarder
 from gateway.db.payments_schema import chain_cursor, payments
 
+Confirm = Callable[[LocalAccount, str], Awaitable[None]]
 MIN_CONFIRMATIONS = 4
 USDC = 1_000_000  # base units (= micros) per USDC
 BLOCK_SECONDS = 0.5
@@ -114,12 +116,21 @@ class Chain:
         self.anvil.stop()
 
 
-async def pay_and_mine(chain: Chain, payers: list[LocalAccount], rng: random.Random, until: float) -> None:
-    """Top-ups from random payers (1 to 5 USDC) every few seconds, and a block every BLOCK_SECONDS."""
+async def pay_and_mine(
+    chain: Chain, payers: list[LocalAccount], rng: random.Random, until: float, confirm: Confirm
+) -> None:
+    """Top-ups from random payers (1 to 5 USDC) every few seconds, half of them also confirmed through the
+    page's API (`confirm`, in the background), and a block every BLOCK_SECONDS."""
     next_payment = time.monotonic()
+    confirming: set[asyncio.Task[None]] = set()
     while time.monotonic() < until:
         if payers and time.monotonic() >= next_payment:
-            await asyncio.to_thread(chain.pay, rng.choice(payers), rng.randint(1, 5))
+            payer = rng.choice(payers)
+            await asyncio.to_thread(chain.pay, payer, rng.randint(1, 5))
+            if rng.random() < 0.5:
+                task = asyncio.create_task(confirm(payer, chain.sent[-1]))
+                confirming.add(task)
+                task.add_done_callback(confirming.discard)
             next_payment = time.monotonic() + rng.uniform(1, 4)
         await asyncio.to_thread(chain.mine)
         await asyncio.sleep(BLOCK_SECONDS)

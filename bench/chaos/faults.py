@@ -13,7 +13,8 @@ execution against the stack.
 - `spool_full`: the spool's tmpfs filled to the last byte for the fault's duration;
 - `chain_cut` / `chain_hang`: the watcher's chain RPC (a forwarder in front of anvil);
 - `reorg`: anvil replaces its last 1 to MIN_CONFIRMATIONS - 1 blocks (their top-ups are gone for good);
-- `kill_watcher`: SIGKILL of the chain watcher, started again after the fault's duration;
+- `kill_watcher` / `kill_sidecar`: SIGKILL of the chain watcher / the sidecar, started again after the
+  fault's duration;
 - `poison`: for the fault's duration PostgreSQL refuses one account's usage rows (a trigger raising a data
   error): a permanent refusal, which must be set aside and named by reconcile, never spooled or retried.
 """
@@ -39,8 +40,9 @@ LINK_FAULTS = ("pg_cut", "pg_hang", "redis_cut", "redis_hang", "chain_cut", "cha
 KINDS = (
     *LINK_FAULTS,
     *("kill_worker", "kill_proxy", "kill_sweeper", "clock_jump", "spool_full", "reorg", "kill_watcher", "poison"),
+    "kill_sidecar",
 )
-WEIGHTS = (4, 2, 2, 2, 2, 1, 3, 1, 1, 1, 2, 2, 1, 1)
+WEIGHTS = (4, 2, 2, 2, 2, 1, 3, 1, 1, 1, 2, 2, 1, 1, 1)
 POISON_SQL = (
     "CREATE OR REPLACE FUNCTION chaos_poison() RETURNS trigger LANGUAGE plpgsql AS "
     "$$ BEGIN RAISE EXCEPTION 'chaos: usage refused' USING ERRCODE = '22023'; END $$",
@@ -100,12 +102,14 @@ def schedule(rng: random.Random, seconds: float, proxies: int, accounts: int) ->
                 kind = "kill_worker"
             proxy_kills -= 1
         duration = {"kill_worker": 0, "kill_proxy": 0}.get(kind)
-        if kind in ("kill_sweeper", "kill_watcher"):
+        if kind in ("kill_sweeper", "kill_watcher", "kill_sidecar"):
             duration = rng.uniform(1, 8)
         elif kind == "clock_jump":
             duration = rng.uniform(30, 900)  # the size of the jump
         elif kind == "reorg":
             duration = rng.randint(1, MIN_CONFIRMATIONS - 1)  # the depth, below the confirmation depth
+        if kind == "poison":
+            duration = rng.uniform(10, 30)  # long enough for the account's calls to meet it
         target = rng.randint(1, accounts) if kind == "poison" else rng.randrange(proxies)
         faults.append(Fault(rng.uniform(1, window), kind, duration or rng.uniform(2, 12), target))
     return sorted(faults, key=lambda f: f.at)
@@ -172,18 +176,32 @@ class Injector:
         return await asyncio.to_thread(self.stack.chain.reorg, int(f.seconds))
 
     async def poison(self, f: Fault) -> str:
-        """`target` is an account id (the run's accounts are 1..N in its own database)."""
+        """The account poisoned is one of the five richest at that moment (`target` picks which): one whose
+        calls are still served (the near-zero ones are refused at the hold, before any usage row)."""
         dsn = self.stack.db_url.replace("postgresql+asyncpg://", "postgresql://")
         conn = await asyncpg.connect(dsn)
         try:
+            account = await conn.fetchval(
+                "SELECT id FROM billing_accounts ORDER BY balance_micros DESC, id LIMIT 1 OFFSET $1", f.target % 5
+            )
             async with conn.transaction():
                 for statement in POISON_SQL:
-                    await conn.execute(statement.format(account=f.target))
+                    await conn.execute(statement.format(account=int(account)))
             await asyncio.sleep(f.seconds)
-            await conn.execute(CURE_SQL.format(account=f.target))
+            await conn.execute(CURE_SQL.format(account=int(account)))
         finally:
             await conn.close()
-        return f"account {f.target}'s usage rows refused"
+        return f"account {account}'s usage rows refused"
+
+    async def kill_sidecar(self, f: Fault) -> str:
+        page = self.stack.page
+        if page.process is None or page.process.poll() is not None:
+            return "sidecar was down already"
+        pid = page.process.pid
+        page.stop()
+        await asyncio.sleep(f.seconds)
+        await asyncio.to_thread(page.start, self.stack.env())
+        return f"sidecar pid {pid}"
 
     async def kill_watcher(self, f: Fault) -> str:
         watcher = self.stack.chain.watcher

@@ -3,7 +3,7 @@ behind a TCP forwarder the run controls (cut, hang: the machine's servers are ne
 provider (devtools/fake_upstream.py) with its served-calls log and seeded random latency, failures and
 mid-stream aborts; two LiteLLM proxy processes with two workers each, sharing the database, Redis and one
 spool folder (on a small tmpfs, so the disk can really be filled); the hold sweeper; anvil and the chain
-watcher (bench/chaos/chain.py). Each process is
+watcher (bench/chaos/chain.py); the sidecar serving the credits page's API (bench/chaos/page.py). Each process is
 started the way the tests start it (devtools/proxy_process.py) and restarted after a kill as its supervisor
 would (uvicorn restarts a killed worker itself; a killed proxy or sweeper is started again here).
 """
@@ -24,6 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bench.chaos.chain import Chain
+from bench.chaos.page import Page
 from devtools.fake_upstream import FakeUpstream
 from devtools.forwarder import TcpForwarder
 from devtools.pg import migrated_database
@@ -112,6 +113,7 @@ class Stack:
     spool: Spool | None = None
     provider_log: Path = Path()
     chain: Chain | None = None
+    page: Page | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def settings(self, **changes: object) -> Settings:
@@ -192,6 +194,8 @@ class Stack:
             self.sweeper.wait()
         if self.upstream:
             self.upstream.stop()
+        if self.page:
+            self.page.stop()
         if self.chain:
             self.chain.stop()
         for link in (self.pg, self.redis):
@@ -236,6 +240,8 @@ def running(home: Path, seed: int, proxies: int = 2) -> Iterator[Stack]:
                 raise RuntimeError(f"only {len(stack.proxies)} of {proxies} proxies started; logs in {home}")
             stack.start_sweeper()
             stack.chain.start_watcher(stack.env())
+            stack.page = Page(home)
+            stack.page.start(stack.env())
             yield stack
         finally:
             stack.stop()
