@@ -158,7 +158,7 @@ async def check(db: AsyncEngine, stack: Stack, load: Load, watcher_caught_up: bo
     found.check(
         "every call answered 200 is billed or a named loss (by its x-gateway-request-id)",
         not unbilled_answers,
-        f"{len(load.answered)} answered, {len(set(load.answered) & lost_ids)} named losses, "
+        f"{len(load.answered)} answered, {len((set(load.answered) & lost_ids) - billed_ids)} named losses, "
         f"unbilled: {unbilled_answers[:5] or 'none'}",
     )
     negative = [r[0] for r in books if r[1] < 0]
