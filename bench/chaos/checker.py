@@ -174,6 +174,8 @@ async def check(db: AsyncEngine, stack: Stack, load: Load, watcher_caught_up: bo
     pending, aside = spool_counts(stack)
     found.check("spool empty but for set-aside entries", pending == 0, f"{pending} pending, {aside} set aside")
     found.check("no internal text in an answer", not load.leaks, f"{len(load.leaks)} leaks {load.leaks[:3]}")
+    page_500 = {k: n for k, n in stack.page.outcomes.items() if k.endswith(":500")}
+    found.check("the page's API answers no 500 (an outage is a 503)", not page_500, f"{page_500 or 'none'}")
     await _check_chain(found, db, stack, watcher_caught_up)
     _check_reconcile(found, stack, aside)
     return found
