@@ -1,13 +1,14 @@
 # credit-gateway: `make up` runs the gateway on embedded defaults, `make test` runs lint and every test (with the
 # offline container checks: hadolint, `docker compose config`), `make test-unit` the unit tests alone (no services),
-# `make lint` ruff + mypy + the import table + eslint and tsc on the page's JavaScript, `make container-smoke` builds and runs the compose stack.
+# `make lint` ruff + mypy + the import table + eslint and tsc on the page's JavaScript, `make chaos` the seeded
+# fault run (bench/chaos), `make container-smoke` builds and runs the compose stack.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: install up lint test test-unit services chromium promtool bench container-smoke clean
+.PHONY: install up lint test test-unit services chromium promtool bench chaos chaos-ci container-smoke clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,16 @@ test: install node_modules/.installed chromium promtool services lint
 
 bench: install services
 	$(PY) -m bench
+
+# the real stack under load with overlapping faults from a seed, then the books checked (bench/chaos);
+# CHAOS_SECONDS (default 300) of load and faults, CHAOS_SEED to replay a run (else a random one, printed)
+chaos: install services
+	$(PY) -m bench.chaos
+
+# CI's short chaos: a fixed seed, then a random one (printed first in its log)
+chaos-ci: install services
+	CHAOS_SEED=285 CHAOS_SECONDS=60 $(PY) -m bench.chaos
+	CHAOS_SEED= CHAOS_SECONDS=60 $(PY) -m bench.chaos
 
 # Build the image and run the compose stack for real (podman; installs what it needs; ~5 min cold, ~2 warm).
 container-smoke: install

@@ -81,6 +81,18 @@ returns the last request (headers and JSON body) seen per path.
 Failure mode: while ``fail_always`` is true, or ``fail_next`` > 0 (decremented
 per failed call), chat and embeddings calls answer ``fail_status`` (500) with an
 OpenAI-style ``{"error": {...}}`` body.  ``/v1/models`` never fails.
+
+Chaos (``bench.chaos``): the mode's ``fail_ratio`` fails that share of calls,
+``abort_ratio`` aborts that share of streams after a random number of words, and
+``latency_jitter`` adds up to that many seconds before the first byte, each drawn
+from a generator seeded by ``--seed`` (so a run is reproducible from its seed).
+With ``--log PATH`` every chat and embeddings call appends one JSON line there when
+its answer ends: the provider's own record of what it served (``outcome``:
+``served``; ``aborted`` with ``words_sent`` when it cut a stream; ``failed``;
+``gone`` with ``parts_sent`` (and ``words_sent``) when the caller left before the
+answer was out;
+``refused`` for a 4xx), its ``tag`` (the first ``[tag:...]`` in the prompt or
+input), ``path``, ``stream`` and ``usage``.
 """
 
 from __future__ import annotations
@@ -94,6 +106,7 @@ import importlib.util
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -171,6 +184,9 @@ DEFAULT_MODE: dict[str, Any] = {
     "details": False,  # report the usage *_tokens_details even when the two above are 0
     "image_tokens": 765,  # prompt tokens per image_url content part
     "prompt_extra_tokens": 0,  # added to every chat prompt_tokens
+    "fail_ratio": 0.0,  # chaos: fail this share of chat/embeddings calls (seeded draw)
+    "abort_ratio": 0.0,  # chaos: abort this share of streams after a random number of words (seeded draw)
+    "latency_jitter": 0.0,  # chaos: up to this many more seconds before the first byte (seeded draw)
 }
 
 _INT_MODE_KEYS = frozenset(
@@ -343,6 +359,8 @@ class _State:
         self.mode: dict[str, Any] = dict(DEFAULT_MODE)
         self.last: dict[str, dict[str, Any]] = {}
         self.seq = 0
+        self.rng = random.Random(0)  # chaos draws (reseeded by --seed)
+        self.log: Any = None  # the served-calls log (--log), a line-buffered text file
 
     def reset(self) -> None:
         self.calls = {}
@@ -357,10 +375,12 @@ class _State:
                 return f"unknown mode key {k!r}; known: {sorted(DEFAULT_MODE)}"
             if k in _INT_MODE_KEYS and not (isinstance(v, int) and v >= 0):
                 return f"{k} must be a non-negative integer"
-            if k in ("latency", "chunk_delay") and not (isinstance(v, (int, float)) and v >= 0):
+            if k in ("latency", "chunk_delay", "latency_jitter") and not (isinstance(v, (int, float)) and v >= 0):
                 return f"{k} must be a non-negative number"
             if k in _BOOL_MODE_KEYS and not isinstance(v, bool):
                 return f"{k} must be a boolean"
+            if k in ("fail_ratio", "abort_ratio") and not (isinstance(v, (int, float)) and 0 <= v <= 1):
+                return f"{k} must be a number from 0 to 1"
             if k == "stream_abort_after" and not (v is None or (isinstance(v, int) and v >= 0)):
                 return "stream_abort_after must be null or a non-negative integer"
         self.mode.update(changes)
@@ -373,7 +393,7 @@ class _State:
         if mode["fail_next"] > 0:
             mode["fail_next"] -= 1
             return True
-        return False
+        return bool(mode["fail_ratio"]) and self.rng.random() < mode["fail_ratio"]
 
 
 STATE = _State()
@@ -481,15 +501,52 @@ class _Request:
 
 class _Plan:
     """What to send for one request: ``parts`` written in order, each after
-    ``delays[i]`` seconds; ``abort`` aborts the connection after the parts."""
+    ``delays[i]`` seconds; ``abort`` aborts the connection after the parts;
+    ``record`` (with ``--log``) is the call's log line, written when it ends."""
 
-    __slots__ = ("abort", "close", "delays", "parts")
+    __slots__ = ("abort", "close", "delays", "parts", "record")
 
     def __init__(self, parts: list[bytes], delays: list[float] | None = None, abort: bool = False, close: bool = False):
         self.parts = parts
         self.delays = delays
         self.abort = abort
         self.close = close
+        self.record: dict[str, Any] | None = None
+
+    def ended(self, parts_sent: int) -> None:
+        """Log the call (``--log``) once its answer ended with ``parts_sent`` of its parts out."""
+        record, self.record = self.record, None
+        if record is None or STATE.log is None:
+            return
+        if parts_sent < len(self.parts):
+            record["outcome"] = "gone"
+            record["parts_sent"] = parts_sent
+        if record["stream"] and record["outcome"] in ("gone", "aborted"):
+            record["words_sent"] = max(0, parts_sent - 1)  # parts[0] is the head and the role chunk
+        STATE.log.write(json.dumps(record) + "\n")
+
+
+_TAG_RE = re.compile(r"\[tag:([\w.:-]+)\]")
+
+
+def _tag(path: str, data: Any) -> str | None:
+    """The caller's ``[tag:...]`` in the first message (chat) or the input (embeddings)."""
+    if not isinstance(data, dict):
+        return None
+    if path == CHAT:
+        messages = data.get("messages")
+        first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
+        text = first.get("content")
+    else:
+        text = data.get("input")
+    found = _TAG_RE.search(text) if isinstance(text, str) else None
+    return found.group(1) if found else None
+
+
+def _usage_of(plan: _Plan) -> dict[str, Any] | None:
+    """The usage the answer reports (a plain answer's body, or a stream's usage chunk)."""
+    found = re.search(rb'"usage":\s*(\{[^{}]*\})', b"".join(plan.parts))
+    return _loads(found.group(1)) if found else None
 
 
 def _canonical(path: str) -> str:
@@ -535,14 +592,32 @@ def handle(req: _Request) -> _Plan:
                 _failure_obj(status),
                 ka,
             )
-            return _Plan([resp], [latency] if latency else None, close=not ka)
+            failed = _Plan([resp], [latency] if latency else None, close=not ka)
+            if st.log is not None:
+                failed.record = {"t": time.time(), "tag": _tag(path, data), "path": path, "outcome": "failed"}
+                failed.record["stream"] = False
+            return failed
         if err is not None:
             return _Plan([_json_response(400, _error_obj(err, "invalid_request_error"), ka)], close=not ka)
+        if mode["latency_jitter"]:
+            latency += st.rng.random() * mode["latency_jitter"]
         if path == CHAT:
-            return _chat(req, data, mode, latency)
-        if path in _ROUTES:
-            return _other_api(req, path, data, mode, latency)
-        return _embeddings(req, data, latency)
+            plan = _chat(req, data, mode, latency)
+        elif path in _ROUTES:
+            plan = _other_api(req, path, data, mode, latency)
+        else:
+            plan = _embeddings(req, data, latency)
+        if st.log is not None:
+            ok = plan.parts[0].startswith(b"HTTP/1.1 200")
+            plan.record = {
+                "t": time.time(),
+                "tag": _tag(path, data),
+                "path": path,
+                "stream": bool(data.get("stream")) and path != EMBEDDINGS,
+                "outcome": ("aborted" if plan.abort else "served") if ok else "refused",
+                "usage": _usage_of(plan) if ok else None,
+            }
+        return plan
 
     if path == MODELS:
         created = int(time.time())
@@ -647,6 +722,8 @@ def _chat(req: _Request, data: dict, mode: dict, latency: float) -> _Plan:
     role = {"role": "assistant", "content": "", "refusal": None}
     deltas = [{"content": w if i == 0 else " " + w} for i, w in enumerate(answer_words(nw))]
     abort_after = mode["stream_abort_after"]
+    if abort_after is None and mode["abort_ratio"] and STATE.rng.random() < mode["abort_ratio"]:
+        abort_after = STATE.rng.randrange(max(1, n * nw))
     aborted = abort_after is not None and abort_after < n * nw
     # parts[0] is the head, then one part per word chunk; a choice's role chunk
     # (and the previous choice's finish chunk) go out with the part before it.
@@ -870,6 +947,7 @@ class _HTTPProtocol(asyncio.Protocol):
                 )
             if plan.delays is None:
                 self.transport.write(b"".join(plan.parts) if len(plan.parts) > 1 else plan.parts[0])
+                plan.ended(len(plan.parts))
                 self._finish(plan)
             else:
                 self.busy = True
@@ -886,6 +964,7 @@ class _HTTPProtocol(asyncio.Protocol):
             self.closed = True
 
     async def _run_slow(self, plan: _Plan) -> None:
+        sent = 0
         try:
             for part, delay in zip(plan.parts, plan.delays, strict=True):
                 if delay:
@@ -893,8 +972,10 @@ class _HTTPProtocol(asyncio.Protocol):
                 if self.closed:
                     return
                 self.transport.write(part)
+                sent += 1
             self._finish(plan)
         finally:
+            plan.ended(sent)
             self.busy = False
         if not self.closed:
             self._drain()
@@ -944,7 +1025,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8099)
     p.add_argument("--fd", type=int, default=None, help="serve on this already-listening socket fd")
     p.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
+    p.add_argument("--log", default=None, help="append one JSON line per chat/embeddings call here (what was served)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the chaos draws (fail_ratio, abort_ratio, jitter)")
     args = p.parse_args(argv)
+    STATE.rng.seed(args.seed)
+    if args.log:
+        STATE.log = open(args.log, "a", buffering=1)  # noqa: SIM115 - open for the server's lifetime
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     if args.fd is not None:
@@ -985,8 +1071,11 @@ class FakeUpstream:
     ``with FakeUpstream() as up: client = OpenAI(base_url=up.base_url, api_key="x")``
     """
 
-    def __init__(self, *, python: str | None = None, start: bool = True, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, python: str | None = None, start: bool = True, ready_timeout: float = 30.0, args: tuple[str, ...] = ()
+    ) -> None:
         self.python = python or sys.executable
+        self.args = args  # more command-line options (--log, --seed)
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen | None = None
         self.port: int = 0
@@ -1015,7 +1104,7 @@ class FakeUpstream:
             sock.listen(2048)
             self.port = sock.getsockname()[1]
             self.proc = subprocess.Popen(
-                [self.python, os.path.abspath(__file__), "--fd", str(sock.fileno()), "--exit-with-parent"],
+                [self.python, os.path.abspath(__file__), "--fd", str(sock.fileno()), "--exit-with-parent", *self.args],
                 pass_fds=(sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset
 from gateway.core.posting import InsufficientCredit
+from gateway.failures import is_transient, refusal_reason
 from gateway.ledger import portable, postgres
 from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, UnknownAccount, Usage
+from gateway.observability import metrics
 
 if TYPE_CHECKING:
     import asyncpg
@@ -201,10 +203,18 @@ async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None, grace
     """Void every pending hold past its TTL plus `grace_seconds` (each one means a lost settle) and return their
     request ids. The grace leaves time for settles waiting in a proxy's spool (gateway.ledger.spool); the
     expiry is a conditional write (`release` acts only on a pending hold), so two sweepers, or a sweeper and a
-    late settle, never act twice on one hold."""
+    late settle, never act twice on one hold. A hold whose expiry the database refuses permanently is logged
+    and counted, and never stops the holds after it; an outage stops the pass (the next one retries)."""
     cutoff = (now or _now()) - timedelta(seconds=grace_seconds)
-    stale = await portable.stale_holds(db, cutoff)
-    expired = [rid for rid in stale if await release(db, rid, status=HoldStatus.EXPIRED)]
-    for rid in expired:
-        log.error("hold expired without a settle: request %s (released)", rid)
+    expired = []
+    for rid in await portable.stale_holds(db, cutoff):
+        try:
+            if await release(db, rid, status=HoldStatus.EXPIRED):
+                expired.append(rid)
+                log.error("hold expired without a settle: request %s (released)", rid)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            metrics.LEDGER_REFUSALS.labels("expire").inc()
+            log.error("expiry of hold %s refused by the ledger (%s)", rid, refusal_reason(exc))
     return expired

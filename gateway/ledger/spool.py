@@ -15,8 +15,11 @@ segmentation fault within a few thousand streamed calls, `python -m bench.soak -
 
 The hold sweeper gives spooled settles time: it expires only holds past their TTL plus
 `HOLD_SWEEP_GRACE_SECONDS`; if it wins anyway, the replayed settle still charges (from what is available).
-An entry the ledger refuses for another reason than an outage is kept, marked failed, and logged at ERROR
-for an operator (it is never retried in a loop, never dropped).
+An entry the ledger refuses permanently (`gateway.failures.is_transient` is False: an integrity, data or
+programming error) is set aside: kept in the journal marked failed with its reason, logged at ERROR with its
+request id, counted (`gateway_ledger_refusals`), never retried and never in the way of the entries behind
+it. A settle or release refused permanently on the request path is recorded the same way (`put_refused`),
+never spooled. `gateway reconcile` lists every set-aside entry (`refused`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
-from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import is_transient, refusal_reason
+from gateway.observability import metrics
 
 log = logging.getLogger("gateway.spool")
 
@@ -44,6 +48,22 @@ RELEASE = "release"
 
 class SpoolUnavailable(RuntimeError):
     """The spool itself could not be written (disk full, folder not writable)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RefusedEntry:
+    """A settle or release the ledger refused permanently, set aside in the spool for an operator."""
+
+    request_id: str
+    kind: str
+    payload: dict[str, Any]
+    refused_at: float  # when it was spooled (or refused on the request path), Unix seconds
+    reason: str
+
+    @property
+    def account_id(self) -> int | None:
+        account = self.payload.get("account_id")
+        return account if isinstance(account, int) else None
 
 
 class Spool:
@@ -96,12 +116,43 @@ class Spool:
                 "SELECT request_id, kind, payload FROM spooled WHERE failed = 0 ORDER BY spooled_at LIMIT ?", (limit,)
             ).fetchall()
 
-    def _done(self, request_id: str, error: str | None) -> None:
+    def _applied(self, request_id: str) -> None:
         with contextlib.closing(self._connect()) as conn:
-            if error is None:
-                conn.execute("DELETE FROM spooled WHERE request_id = ?", (request_id,))
-            else:
-                conn.execute("UPDATE spooled SET failed = 1, error = ? WHERE request_id = ?", (error, request_id))
+            conn.execute("DELETE FROM spooled WHERE request_id = ?", (request_id,))
+
+    def set_aside(self, kind: str, request_id: str, exc: BaseException) -> None:
+        """A spooled entry the ledger refused permanently: kept, marked failed, never replayed again."""
+        reason = refusal_reason(exc)
+        log.error(
+            "spooled %s of request %s refused by the ledger (%s); set aside in %s", kind, request_id, reason, self.path
+        )
+        metrics.LEDGER_REFUSALS.labels(kind).inc()
+        with contextlib.closing(self._connect()) as conn:
+            conn.execute("UPDATE spooled SET failed = 1, error = ? WHERE request_id = ?", (reason, request_id))
+
+    async def put_refused(self, kind: str, request_id: str, payload: dict[str, Any], exc: BaseException) -> None:
+        """Record a settle or release the ledger refused permanently on the request path (for `gateway
+        reconcile`; never replayed). The caller has logged and counted it; a spool that cannot be written
+        raises SpoolUnavailable (the log line is then the only record)."""
+        try:
+            with contextlib.closing(self._connect()) as conn:
+                conn.execute(
+                    "INSERT OR REPLACE INTO spooled (request_id, kind, payload, spooled_at, failed, error) "
+                    "VALUES (?, ?, ?, ?, 1, ?)",
+                    (request_id, kind, json.dumps(payload), time.time(), refusal_reason(exc)),
+                )
+        except (OSError, sqlite3.Error) as err:
+            raise SpoolUnavailable(f"cannot write the settle spool {self.path}: {err}") from err
+
+    def refused(self) -> list[RefusedEntry]:
+        """Every set-aside entry, the oldest first."""
+        if not self.path.exists():
+            return []
+        with contextlib.closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT request_id, kind, payload, spooled_at, error FROM spooled WHERE failed = 1 ORDER BY spooled_at"
+            ).fetchall()
+        return [RefusedEntry(rid, kind, json.loads(payload), at, error or "") for rid, kind, payload, at, error in rows]
 
     async def replay(self, db: AsyncEngine) -> int:
         """Apply spooled entries until the spool is empty or the database fails again; how many were applied."""
@@ -113,15 +164,12 @@ class Spool:
                         await ledger.settle(db, ledger.Usage(**json.loads(payload)))
                     else:
                         await ledger.release(db, request_id)
-                except INFRASTRUCTURE_ERRORS:
-                    return applied  # still down: try again later
-                except Exception as exc:
-                    log.exception(
-                        "spooled %s of request %s refused by the ledger; kept in %s", kind, request_id, self.path
-                    )
-                    self._done(request_id, f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - sorted by is_transient
+                    if is_transient(exc):
+                        return applied  # still down: try again later
+                    self.set_aside(kind, request_id, exc)  # never retried, never blocks the entries behind it
                     continue
-                self._done(request_id, None)
+                self._applied(request_id)
                 applied += 1
         if applied:
             log.warning("applied %d spooled settles/releases from %s", applied, self.path)

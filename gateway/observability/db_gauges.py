@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.payments_schema import STATUSES, payments
 from gateway.db.schema import HoldStatus, credit_holds
-from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import is_transient
 
 log = logging.getLogger("gateway.observability")
 SCRAPE_TIMEOUT_SECONDS = 5.0
@@ -27,7 +27,9 @@ async def database_families(db: AsyncEngine) -> list[Metric]:
     up = GaugeMetricFamily("gateway_metrics_database_up", "1 if the database gauges below could be read.")
     try:
         families = await asyncio.wait_for(_read(db), SCRAPE_TIMEOUT_SECONDS)
-    except INFRASTRUCTURE_ERRORS as exc:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
         log.warning("metrics: database unreachable (%s)", type(exc).__name__)
         up.add_metric([], 0)
         return [up]

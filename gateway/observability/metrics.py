@@ -52,6 +52,11 @@ UNCOLLECTED = Counter(
 SPOOLED = Counter(
     "gateway_spooled", "Settles and releases written to the spool: the database was unreachable.", ["kind"]
 )
+LEDGER_REFUSALS = Counter(
+    "gateway_ledger_refusals",
+    "Holds, settles and releases the database refused permanently (never retried; see gateway reconcile).",
+    ["op"],
+)
 SIDECAR_REQUESTS = Counter(
     "gateway_sidecar_requests", "Sidecar requests by route template, method and status.", ["route", "method", "status"]
 )

@@ -12,7 +12,9 @@ Checks, each mismatch naming the account it concerns:
   its call being settled after all (a late settle charges the call, so that hold is not a loss);
 - every credited payment is still on chain: the same successful transaction and log, sender, receiver
   and amount;
-- no x402 authorization is left open (claimed or submitted) long after its settlement should have ended.
+- no x402 authorization is left open (claimed or submitted) long after its settlement should have ended;
+- no settle or release was refused permanently by the ledger: each one set aside in this host's settle
+  spool (`SPOOL_DIR`, gateway.ledger.spool) is listed with its request id and the database's reason.
 
 It also lists what calls cost above their holds and was never taken from the accounts
 (`llm_usage.uncollected_micros`): operator loss, reported per call and per account, not a mismatch.
@@ -37,6 +39,7 @@ from gateway.db.schema import credit_ledger as ledger
 from gateway.db.schema import llm_usage as usage
 from gateway.db.x402_schema import AuthorizationStatus
 from gateway.db.x402_schema import x402_authorizations as x402
+from gateway.ledger.spool import Spool
 from gateway.ledger.types import HoldStatus
 from gateway.payments.chain import ChainRPC
 from gateway.payments.service import REFERENCE_SQL, check_chain_id, live_transfer, payment_reference
@@ -122,6 +125,7 @@ async def reconcile(
             *await _usage_debits(conn),
             *await _lost_settles(conn, now or datetime.now(UTC)),
             *await _x402_unsettled(conn, now or datetime.now(UTC), settings),
+            *_set_aside(settings),
         ]
         uncollected = await _uncollected(conn)
     if rpc is not None:
@@ -137,6 +141,21 @@ async def reconcile_configured(db: AsyncEngine, settings: Settings) -> Reconcile
         return await reconcile(db, settings)
     async with ChainRPC(settings.chain_rpc_url, timeout=settings.chain_rpc_timeout_seconds) as rpc:
         return await reconcile(db, settings, rpc)
+
+
+def _set_aside(settings: Settings) -> list[Mismatch]:
+    """The settles and releases the ledger refused permanently (on the request path or at replay)."""
+    spool = Spool(settings.effective_spool_dir)
+    return [
+        Mismatch(
+            f"refused_{entry.kind}",
+            entry.account_id,
+            f"{entry.kind} of {entry.request_id} refused by the ledger at "
+            f"{datetime.fromtimestamp(entry.refused_at, UTC).isoformat(timespec='seconds')} ({entry.reason}); "
+            f"set aside in {spool.path}",
+        )
+        for entry in spool.refused()
+    ]
 
 
 async def _balances(conn: AsyncConnection) -> list[Mismatch]:

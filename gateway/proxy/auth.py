@@ -18,7 +18,7 @@ from litellm.proxy import proxy_server
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 from gateway.accounts.keys import KeyOwner, resolve_key
-from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import is_transient
 from gateway.observability.logging import configure as configure_logging
 from gateway.proxy import admission, guard, reload, x402_gate
 from gateway.proxy.errors import (
@@ -41,7 +41,10 @@ async def authenticate(api_key: str) -> KeyOwner:
     rt = runtime()
     try:
         owner = await resolve_key(rt.db, rt.key_cache, api_key)
-    except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # one line, no traceback: an outage would flood the log
         log.warning("key lookup refused: billing database unreachable (%s)", type(exc).__name__)
         raise billing_unavailable() from None
     if owner is None:

@@ -1,15 +1,17 @@
 """What the proxy counts and logs per call, at O(1) cost and with no database round trip: the call outcome
 counter (wrapped around the response's `send` by the guard), the hold/settle/release counters and the one
-log line per billed call (from the callbacks), and the proxy's `GET /metrics` answer (aggregated over the
-LiteLLM workers; database gauges read at scrape time).
+log line per billed call (from the callbacks), the ledger's permanent refusals, and the proxy's `GET /metrics`
+answer (aggregated over the LiteLLM workers; database gauges read at scrape time).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.failures import refusal_reason
 from gateway.observability import metrics
 from gateway.observability.db_gauges import database_families
 from gateway.observability.logging import get_logger
@@ -20,6 +22,7 @@ Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
 calls_log = get_logger("gateway.calls")
+billing_log = logging.getLogger("gateway.proxy.billing")
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,6 +88,16 @@ def released(call: Call, spooled: bool) -> None:
 def refused(request_id: str, account_id: int, key_id: int | None, model: str, outcome: str) -> None:
     """A billed call refused at the hold (402, 503): its one log line (no hold was opened)."""
     calls_log.info("call", request_id=request_id, account_id=account_id, key_id=key_id, model=model, outcome=outcome)
+
+
+def refused_by_ledger(request_id: str, op: str, exc: BaseException, call: Call | None = None) -> None:
+    """A hold, settle or release the database refused permanently: counted, and logged at ERROR with the
+    request id and the driver's reason (an operator's work; `gateway reconcile` lists the settles)."""
+    metrics.LEDGER_REFUSALS.labels(op).inc()
+    reason = refusal_reason(exc)
+    billing_log.error("%s of %s refused by the ledger (%s)", op, request_id, reason, exc_info=exc)
+    if call is not None:
+        _log(call, f"{op}_refused", charged_micros=0, reason=reason)
 
 
 def _log(call: Call, outcome: str, **fields: Any) -> None:

@@ -6,10 +6,12 @@
   client receives the end of the response.
 - `async_post_call_failure_hook`: RELEASE. A client that leaves mid-stream pays for what was produced.
   A call the server cancels (a shutdown's grace ran out) is released by `release_cut` (from the guard).
-- `async_log_success_event` / `async_log_failure_event`: LiteLLM's best-effort background callbacks, kept
-  as an idempotent backstop (same request id) for a settle that did not happen on the request path. LiteLLM
-  starts them while the request path is still settling, so the two take turns per call (`Inflight.closing`):
-  whichever comes second finds the call closed and does nothing (no second database write per call).
+- `async_log_success_event`: LiteLLM's best-effort background callback, kept as an idempotent backstop
+  (same request id) for a settle that did not happen on the request path. LiteLLM starts it while the
+  request path is still settling, so the two take turns per call (`Inflight.closing`): whichever comes
+  second finds the call closed and does nothing (no second database write per call). There is no failure
+  backstop: LiteLLM logs a failure for each failed attempt, and its router retries the same request (a
+  release there voided the hold of a call its retry then served: served, never billed; bench.chaos).
 - Each hold, settle and release is counted, and each billed call logs one line (`gateway.proxy.call_metrics`).
 - `async_post_call_response_headers_hook`: clients see what *they* pay, never provider cost or upstream URLs.
 """
@@ -17,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -40,8 +43,8 @@ from gateway.core.billing import (
     price_call,
 )
 from gateway.core.money import MICROS_PER_USD, TokenPrices, micros_to_credits
-from gateway.failures import INFRASTRUCTURE_ERRORS
-from gateway.ledger.spool import SpoolUnavailable
+from gateway.failures import is_transient
+from gateway.ledger.spool import RELEASE, SETTLE, SpoolUnavailable
 from gateway.proxy import admission, apis, call_metrics, errors
 from gateway.proxy.inflight import Call, Inflight, note_held, tag, tagged
 from gateway.proxy.pricing import (
@@ -221,7 +224,11 @@ class BillingCallbacks(CustomLogger):
             raise errors.insufficient_credits(insufficient_message(model, plan, exc, prices, markup)) from None
         except ledger.KeyLimitExceeded as exc:
             raise errors.key_limit_exceeded(str(exc)) from None
-        except INFRASTRUCTURE_ERRORS as exc:  # one line, no traceback: an outage would flood the log
+        except Exception as exc:  # noqa: BLE001 - sorted by is_transient
+            if not is_transient(exc):  # refused permanently: nothing was held, our 500 names the request id
+                call_metrics.refused_by_ledger(request_id, "hold", exc)
+                raise errors.internal_error(request_id) from None
+            # one line, no traceback: an outage would flood the log
             log.warning("hold of %s refused: billing database unreachable (%s)", request_id, type(exc).__name__)
             await self._void_unacknowledged_hold(request_id)
             call_metrics.refused(request_id, account_id, key_id, model, "billing_unavailable")
@@ -305,9 +312,10 @@ class BillingCallbacks(CustomLogger):
         try:
             settlement = await asyncio.shield(ledger.settle(rt.db, usage))  # completes even if the client leaves
             charged = settlement.charged_micros
-        except Exception as exc:
-            if not isinstance(exc, INFRASTRUCTURE_ERRORS):
-                log.exception("settle of %s refused by the ledger; spooled for an operator", call.request_id)
+        except Exception as exc:  # noqa: BLE001 - sorted by is_transient
+            if not is_transient(exc):  # never spooled: set aside, and the client gets our 500
+                await self._refused(SETTLE, call, dataclasses.asdict(usage), exc)
+                raise errors.internal_error(call.request_id) from None
             await asyncio.shield(rt.spool.put_settle(usage))  # on disk before the response completes
             charged = min(usage.user_price_micros, call.held_micros)  # what the replay charges (the hold caps it)
             spooled = True
@@ -418,6 +426,8 @@ class BillingCallbacks(CustomLogger):
         """`_settle` for a stream whose content is out already: a failure is logged, never sent as a chunk."""
         try:
             return await self._settle(call, prompt_tokens, completion_tokens, reported_cost)
+        except errors.GatewayError:  # refused permanently by the ledger: logged, counted and set aside already
+            return None
         except Exception:
             log.critical(
                 "settle of streamed %s lost: database and spool both unavailable", call.request_id, exc_info=True
@@ -477,7 +487,10 @@ class BillingCallbacks(CustomLogger):
             spooled = False
             try:
                 await asyncio.shield(ledger.release(rt.db, call.request_id))
-            except INFRASTRUCTURE_ERRORS:
+            except Exception as exc:  # noqa: BLE001 - sorted by is_transient
+                if not is_transient(exc):  # never spooled: set aside; the sweeper expires the hold
+                    await self._refused(RELEASE, call, {"account_id": call.account_id}, exc)
+                    return True
                 await asyncio.shield(rt.spool.put_release(call.request_id))
                 spooled = True
             self._inflight.done(call.request_id)
@@ -493,6 +506,17 @@ class BillingCallbacks(CustomLogger):
                     log.warning("released %s: the proxy stopped before it finished", call.request_id)
             except Exception:
                 log.exception("release of cut call %s failed; its hold expires on its own", call.request_id)
+
+    async def _refused(self, op: str, call: Call, payload: dict[str, Any], exc: Exception) -> None:
+        """A settle or release the ledger refused permanently (an integrity, data or programming error):
+        never spooled, never retried. Logged with the request id and counted, then set aside in the spool
+        for `gateway reconcile`; the call is closed here, its hold left for the sweeper."""
+        call_metrics.refused_by_ledger(call.request_id, op, exc, call)
+        self._inflight.done(call.request_id)
+        try:
+            await asyncio.shield(runtime().spool.put_refused(op, call.request_id, payload, exc))
+        except SpoolUnavailable:
+            log.error("%s of %s refused by the ledger; the spool could not record it", op, call.request_id)
 
     # ---- HEADERS ----------------------------------------------------------------------------------
     async def async_post_call_response_headers_hook(
@@ -536,17 +560,6 @@ class BillingCallbacks(CustomLogger):
                 log.warning("settled %s from the background backstop", call.request_id)
         except Exception:
             log.exception("backstop settle failed for %s", call.request_id)
-
-    async def async_log_failure_event(
-        self, kwargs: dict[str, Any], response_obj: Any, start_time: datetime, end_time: datetime
-    ) -> None:
-        call = self._inflight.get(kwargs.get("litellm_params"))
-        if call is None:
-            return
-        try:
-            await self._release(call)
-        except Exception:
-            log.exception("backstop release failed for %s", call.request_id)
 
 
 proxy_handler_instance = BillingCallbacks()

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from gateway.core.billing import user_rates
-from gateway.failures import INFRASTRUCTURE_ERRORS
+from gateway.failures import is_transient
 from gateway.proxy import admission, apis, call_metrics, exposure, inflight, x402_gate
 from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
 from gateway.proxy.runtime import runtime
@@ -163,7 +163,9 @@ class Guard:
                 return await _send_json(send, 200, await generation_document(owner, query))
         except GatewayError as exc:
             return await _respond(send, exc)
-        except INFRASTRUCTURE_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("%s refused: billing database unreachable (%s)", kind, type(exc).__name__)
             return await _respond(send, billing_unavailable())
         await _send_json(send, 200, {"object": "list", "data": price_list()})

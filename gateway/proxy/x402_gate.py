@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from gateway.accounts.wallets import find_account, frozen_since
-from gateway.failures import INFRASTRUCTURE_ERRORS, ChainUnavailable
+from gateway.failures import ChainUnavailable, is_transient
 from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC
 from gateway.proxy import admission
@@ -133,7 +133,7 @@ def _unavailable(exc: Exception) -> Refusal:
             "The chain cannot be reached to verify or settle the payment; nothing was charged. Retry shortly.",
             503,
         )
-    if isinstance(exc, INFRASTRUCTURE_ERRORS):
+    if is_transient(exc):
         log.warning("x402 payment refused: billing database unreachable (%s)", type(exc).__name__)
         return Refusal(
             Reason.VERIFY_ERROR, "The billing database is unreachable; nothing was charged. Retry shortly.", 503

@@ -8,7 +8,6 @@ body-size middleware sends.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -17,27 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from gateway.auth.nonces import NonceStoreUnavailable
 from gateway.auth.siwe import LoginRejected
-from gateway.failures import ChainUnavailable
+from gateway.failures import ChainUnavailable, is_transient
 
 log = logging.getLogger("gateway.sidecar")
 E = TypeVar("E", bound=Exception)
-
-# Our infrastructure is down: answer 503 and keep the failure visible. Other exceptions are bugs (500).
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    OperationalError,
-    InterfaceError,
-    PoolTimeout,
-    RedisError,
-)
 
 
 class ErrorDetail(BaseModel):
@@ -129,12 +115,12 @@ async def _nonce_store_unavailable(_: Request, __: NonceStoreUnavailable) -> JSO
     )
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s: infrastructure unavailable: %r", request.method, request.url.path, exc)
-    return _reply(503, "unavailable", "the database or Redis is unreachable; retry shortly")
-
-
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    """Our infrastructure down (`gateway.failures.is_transient`: the one classification the proxy, the spool
+    and the sweeper use) is 503, one log line; anything else is a bug: 500, with its traceback."""
+    if is_transient(exc):
+        log.error("%s %s: infrastructure unavailable: %r", request.method, request.url.path, exc)
+        return _reply(503, "unavailable", "the database or Redis is unreachable; retry shortly")
     log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _reply(500, "internal_error", "internal error (logged)")
 
@@ -151,6 +137,4 @@ def install(app: FastAPI) -> None:
     _handle(app, LoginRejected, _login_rejected)
     _handle(app, ChainUnavailable, _chain_unavailable)
     _handle(app, NonceStoreUnavailable, _nonce_store_unavailable)
-    for exc_type in UNAVAILABLE_ERRORS:
-        app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _internal)

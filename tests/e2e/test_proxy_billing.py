@@ -15,6 +15,8 @@ from gateway.accounts.keys import revoke_key
 from gateway.cache.ttl import key_cache_for
 from gateway.core.money import micros_to_credits
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
+from gateway.ledger.spool import Spool
+from gateway.payments.reconcile import reconcile
 from tests.e2e.conftest import REDIS_URL
 from tests.ledger_checks import assert_books_balance
 
@@ -200,6 +202,62 @@ async def test_upstream_500_releases_the_hold_and_charges_nothing(db, make_custo
     assert (bal.balance_micros, bal.held_micros) == (50_000, 0)
     assert {h.status for h in await holds_of(db, c.account.id)} == {"voided"}
     assert await usage_rows(db, c.account.id) == []
+
+
+async def test_a_call_the_provider_serves_on_a_retry_is_billed(db, make_customer, upstream):
+    """LiteLLM's router retries a provider error (num_retries defaults to 2) within the same request: the call
+    is still open, and when a retry is served it is billed (found by bench.chaos, seed 1: the failed
+    attempt's background failure event released the hold, and the served retry went unbilled)."""
+    c = await make_customer()
+    upstream.set_mode(fail_next=1)
+    c.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=10)
+    upstream.set_mode(fail_next=1)
+    assert list(c.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=10, stream=True))
+    assert upstream.calls("chat/completions") == 4  # each served on its second attempt
+    assert len(await usage_rows(db, c.account.id)) == 2
+    assert {h.status for h in await holds_of(db, c.account.id)} == {"posted"}
+    bal = await ledger.get_balance(db, c.account.id)
+    assert bal.held_micros == 0 and bal.balance_micros < 1_000_000
+
+
+async def test_a_settle_the_database_refuses_is_our_500_with_the_request_id_and_never_spooled(
+    db, make_customer, upstream, proxy
+):
+    """A permanent refusal (here a trigger refusing this account's usage rows: a data error) is not an outage:
+    the client gets our 500 naming the request, nothing is spooled, the refusal is set aside in the spool for
+    `gateway reconcile` (issue 23)."""
+    c = await make_customer()
+    function, trigger = f"refuse_{c.account.id}", f"refuse_usage_{c.account.id}"
+    async with db.begin() as conn:
+        await conn.execute(
+            sa.text(
+                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by a test trigger' USING ERRCODE = '22023'; END $$"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                f"CREATE TRIGGER {trigger} BEFORE INSERT ON llm_usage FOR EACH ROW "
+                f"WHEN (NEW.account_id = {c.account.id}) EXECUTE FUNCTION {function}()"
+            )
+        )
+    try:
+        with pytest.raises(openai.InternalServerError) as err:
+            c.client.chat.completions.create(model="gpt-4o-mini", messages=CHAT, max_tokens=10)
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(sa.text(f"DROP TRIGGER {trigger} ON llm_usage"))
+            await conn.execute(sa.text(f"DROP FUNCTION {function}()"))
+    (hold,) = await holds_of(db, c.account.id)
+    assert err.value.status_code == 500 and hold.request_id in err.value.message
+    assert "refused by a test trigger" not in err.value.message  # the database's words stay in our log
+    assert hold.status == "pending"  # the sweeper expires it; reconcile names the refused settle meanwhile
+    spool = Spool(proxy.settings.effective_spool_dir)
+    assert [(e.request_id, e.kind, e.account_id) for e in spool.refused()] == [
+        (hold.request_id, "settle", c.account.id)
+    ]
+    report = await reconcile(db, proxy.settings)
+    assert [m.check for m in report.mismatches if hold.request_id in m.detail] == ["refused_settle"]
 
 
 async def test_client_leaving_mid_stream_pays_for_what_was_produced(db, make_customer, upstream, proxy):

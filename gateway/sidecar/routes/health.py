@@ -10,8 +10,9 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from gateway.failures import is_transient
 from gateway.sidecar.deps import Services, ServicesDep
-from gateway.sidecar.errors import UNAVAILABLE_ERRORS, ApiError, documented
+from gateway.sidecar.errors import ApiError, documented
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("gateway.sidecar")
@@ -47,7 +48,9 @@ async def readyz(svc: ServicesDep) -> Readiness:
     for name, probe in probes.items():
         try:
             await asyncio.wait_for(probe(), PROBE_TIMEOUT_SECONDS)
-        except UNAVAILABLE_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("not ready: %s unreachable: %r", name, exc)
             raise ApiError(503, "not_ready", f"{name} is unreachable") from None
     return Readiness(status="ready", database="ok", redis="ok" if svc.redis is not None else "not configured")
