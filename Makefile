@@ -61,10 +61,11 @@ bench: install services
 chaos: install services
 	$(PY) -m bench.chaos
 
-# CI's short chaos: a fixed seed, then a random one (printed first in its log)
+# CI's short chaos: a fixed seed (it gates), then a random one, printed first in its log: a violation it finds
+# is reported with its seed to replay, but does not block a landing that did not cause it
 chaos-ci: install services
 	CHAOS_SEED=285 CHAOS_SECONDS=60 $(PY) -m bench.chaos
-	CHAOS_SEED= CHAOS_SECONDS=60 $(PY) -m bench.chaos
+	-CHAOS_SEED= CHAOS_SECONDS=60 $(PY) -m bench.chaos
 
 # Build the image and run the compose stack for real (podman; installs what it needs; ~5 min cold, ~2 warm).
 container-smoke: install

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 TOKEN = "e2e-metrics-token-0123456789"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 # hash and pid: gateway_config_loaded, one series per worker and config it served (bounded by restarts/reloads)
-OUR_LABELS = {"model", "outcome", "event", "route", "method", "status", "le", "hash", "pid"}
+OUR_LABELS = {"model", "outcome", "event", "route", "method", "status", "le", "hash", "pid", "kind", "op"}
 BOUNDED_MODELS = {"gpt-4o-mini", "text-embedding-3-small", "unpriced", "demo", "other", "none"}
 
 

@@ -1,7 +1,7 @@
 """Config changes without a restart, and a draining stop (issue 24), on one real two-worker proxy under load.
 
 - `gateway reload` while 16 clients call (plain and streamed): a price changed, a model added, a model
-  removed. Nothing fails but the removed model's calls admitted after the reload (400 naming it); every
+  removed. Nothing fails but the removed model's calls admitted after the reload (404 naming it); every
   call is charged exactly at the prices of the config it was admitted under; the published price list and
   /metrics follow. Broken edits (unknown provider, missing price, YAML error) are refused with one line
   naming the model and the fix, and change nothing.
@@ -247,8 +247,10 @@ async def test_reload_under_load(reload_proxy: ProxyProcess, upstream: FakeUpstr
 
     failed = [r for r in results if r["status"] != 200]
     for r in failed:  # only the removed model, only after the reload began, and named
-        assert r["status"] == 400 and r["model"] == "gone" and r["ended"] > began, r
-        assert "model=gone" in r["error"] or "'gone'" in r["error"], r["error"]  # LiteLLM's router, or our hold
+        assert r["model"] == "gone" and r["ended"] > began, r
+        # our hold: OpenAI's 404 model_not_found naming it; or, held just before the swap and routed just after,
+        # LiteLLM's router refusal (400, in our words: nothing charged, the hold released)
+        assert (r["status"] == 404 and "'gone'" in r["error"]) or r["status"] == 400, r
     assert [r for r in results if r["model"] == "gone" and r["started"] > reloaded and r["status"] == 200] == []
     served = [r for r in results if r["status"] == 200]
     usage = await _usage(db, [r["request_id"] for r in served])
@@ -271,7 +273,7 @@ async def test_reload_under_load(reload_proxy: ProxyProcess, upstream: FakeUpstr
         r for r in served if r["ended"] > swapped and usage[r["request_id"]][3] in holds.get((r["model"], "old"), ())
     ]
     print(f"calls held at the old prices and settled after the swap: {len(straddled)}; failed: {len(failed)} "
-          f"(all 400 for 'gone')")  # fmt: skip
+          f"(all refusals of 'gone')")  # fmt: skip
     assert straddled, "no call was in flight across the swap: the test proved nothing about it"
 
 

@@ -27,7 +27,9 @@ def _free_port() -> int:
 @contextmanager
 def serving(make_settings, **overrides) -> Iterator[str]:
     port = _free_port()
-    settings = make_settings(host="127.0.0.1", sidecar_port=port, rate_limit_nonce="5/minute", **overrides)
+    settings = make_settings(
+        host="127.0.0.1", sidecar_port=port, siwe_domain=f"127.0.0.1:{port}", rate_limit_nonce="5/minute", **overrides
+    )
     server = uvicorn.Server(uvicorn_config(settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
