@@ -8,14 +8,18 @@ the shared Redis never see each other's nonces or rate-limit windows.
 from __future__ import annotations
 
 import secrets
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import redis
 import sqlalchemy as sa
+import uvicorn
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
@@ -24,7 +28,7 @@ from siwe import ISO8601Datetime, SiweMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
-from gateway.sidecar.app import create_app
+from gateway.sidecar.app import create_app, uvicorn_config
 
 DOMAIN = "localhost:8000"
 ORIGIN = f"http://{DOMAIN}"
@@ -136,3 +140,26 @@ async def sign_in(client: httpx.AsyncClient, signer: LocalAccount, address: str 
 async def row_counts(db: AsyncEngine) -> dict[str, int]:
     async with db.connect() as conn:
         return {t: (await conn.execute(sa.text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in COUNTED_TABLES}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """The sidecar under uvicorn, as deployed (proxy headers and all), in a background thread; its base URL."""
+    server = uvicorn.Server(uvicorn_config(settings))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the sidecar did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{settings.sidecar_port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

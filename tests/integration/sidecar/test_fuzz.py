@@ -8,32 +8,21 @@ examples per operation, well under two minutes in all.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from eth_account import Account
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from devtools.pg import migrated_database
-from gateway.sidecar.app import uvicorn_config
-from tests.integration.sidecar.conftest import sign, siwe_text
+from tests.integration.sidecar.conftest import free_port, served, sign, siwe_text
 
 MAX_EXAMPLES = 25
 OPERATOR = Account.create()  # in the fuzzed server's OPERATOR_WALLETS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,34 +37,21 @@ def fuzz_server(make_settings, anvil, tmp_path_factory) -> Iterator[str]:
 
 
 def _serve(make_settings, anvil, url: str, home) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn_config(
-            make_settings(
-                database_url=url,
-                gateway_home=home,
-                host="127.0.0.1",
-                sidecar_port=port,
-                siwe_domain=f"127.0.0.1:{port}",
-                chain_rpc_url=anvil.url,
-                usdc_address=anvil.usdc.address,
-                dao_wallet_address=anvil.accounts[9].address,
-                rate_limit_payment_confirm="100000/minute",
-                operator_wallets=[OPERATOR.address],
-            )
-        )
+    port = free_port()
+    settings = make_settings(
+        database_url=url,
+        gateway_home=home,
+        host="127.0.0.1",
+        sidecar_port=port,
+        siwe_domain=f"127.0.0.1:{port}",
+        chain_rpc_url=anvil.url,
+        usdc_address=anvil.usdc.address,
+        dao_wallet_address=anvil.accounts[9].address,
+        rate_limit_payment_confirm="100000/minute",
+        operator_wallets=[OPERATOR.address],
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the sidecar did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served(settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
