@@ -48,9 +48,8 @@ async def grant(
     request = Request(operator, Action.GRANT, reference, reason, account.id, None, {"amount_micros": micros})
 
     async def perform() -> dict[str, Any]:
+        # a ledger reference already used for another account or amount raises ledger.ReferenceReused (a ValueError)
         entry = await ledger.post_entry(db, account.id, micros, "admin_grant", grant_reference(operator, reference))
-        if (entry.account_id, entry.amount_micros) != (account.id, micros):  # the ledger kept an older grant
-            raise ValueError(f"the ledger already holds grant {entry.reference!r} for another amount or account")
         return {"ledger_entry_id": entry.id, "amount_micros": entry.amount_micros,
                 "balance_after_micros": entry.balance_after_micros, "ledger_reference": entry.reference}  # fmt: skip
 
