@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # per config generation: gateway.proxy.reload starts a new one (`new_generation`) when it swaps the model list
 _prices: dict[str, TokenPrices | None] = {}
 _counters: dict[str, Callable[[str], int]] = {}
+_routes: dict[str, frozenset[str]] = {}
 
 # price-map keys whose rate a call to the model may be billed at; service tiers and batch rates are not
 # reachable (gateway.proxy.admission refuses `service_tier`), audio parts are refused as well
@@ -84,8 +85,8 @@ def _deployment_infos(router: Router, model: str) -> list[dict[str, Any]]:
 def new_generation() -> None:
     """Forget the prices and tokenizers of the previous config (a reload swapped the router's model list). Calls
     admitted before keep the `TokenPrices` they were held at (gateway.proxy.inflight.Call)."""
-    global _prices, _counters
-    _prices, _counters = {}, {}
+    global _prices, _counters, _routes
+    _prices, _counters, _routes = {}, {}, {}
 
 
 def prices_for(model: str) -> TokenPrices | None:
@@ -214,11 +215,18 @@ def route_paths(model: str, router: Any = None) -> list[str]:
 
 
 def routes_for(model: str, router: Any = None) -> frozenset[str]:
-    """The billed routes a model group serves (a group without a mode is taken as a chat model)."""
+    """The billed routes a model group serves (a group without a mode is taken as a chat model). The proxy's own
+    answer is cached per config generation, as prices are: LiteLLM builds the group's info anew on each ask
+    (~0.4 ms, on every call's plan)."""
+    if router is None and model in _routes:
+        return _routes[model]
+    live = router is None
     router = router or _router()
     group = router.get_model_group_info(model) if router is not None else None
-    mode = getattr(group, "mode", None) or "chat"
-    return ROUTES_BY_MODE.get(str(mode), frozenset())
+    served = ROUTES_BY_MODE.get(str(getattr(group, "mode", None) or "chat"), frozenset())
+    if live and router is not None:
+        _routes[model] = served
+    return served
 
 
 def model_names(router: Any = None) -> list[str]:
