@@ -1,0 +1,5 @@
+"""Background work: what runs on a timer or on demand over the whole database, never on a request's path.
+
+- `sweeper.py`: the hold sweeper (`gateway sweep`, and inside `gateway up`), which also records the
+  low-balance crossings after each pass (`low_balance.py`).
+"""
