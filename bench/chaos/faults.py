@@ -55,7 +55,7 @@ import asyncio, sys
 from datetime import UTC, datetime, timedelta
 from gateway.config import get_settings
 from gateway.db.engine import dispose_all, get_engine
-from gateway.ledger.sweeper import sweep_once
+from gateway.jobs.sweeper import sweep_once
 
 async def main():
     settings = get_settings()

@@ -1,10 +1,9 @@
 """The low-balance signal: how long an account's balance lasts at its last 7 days' spend rate, a threshold
 the account sets, and one recorded event each time the balance crosses below it.
 
-Crossings are found off the request path (the supervisor's sweep, `record_crossings`), by conditional
-UPDATEs: an account is marked below (`low_balance_since`) and its event written in one transaction, only if
-it was not marked already, so each crossing is recorded once however many sweepers run; the mark is cleared
-when the balance is back at or above the threshold (or the threshold is removed), arming the next crossing.
+The sidecar reads the signal here (`runway`, `crossings`) and sets the threshold (`set_threshold`, which
+clears the mark so the next sweep judges the account afresh); the crossings are recorded off the request path
+by a job, gateway/jobs/low_balance.py, which the hold sweeper runs after each pass.
 """
 
 from __future__ import annotations
@@ -89,38 +88,6 @@ async def set_threshold(db: AsyncEngine, account_id: int, threshold_micros: int 
             .where(acc.c.id == account_id)
             .values(low_balance_threshold_micros=threshold_micros, low_balance_since=None)
         )
-
-
-async def record_crossings(db: AsyncEngine, now: datetime | None = None) -> list[int]:
-    """Record one event for each account whose balance is now below its threshold and was not; re-arm those
-    back above it. The ids of the accounts that crossed."""
-    now = now or datetime.now(UTC)
-    threshold = acc.c.low_balance_threshold_micros
-    async with db.begin() as conn:
-        await conn.execute(
-            sa.update(acc)
-            .where(acc.c.low_balance_since.is_not(None))
-            .where(sa.or_(threshold.is_(None), acc.c.balance_micros >= threshold))
-            .values(low_balance_since=None)
-        )
-        crossed = (
-            await conn.execute(
-                sa.update(acc)
-                .where(threshold.is_not(None), acc.c.low_balance_since.is_(None), acc.c.balance_micros < threshold)
-                .values(low_balance_since=now)
-                .returning(acc.c.id, acc.c.balance_micros, threshold)
-            )
-        ).all()
-        if crossed:
-            await conn.execute(
-                sa.insert(low_balance_events),
-                [
-                    {"account_id": r.id, "threshold_micros": r.low_balance_threshold_micros,
-                     "balance_micros": r.balance_micros, "crossed_at": now}
-                    for r in crossed
-                ],
-            )  # fmt: skip
-    return [r.id for r in crossed]
 
 
 async def crossings(db: AsyncEngine, account_id: int, limit: int = 50) -> list[dict[str, Any]]:

@@ -27,11 +27,11 @@ from gateway.cli.database import run_with_database
 from gateway.cli.output import fail, out
 from gateway.config import Settings, get_settings
 from gateway.failures import ChainUnavailable
+from gateway.jobs import watcher
+from gateway.jobs.reconcile import ReconcileReport
+from gateway.jobs.reconcile import reconcile_configured as reconcile_books
 from gateway.observability.logging import configure as configure_logging
-from gateway.payments import watcher
 from gateway.payments.chain import ChainRPC
-from gateway.payments.reconcile import ReconcileReport
-from gateway.payments.reconcile import reconcile_configured as reconcile_books
 from gateway.payments.service import NotConfigured
 
 

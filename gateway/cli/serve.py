@@ -21,7 +21,7 @@ from gateway.cli.master_key import ensure_master_key
 from gateway.cli.output import err, fail, out
 from gateway.cli.supervisor import check_models, child_env, proxy_argv
 from gateway.config import Settings, get_settings
-from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
+from gateway.jobs.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
 
 
 def migrate(as_json: bool = JsonOpt) -> None:

@@ -2,7 +2,7 @@
 chain watcher as supervised child processes.
 
 One command, Ctrl-C stops everything cleanly; if any child dies, the others are stopped too and the exit
-status says so. The supervisor itself runs the hold sweeper (gateway/ledger/sweeper.py), which also records
+status says so. The supervisor itself runs the hold sweeper (gateway/jobs/sweeper.py), which also records
 low-balance crossings.
 
 Signals: SIGHUP reloads the LiteLLM config in every proxy worker (`gateway reload`); SIGTERM and SIGINT drain
@@ -35,7 +35,7 @@ from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
 from gateway.config import DEFAULT_HOME, REPO_ROOT, Settings
 from gateway.db.engine import dispose_all
-from gateway.ledger.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever
+from gateway.jobs.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever
 from gateway.observability.logging import configure as configure_logging
 from gateway.observability.metrics import MULTIPROC_ENV, fresh_multiproc_dir
 

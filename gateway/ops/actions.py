@@ -18,8 +18,8 @@ from gateway.accounts.keys import forget_account_keys, get_key, revoke_key, set_
 from gateway.accounts.wallets import Account, find_account, get_or_create_account, set_frozen
 from gateway.cache.ttl import TTLCache
 from gateway.config import Settings
+from gateway.jobs.reconcile import reconcile_configured
 from gateway.ops.audit import Action, AuditEntry, ReferenceReused, Request, earlier, run_once
-from gateway.payments.reconcile import reconcile_configured
 
 MAX_LISTED_MISMATCHES = 50  # a reconcile's audit row lists this many; the count is always whole
 

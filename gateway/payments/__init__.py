@@ -1,2 +1,2 @@
-"""USDC top-ups on chain: the JSON-RPC client, confirming and crediting transfers once, the chain watcher,
-and reconcile (the books against themselves and the chain)."""
+"""USDC top-ups on chain: the JSON-RPC client and confirming and crediting transfers once. The chain watcher
+and reconcile, which run these over the whole chain and the whole books, are jobs (gateway/jobs/)."""

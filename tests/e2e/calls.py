@@ -14,7 +14,7 @@ from gateway.accounts.keys import create_key
 from gateway.accounts.wallets import get_or_create_account
 from gateway.config import Settings
 from gateway.db.schema import credit_holds, llm_usage
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
 from tests.conftest import random_wallet
 from tests.ledger_checks import assert_books_balance
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from gateway import ledger
 from gateway.config import Settings
 from gateway.db.schema import credit_holds, llm_usage
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
 from tests.ledger_checks import assert_books_balance
 
 pytestmark = pytest.mark.timeout(180)

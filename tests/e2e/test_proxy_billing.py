@@ -15,8 +15,8 @@ from gateway.accounts.keys import revoke_key
 from gateway.cache.ttl import key_cache_for
 from gateway.core.money import micros_to_credits
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
+from gateway.jobs.reconcile import reconcile
 from gateway.ledger.spool import Spool
-from gateway.payments.reconcile import reconcile
 from tests.e2e.conftest import REDIS_URL
 from tests.ledger_checks import assert_books_balance
 

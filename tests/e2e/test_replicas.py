@@ -30,8 +30,8 @@ from gateway import ledger
 from gateway.accounts.keys import create_key
 from gateway.config import Settings
 from gateway.db.schema import credit_holds, llm_usage
+from gateway.jobs.reconcile import reconcile
 from gateway.ledger.types import HoldStatus
-from gateway.payments.reconcile import reconcile
 from gateway.proxy.pricing import count_prompt_tokens
 from tests.e2e.calls import CHAT, assert_every_served_call_billed_once, burst, call, funded_client, usage_count
 from tests.e2e.conftest import start_proxy

@@ -12,8 +12,8 @@ from web3 import Web3
 
 from gateway.accounts.wallets import find_account
 from gateway.config import REPO_ROOT
+from gateway.jobs.reconcile import reconcile
 from gateway.payments.chain import ChainRPC
-from gateway.payments.reconcile import reconcile
 from tests.e2e.x402 import agent
 from tests.e2e.x402.agent import CHAT
 from tests.e2e.x402.helpers import USDC, assert_paid_call, call_rows, new_payer, post, usdc_of

@@ -11,8 +11,8 @@ from eth_account import Account
 from gateway.config import Settings
 from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
+from gateway.jobs.reconcile import reconcile
 from gateway.payments.chain import ChainRPC
-from gateway.payments.reconcile import reconcile
 from gateway.x402.gas import GasWallet
 from gateway.x402.protocol import Refusal, decode_payment
 from gateway.x402.settle import Facilitator, Settled

@@ -22,9 +22,9 @@ from gateway.cache.ttl import TTLCache
 from gateway.config import Settings
 from gateway.core.money import TokenPrices
 from gateway.db.schema import credit_holds, llm_usage
+from gateway.jobs.reconcile import reconcile
 from gateway.ledger.spool import Spool
 from gateway.observability import metrics
-from gateway.payments.reconcile import reconcile
 from gateway.proxy import call_metrics, callbacks
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.inflight import tagged

@@ -26,7 +26,7 @@ from gateway.config import Settings
 from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
 from tests.conftest import new_request_id, random_wallet
 from tests.ledger_checks import assert_books_balance
 

@@ -13,6 +13,7 @@ from gateway import ledger
 from gateway.accounts.wallets import get_or_create_account
 from gateway.db.payments_schema import payments
 from gateway.failures import ChainUnavailable
+from gateway.jobs.watcher import Watcher
 from gateway.payments.chain import ChainRPC
 from gateway.payments.service import (
     Forbidden,
@@ -22,7 +23,6 @@ from gateway.payments.service import (
     confirm_payment,
     list_payments,
 )
-from gateway.payments.watcher import Watcher
 from tests.integration.payments.conftest import (
     MIN_CONFIRMATIONS,
     USDC,

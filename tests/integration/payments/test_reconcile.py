@@ -17,9 +17,9 @@ from gateway import ledger
 from gateway.accounts.wallets import get_or_create_account
 from gateway.config import REPO_ROOT
 from gateway.db.schema import llm_usage
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
+from gateway.jobs.watcher import Watcher
 from gateway.payments.service import confirm_payment
-from gateway.payments.watcher import Watcher
 from tests.conftest import new_request_id, random_wallet
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, new_funded_wallet, pay
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devtools.pg import migrated_database
 from gateway.config import Settings
 from gateway.db.x402_schema import AuthorizationStatus, x402_authorizations
-from gateway.payments.reconcile import X402_GRACE_SECONDS, reconcile
+from gateway.jobs.reconcile import X402_GRACE_SECONDS, reconcile
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from gateway.accounts.wallets import get_or_create_account
 from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
 from gateway.db.payments_schema import payments
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
+from gateway.jobs.watcher import Watcher
 from gateway.payments.service import claim_unclaimed, confirm_payment
-from gateway.payments.watcher import Watcher
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, new_funded_wallet, pay
 
 

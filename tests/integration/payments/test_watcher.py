@@ -20,10 +20,10 @@ from gateway.cli.payments import progress_bar
 from gateway.config import REPO_ROOT
 from gateway.db.payments_schema import chain_cursor, payments
 from gateway.failures import ChainUnavailable
-from gateway.payments import watcher as watcher_module
+from gateway.jobs import watcher as watcher_module
+from gateway.jobs.watcher import Watcher
 from gateway.payments.chain import ChainRPC
 from gateway.payments.service import claim_unclaimed, confirm_payment, list_payments
-from gateway.payments.watcher import Watcher
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, ledger_rows, new_funded_wallet, pay
 from tests.ledger_checks import assert_books_balance
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from gateway import ledger
-from gateway.accounts.low_balance import record_crossings
+from gateway.jobs.low_balance import record_crossings
 from tests.integration.sidecar.conftest import sign_in
 
 

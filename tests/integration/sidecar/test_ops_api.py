@@ -22,7 +22,7 @@ from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
 from gateway.db.ops_schema import ops_audit
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
-from gateway.payments.reconcile import reconcile
+from gateway.jobs.reconcile import reconcile
 from gateway.sidecar.app import create_app
 from tests.integration.sidecar.conftest import client_for, running, sign_in
 

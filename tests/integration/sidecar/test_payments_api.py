@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
+from gateway.jobs.watcher import Watcher
 from gateway.payments.chain import ChainRPC
-from gateway.payments.watcher import Watcher
 from gateway.sidecar.app import create_app
 from tests.integration.payments.conftest import USDC, ledger_count, new_funded_wallet, pay, random_address
 from tests.integration.sidecar.conftest import client_for, running, sign_in

@@ -18,6 +18,10 @@ Checks, each mismatch naming the account it concerns:
 
 It also lists what calls cost above their holds and was never taken from the accounts
 (`llm_usage.uncollected_micros`): operator loss, reported per call and per account, not a mismatch.
+
+A job: it audits the whole books, on demand (`gateway reconcile`, and the operator console's action in
+gateway/ops/actions.py), and writes nothing; the payment reads it checks against (the chain, a payment's
+reference) are gateway/payments/'s.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
-from gateway.accounts.low_balance import record_crossings
 from gateway.config import Settings
 from gateway.db.engine import get_engine
 from gateway.failures import is_transient
+from gateway.jobs.low_balance import record_crossings
 
 SWEEP_INTERVAL_SECONDS = 30.0
 

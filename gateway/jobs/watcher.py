@@ -17,6 +17,10 @@ to WATCHER_START_BLOCK, or genesis, if none is) so that re-included transfers ar
 After each run it sets the `gateway_watcher_head_lag_blocks` gauge (head minus cursor).
 
 Run it as `gateway watch [--once]` (gateway/cli/payments.py draws its progress bar and sets up logging).
+
+It is a job: this module owns the scan (the cursor, the reorg rewind, the head-lag gauge and the loop); the
+payment use cases it runs on what it finds (accepting a transfer, re-checking a payment, claiming for known
+senders) are gateway/payments/service.py's, the same ones the sidecar's confirm runs.
 """
 
 from __future__ import annotations
