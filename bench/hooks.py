@@ -104,10 +104,10 @@ class Meter:
 def _instrument(meter: Meter) -> None:
     """Wrap each step where the hooks look it up (module attributes, read at call time)."""
     from gateway import ledger
-    from gateway.proxy import auth, call_metrics, callbacks
+    from gateway.proxy import bearer, call_metrics, callbacks
     from gateway.proxy.inflight import Inflight
 
-    auth.resolve_key = meter.wrap("key lookup", auth.resolve_key)
+    bearer.resolve_key = meter.wrap("key lookup", bearer.resolve_key)
     callbacks.plan_request = meter.wrap("planning and token counting", callbacks.plan_request)
     ledger.hold = meter.wrap("hold", ledger.hold)
     ledger.settle = meter.wrap("settle", ledger.settle)

@@ -13,7 +13,7 @@ from gateway.config import Settings
 from gateway.core.money import TokenPrices
 from gateway.db.engine import get_engine
 from gateway.ledger.spool import Spool
-from gateway.proxy import auth, callbacks
+from gateway.proxy import auth, bearer, billing, callbacks, planning
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.guard import ADMITTED
 from gateway.proxy.runtime import Runtime
@@ -24,8 +24,8 @@ DEAD_DB = "postgresql+asyncpg://postgres@127.0.0.1:1/unreachable"
 @pytest.fixture
 def dead_runtime(monkeypatch, tmp_path):
     rt = Runtime(Settings(database_url=DEAD_DB), get_engine(DEAD_DB), TTLCache(2), Spool(tmp_path))
-    monkeypatch.setattr(auth, "runtime", lambda: rt)
-    monkeypatch.setattr(callbacks, "runtime", lambda: rt)
+    for module in (bearer, billing, planning):
+        monkeypatch.setattr(module, "runtime", lambda: rt)
     return rt
 
 
@@ -40,7 +40,7 @@ async def test_key_lookup_with_database_down_is_503(dead_runtime):
 
 
 async def test_hold_with_database_down_is_503_and_the_call_is_not_made(dead_runtime, monkeypatch):
-    monkeypatch.setattr(callbacks, "prices_for", lambda model: TokenPrices(Decimal("1e-7"), Decimal("1e-6"), 1000))
+    monkeypatch.setattr(planning, "prices_for", lambda model: TokenPrices(Decimal("1e-7"), Decimal("1e-6"), 1000))
     data = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
     who = UserAPIKeyAuth(token="t", metadata={"gateway_account_id": 1, "gateway_key_id": 1})
     with pytest.raises(GatewayError) as err:
