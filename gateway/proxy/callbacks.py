@@ -134,13 +134,13 @@ class BillingCallbacks(CustomLogger):
             raise errors.billing_unavailable(call.request_id) from None
         return response
 
-    async def async_post_call_streaming_iterator_hook(
+    def async_post_call_streaming_iterator_hook(
         self, user_api_key_dict: UserAPIKeyAuth, response: Any, request_data: dict[str, Any]
     ) -> AsyncGenerator[Any, None]:
+        """The stream settled on its way out: LiteLLM iterates what this returns, so it returns the stream
+        itself, not a generator of its own around it (every layer costs every chunk a hop)."""
         call = self.billing.inflight.get(request_data)
-        stream = response if call is None else settled_stream(self.billing, call, response, request_data)
-        async for chunk in stream:
-            yield chunk
+        return response if call is None else settled_stream(self.billing, call, response, request_data)
 
     # ---- RELEASE ----------------------------------------------------------------------------------
     async def async_post_call_failure_hook(

@@ -37,18 +37,14 @@ def settled_stream(
     return _api_stream(billing, call, response, request_data)
 
 
-async def _upstream_errors_hidden(stream: AsyncIterator[Any], request_id: str) -> AsyncGenerator[Any, None]:
-    """The provider's chunks; a provider failure mid-stream is logged and re-raised as our error, whose words
-    LiteLLM sends as the stream's last event (the provider's text names the operator's account)."""
-    try:
-        async for chunk in stream:
-            yield chunk
-    except errors.GatewayError:
-        raise
-    except Exception as exc:
-        log.warning("upstream failed mid-stream for %s: %s", request_id, str(exc)[:2_000])
-        status = getattr(exc, "status_code", 502)
-        raise errors.upstream_error(status if isinstance(status, int) and status >= 400 else 502, request_id) from exc
+def _upstream_failed(exc: Exception, request_id: str) -> Exception:
+    """A provider failure mid-stream, logged, as our error: LiteLLM sends its words as the stream's last event
+    (the provider's text names the operator's account). Our own errors pass as they are."""
+    if isinstance(exc, errors.GatewayError):
+        return exc
+    log.warning("upstream failed mid-stream for %s: %s", request_id, str(exc)[:2_000])
+    status = getattr(exc, "status_code", 502)
+    return errors.upstream_error(status if isinstance(status, int) and status >= 400 else 502, request_id)
 
 
 def _carries_nothing_but_usage(chunk: Any) -> bool:
@@ -63,8 +59,15 @@ async def _chat_stream(
 ) -> AsyncGenerator[Any, None]:
     chunks: list[Any] = []
     settled = False
+    next_chunk = response.__aiter__().__anext__  # read here, not through a generator of ours: a hop per chunk
     try:
-        async for chunk in _upstream_errors_hidden(response, call.request_id):
+        while True:
+            try:
+                chunk = await next_chunk()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise _upstream_failed(exc, call.request_id) from exc
             usage = getattr(chunk, "usage", None)
             if usage is not None and getattr(usage, "completion_tokens", None) is not None and not settled:
                 reported = getattr(usage, "cost", None)  # LiteLLM's own cost of the stream
@@ -100,8 +103,15 @@ async def _api_stream(
     seen = StreamUsage()
     text: list[str] = []
     settled = False
+    next_chunk = response.__aiter__().__anext__
     try:
-        async for chunk in _upstream_errors_hidden(response, call.request_id):
+        while True:
+            try:
+                chunk = await next_chunk()
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise _upstream_failed(exc, call.request_id) from exc
             if seen.feed(chunk, text) and not settled:
                 settled = True
                 await billing.settle_stream(
