@@ -14,7 +14,7 @@ call to gateway.proxy.billing (hold, settle, release) and gateway.proxy.streams 
   second finds the call closed and does nothing (no second database write per call). There is no failure
   backstop: LiteLLM logs a failure for each failed attempt, and its router retries the same request (a
   release there voided the hold of a call its retry then served: served, never billed; bench.chaos).
-- `async_post_call_response_headers_hook`: clients see what *they* pay, never provider cost or upstream URLs.
+What a client is shown of the call's cost (response headers) is set by the guard (gateway.proxy.exposure).
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import UserAPIKeyAuth
 from litellm.types.utils import CallTypesLiteral, LLMResponseTypes
 
-from gateway.core.money import MICROS_PER_USD, micros_to_credits
 from gateway.ledger.spool import SpoolUnavailable
 from gateway.proxy import admission, errors
 from gateway.proxy.billing import Billing
-from gateway.proxy.inflight import tagged
 from gateway.proxy.planning import Plan, plan_request
 from gateway.proxy.streams import settled_stream
 from gateway.proxy.usage import litellm_cost, reported_usage
@@ -56,26 +53,6 @@ CALL_KINDS = {
     "text_completion": admission.COMPLETIONS,
     "atext_completion": admission.COMPLETIONS,
 }
-_HIDDEN_HEADERS = (
-    "x-litellm-model-api-base",
-    "x-litellm-model-name",
-    "x-litellm-key-spend",
-    "x-litellm-response-cost-original",
-    "x-litellm-response-cost-discount-amount",
-    "x-litellm-response-cost-margin-amount",
-    "x-litellm-response-cost-margin-percent",
-    "x-litellm-response-cost-input",
-    "x-litellm-response-cost-output",
-    "x-litellm-response-cost-cache-read",
-    "x-litellm-response-cost-cache-creation",
-    "x-litellm-response-cost-reasoning",
-    "x-litellm-response-cost-tool-usage",
-    "x-litellm-classifier-cost",
-)
-
-
-def _usd_text(micros: int) -> str:
-    return format(Decimal(micros) / MICROS_PER_USD, "f")
 
 
 class BillingCallbacks(CustomLogger):
@@ -157,29 +134,6 @@ class BillingCallbacks(CustomLogger):
             except SpoolUnavailable:
                 log.exception("release of %s lost; the hold expires on its own", call.request_id)
         return None
-
-    # ---- HEADERS ----------------------------------------------------------------------------------
-    async def async_post_call_response_headers_hook(
-        self,
-        data: dict[str, Any],
-        user_api_key_dict: UserAPIKeyAuth,
-        response: object,
-        request_headers: dict[str, str] | None = None,
-        litellm_call_info: dict[str, object] | None = None,
-    ) -> dict[str, str] | None:
-        call = tagged(data)  # display only: a client can at most change its own response's headers
-        if call is None:
-            return None
-        headers = {name: "" for name in _HIDDEN_HEADERS}
-        headers["x-gateway-request-id"] = call.request_id  # look the call up: GET /api/v1/generation?id=
-        charged = call.charged_micros
-        if charged is None:
-            headers["x-litellm-response-cost"] = ""
-            headers["x-gateway-credits-held"] = micros_to_credits(call.held_micros)
-        else:
-            headers["x-litellm-response-cost"] = _usd_text(charged)
-            headers["x-gateway-credits-charged"] = micros_to_credits(charged)
-        return headers
 
     # ---- BACKSTOP (background, best-effort) -------------------------------------------------------
     async def async_log_success_event(

@@ -115,7 +115,7 @@ class Guard:
         render = functools.partial(_render, kind)  # upstream errors in the route's own error shape
         with inflight.held_in_request() as held:
             try:
-                await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render))
+                await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render, held))
             except asyncio.CancelledError:  # the server cut the call (a shutdown's grace ran out)
                 if held:
                     await asyncio.shield(proxy_handler_instance.billing.release_cut(held))
