@@ -4,9 +4,9 @@ The hooks are called exactly as LiteLLM calls them, in its order, with its types
 request the guard has admitted, `async_pre_call_hook` with LiteLLM's `UserAPIKeyAuth` and `DualCache`, then (plain)
 `async_post_call_success_hook` with a `ModelResponse` carrying usage and `_hidden_params["response_cost"]`, or
 (streamed) `async_post_call_streaming_iterator_hook` over `ModelResponseStream` chunks ending in a usage chunk;
-then `async_post_call_response_headers_hook` and the background `async_log_success_event`. Prices come from a
-real LiteLLM `Router`; the ledger is real: PostgreSQL + Redis, and the embedded default (SQLite, no Redis), each
-in a child process of its own (a process builds one runtime).
+then the cost headers the guard adds to the response (`gateway.proxy.exposure.cost_headers`) and the background
+`async_log_success_event`. Prices come from a real LiteLLM `Router`; the ledger is real: PostgreSQL + Redis, and
+the embedded default (SQLite, no Redis), each in a child process of its own (a process builds one runtime).
 
 CPU is `time.process_time` (every thread of the process: the SQLite writer's too; the database server's own CPU
 is not ours and not counted). Each step is wrapped where the hooks call it, and reported exclusive of the steps
@@ -104,10 +104,10 @@ class Meter:
 def _instrument(meter: Meter) -> None:
     """Wrap each step where the hooks look it up (module attributes, read at call time)."""
     from gateway import ledger
-    from gateway.proxy import auth, call_metrics, callbacks
+    from gateway.proxy import bearer, call_metrics, callbacks, exposure
     from gateway.proxy.inflight import Inflight
 
-    auth.resolve_key = meter.wrap("key lookup", auth.resolve_key)
+    bearer.resolve_key = meter.wrap("key lookup", bearer.resolve_key)
     callbacks.plan_request = meter.wrap("planning and token counting", callbacks.plan_request)
     ledger.hold = meter.wrap("hold", ledger.hold)
     ledger.settle = meter.wrap("settle", ledger.settle)
@@ -116,8 +116,8 @@ def _instrument(meter: Meter) -> None:
     call_metrics.held = meter.wrap("metrics", call_metrics.held)
     call_metrics.settled = meter.wrap("metrics", call_metrics.settled)
     call_metrics._log = meter.wrap("log line", call_metrics._log)
+    exposure.cost_headers = meter.wrap("headers", exposure.cost_headers)
     hooks = callbacks.BillingCallbacks
-    hooks.async_post_call_response_headers_hook = meter.wrap("headers", hooks.async_post_call_response_headers_hook)
     hooks.async_log_success_event = meter.wrap("backstop", hooks.async_log_success_event)
 
 
@@ -212,8 +212,10 @@ async def _one_call(raw_key: str, streamed: bool) -> int:
     stands in for LiteLLM's own work, the request, response and chunk objects, is built before the clock starts)."""
     from litellm.caching.dual_cache import DualCache
 
+    from gateway.proxy import exposure
     from gateway.proxy.auth import user_api_key_auth
     from gateway.proxy.callbacks import proxy_handler_instance as hooks
+    from gateway.proxy.inflight import tagged
 
     request, cache, source = _request(raw_key), DualCache(), _stream(_chunks()) if streamed else _response()
     data: dict[str, Any] = {"model": MODEL, "messages": MESSAGES, "max_tokens": 64, "metadata": {}}
@@ -229,7 +231,7 @@ async def _one_call(raw_key: str, streamed: bool) -> int:
             pass
     else:
         response = await hooks.async_post_call_success_hook(data, user, source)
-    await hooks.async_post_call_response_headers_hook(data, user, response)
+    exposure.cost_headers(tagged(data))  # what the guard adds to the response's headers
     kwargs = {"litellm_params": {"metadata": data["metadata"]}, "standard_logging_object": slo}
     await hooks.async_log_success_event(kwargs, response, None, None)
     return time.process_time_ns() - started

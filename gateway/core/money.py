@@ -40,6 +40,11 @@ def micros_to_credits(micros: int) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def micros_to_usd_text(micros: int) -> str:
+    """USD as an exact decimal string, e.g. 18 -> '0.000018'."""
+    return format(Decimal(micros) / MICROS_PER_USD, "f")
+
+
 def credits_to_micros(credits: str | int) -> int:
     """Parse a credit amount ('12', '0.5'); more precision than one micro is refused, never rounded."""
     try:

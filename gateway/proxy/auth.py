@@ -17,41 +17,13 @@ from fastapi import Request
 from litellm.proxy import proxy_server
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
-from gateway.accounts.keys import KeyOwner, resolve_key
-from gateway.failures import is_transient
 from gateway.observability.logging import configure as configure_logging
 from gateway.proxy import admission, guard, reload, x402_gate
-from gateway.proxy.errors import (
-    GatewayError,
-    account_frozen,
-    admin_key_refused,
-    billing_unavailable,
-    internal_error,
-    invalid_key,
-    not_admitted,
-)
+from gateway.proxy.bearer import authenticate
+from gateway.proxy.errors import GatewayError, admin_key_refused, internal_error, not_admitted
 from gateway.proxy.runtime import runtime
 
 log = logging.getLogger("gateway.proxy.auth")
-
-
-async def authenticate(api_key: str) -> KeyOwner:
-    """The account behind a virtual key, or a GatewayError (401 unknown key, 403 frozen account, 503 key store
-    unreachable)."""
-    rt = runtime()
-    try:
-        owner = await resolve_key(rt.db, rt.key_cache, api_key)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        # one line, no traceback: an outage would flood the log
-        log.warning("key lookup refused: billing database unreachable (%s)", type(exc).__name__)
-        raise billing_unavailable() from None
-    if owner is None:
-        raise invalid_key(missing=not api_key)
-    if owner.frozen:
-        raise account_frozen()
-    return owner
 
 
 async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKeyAuth:
@@ -66,13 +38,15 @@ async def user_api_key_auth(request: Request, api_key: str | None) -> UserAPIKey
         raise not_admitted()
     paid = x402_gate.paid(request.scope)
     if paid is not None:  # paid with x402 by the guard: billed to the paying wallet's account
+        settled, planned = paid
         return UserAPIKeyAuth(
-            token=f"gw-x402-{paid.account_id}",
-            user_id=f"account-{paid.account_id}",
+            token=f"gw-x402-{settled.account_id}",
+            user_id=f"account-{settled.account_id}",
             metadata={
-                "gateway_account_id": paid.account_id,
+                "gateway_account_id": settled.account_id,
                 "gateway_key_id": None,
                 "gateway_request_id": request.scope.get(guard.REQUEST_ID),
+                "gateway_plan": planned,  # the hold it paid for (the pre-call hook does not plan it again)
             },
         )
     try:

@@ -67,21 +67,29 @@ def held() -> None:
     _child(metrics.HOLD_EVENTS, "opened").inc()
 
 
+def _add(amount: int, metric: Any, *labels: str) -> None:
+    """Count `amount` (0 too: the child, created once, is the series, so it exists from the first call on
+    without a write for nothing; in multi-process mode every increment is a write to a shared file)."""
+    child = _child(metric, *labels)
+    if amount:
+        child.inc(amount)
+
+
 def settled(call: Call, provider_cost_micros: int, user_price_micros: int, seconds: float, spooled: bool) -> None:
     model = model_label(call.model)
     charged = call.charged_micros or 0
     _child(metrics.HOLD_EVENTS, "settled").inc()
     metrics.SETTLE_SECONDS.observe(seconds)
-    _child(metrics.PROVIDER_COST, model).inc(provider_cost_micros)
-    _child(metrics.REVENUE, model).inc(charged)
-    _child(metrics.UNCOLLECTED, model).inc(max(0, user_price_micros - charged))  # 0 too: the series exists
-    _child(metrics.SPOOLED, "settle").inc(int(spooled))  # 0 too: the series exists
+    _add(provider_cost_micros, metrics.PROVIDER_COST, model)
+    _add(charged, metrics.REVENUE, model)
+    _add(max(0, user_price_micros - charged), metrics.UNCOLLECTED, model)
+    _add(int(spooled), metrics.SPOOLED, "settle")
     _log(call, "settled", charged_micros=charged, spooled=spooled)
 
 
 def released(call: Call, spooled: bool) -> None:
     _child(metrics.HOLD_EVENTS, "released").inc()
-    _child(metrics.SPOOLED, "release").inc(int(spooled))
+    _add(int(spooled), metrics.SPOOLED, "release")
     _log(call, "released", charged_micros=0, spooled=spooled)
 
 

@@ -38,8 +38,11 @@ import orjson
 
 from gateway.core.billing import user_rates
 from gateway.failures import is_transient
-from gateway.proxy import admission, apis, call_metrics, exposure, inflight, x402_gate
+from gateway.proxy import admission, apis, bearer, call_metrics, exposure, inflight, x402_gate
+from gateway.proxy.callbacks import proxy_handler_instance
 from gateway.proxy.errors import GatewayError, billing_unavailable, route_not_allowed
+from gateway.proxy.introspection import generation_document, key_document
+from gateway.proxy.pricing import list_rates, model_names, route_paths
 from gateway.proxy.runtime import runtime
 
 log = logging.getLogger("gateway.proxy.guard")
@@ -112,12 +115,10 @@ class Guard:
         render = functools.partial(_render, kind)  # upstream errors in the route's own error shape
         with inflight.held_in_request() as held:
             try:
-                await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render))
+                await self.app(scope, _replay(body, receive), exposure.Confined(send, request_id, render, held))
             except asyncio.CancelledError:  # the server cut the call (a shutdown's grace ran out)
                 if held:
-                    from gateway.proxy.callbacks import proxy_handler_instance
-
-                    await asyncio.shield(proxy_handler_instance.release_cut(held))
+                    await asyncio.shield(proxy_handler_instance.billing.release_cut(held))
                 raise
 
     def _is_master(self, authorization: bytes | None) -> bool:
@@ -151,12 +152,8 @@ class Guard:
 
     async def _answer(self, kind: str, headers: dict[str, bytes], query: bytes, send: Send) -> None:
         """A read-only route answered here for the bearer key: the model list, the key itself, one of its calls."""
-        from gateway.proxy.auth import authenticate  # the same key check as custom_auth
-        from gateway.proxy.introspection import generation_document, key_document
-
-        authorization = (headers.get("authorization") or headers.get("x-api-key") or b"").decode("latin-1")
         try:
-            owner = await authenticate(authorization.removeprefix("Bearer ").removeprefix("bearer ").strip())
+            owner = await bearer.authenticate(bearer.presented_key(headers))  # the same key check as custom_auth
             if kind == admission.KEY:
                 return await _send_json(send, 200, await key_document(owner))
             if kind == admission.GENERATION:
@@ -174,8 +171,6 @@ class Guard:
 def price_list() -> list[dict[str, Any]]:
     """Every priced model group at user prices, as OpenAI's model objects with a `pricing` field and the
     billed `routes` (API paths) it serves."""
-    from gateway.proxy.pricing import list_rates, model_names, route_paths
-
     markup = runtime().settings.user_price_markup_factor
     created = int(time.time())
     entries = []

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.billing import ReportedCost
+
 RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -132,3 +134,16 @@ class StreamUsage:
         self.prompt, self.completion = tokens
         self.final = True
         return True
+
+
+def litellm_cost(request_data: dict[str, Any], result: Any) -> ReportedCost:
+    """LiteLLM's cost of a result that does not carry one (an Anthropic Messages dict, a Responses event),
+    from the call's own logging object (the deployment's prices); None if it cannot price it."""
+    logging_obj = request_data.get("litellm_logging_obj")
+    if logging_obj is None or result is None:
+        return None
+    try:
+        cost: ReportedCost = logging_obj.response_cost_calculator(result=result)
+    except Exception:  # noqa: BLE001 - the settle falls back to the price table (core.billing.price_call)
+        return None
+    return cost

@@ -2,12 +2,13 @@
 
 `gateway.proxy.guard` hands it such a call after the body passed the allow-lists:
 - no PAYMENT-SIGNATURE: 402 with PAYMENT-REQUIRED (base64 JSON, the same document as the body), whose
-  amount is this request's hold (the pre-call hook's own formula, `callbacks.plan_request`) in USDC base
-  units; an unpriced model is refused with 400 as for a key;
+  amount is this request's hold (`gateway.proxy.planning.plan_request`) in USDC base units; an unpriced
+  model is refused with 400 as for a key;
 - a PAYMENT-SIGNATURE: `gateway.x402` verifies and settles it on chain and credits the payer's account,
   before LiteLLM sees the request; refusals answer 402 (400 for a malformed header, 503 when the chain or
   the gas wallet cannot settle) with the x402 reason as `error`. A paid call is marked in its scope, so
-  that `gateway.proxy.auth` bills it to the payer's account like a key's call, and its response (a stream's
+  that `gateway.proxy.auth` bills it to the payer's account like a key's call (the pre-call hook holds the
+  plan it paid for, without counting the prompt again), and its response (a stream's
   too: the headers leave before the first byte) carries PAYMENT-RESPONSE.
 
 The amount advertised is the whole hold even when the payer's account already holds credits: a request
@@ -30,6 +31,7 @@ from gateway.observability.metrics import GAS_WALLET_BALANCE
 from gateway.payments.chain import ChainRPC
 from gateway.proxy import admission
 from gateway.proxy.errors import GatewayError, account_frozen
+from gateway.proxy.planning import Plan, plan_request
 from gateway.proxy.runtime import runtime
 from gateway.x402 import protocol
 from gateway.x402.gas import GasWallet, GasWalletEmpty, load_account
@@ -39,6 +41,7 @@ from gateway.x402.settle import Facilitator, Pending, Settled
 log = logging.getLogger("gateway.proxy.x402")
 
 PAID = "gateway.x402_paid"  # scope key: the `Settled` payment of a request the gate let through
+PLANNED = "gateway.x402_plan"  # scope key: the `Plan` it paid for
 
 
 def wanted(headers: dict[str, bytes]) -> bool:
@@ -46,9 +49,10 @@ def wanted(headers: dict[str, bytes]) -> bool:
     return runtime().settings.x402_enabled and not admission.CREDENTIAL_HEADERS.intersection(headers)
 
 
-def paid(scope: MutableMapping[str, Any]) -> Settled | None:
-    found = scope.get(PAID)
-    return found if isinstance(found, Settled) else None
+def paid(scope: MutableMapping[str, Any]) -> tuple[Settled, Plan] | None:
+    """The payment the gate took for this request and the plan it paid for, if it took one."""
+    settled, planned = scope.get(PAID), scope.get(PLANNED)
+    return (settled, planned) if isinstance(settled, Settled) and isinstance(planned, Plan) else None
 
 
 def prepare() -> None:
@@ -69,13 +73,12 @@ def facilitator() -> Facilitator:
 async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, body: dict[str, Any], send: Any) -> Any:
     """Take the payment for this call: the `send` to answer it with (adding PAYMENT-RESPONSE), or None when
     the client has been answered already (402, 400 or 503)."""
-    from gateway.proxy.callbacks import plan_request  # LiteLLM's price map: loaded with the proxy
-
     try:
-        _, plan = plan_request(str(body["model"]), body, kind)
+        planned = plan_request(str(body["model"]), body, kind)
     except GatewayError as exc:
         await _send(send, exc.status_code, {"error": exc.to_dict()})
         return None
+    plan = planned.hold
     gate = facilitator()
     requirement = gate.requirement(plan.amount_micros)
     header = headers.get(protocol.PAYMENT_SIGNATURE)
@@ -99,6 +102,7 @@ async def admit(scope: dict[str, Any], headers: dict[str, bytes], kind: str, bod
         await _refuse(send, scope, requirement, _unavailable(exc))
         return None
     scope[PAID] = settled
+    scope[PLANNED] = planned  # the hold it paid for: the pre-call hook holds it without counting the prompt again
     return _with_payment_response(send, requirement, settled)
 
 

@@ -25,7 +25,7 @@ from gateway.db.schema import credit_holds, llm_usage
 from gateway.jobs.reconcile import reconcile
 from gateway.ledger.spool import Spool
 from gateway.observability import metrics
-from gateway.proxy import call_metrics, callbacks
+from gateway.proxy import billing, call_metrics, callbacks, planning
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.inflight import tagged
 from gateway.proxy.runtime import Runtime
@@ -142,8 +142,10 @@ async def test_a_poison_entry_is_set_aside_and_the_entries_behind_it_are_applied
 def live_runtime(db, tmp_path, monkeypatch):
     """The proxy's callbacks on the test database, with the poison models priced."""
     rt = Runtime(Settings(spool_dir=tmp_path), db, TTLCache(2), Spool(tmp_path))
-    monkeypatch.setattr(callbacks, "runtime", lambda: rt)
-    monkeypatch.setattr(callbacks, "prices_for", lambda model: TokenPrices(Decimal("1e-7"), Decimal("1e-6"), 1000))
+    prices = TokenPrices(Decimal("1e-7"), Decimal("1e-6"), 1000)
+    for module in (billing, planning):
+        monkeypatch.setattr(module, "runtime", lambda: rt)
+        monkeypatch.setattr(module, "prices_for", lambda model: prices)
     monkeypatch.setattr(call_metrics, "model_label", lambda model: "other")
     return rt
 
@@ -172,7 +174,7 @@ async def test_a_settle_refused_on_the_request_path_is_a_500_never_spooled(poiso
     assert (entry.request_id, entry.kind, entry.account_id) == (request_id, "settle", account.id)
     assert entry.payload["model"] == POISON and entry.payload["completion_tokens"] == 7
     assert refusals("settle") == before + 1
-    assert hooks._inflight.get(data) is None  # closed: the backstop does not try it again
+    assert hooks.billing.inflight.get(data) is None  # closed: the backstop does not try it again
     assert any(request_id in d for d in await refused_in_reconcile(db, rt.spool.path.parent))
     await assert_books_balance(db)
 
