@@ -117,6 +117,7 @@ async def _pairs(db_name: str, account_ids: list[int], seconds: float) -> dict:
     from gateway.db.engine import dispose_all, get_engine
 
     db = get_engine(_url(db_name))
+    book = ledger.open_ledger(db)  # closed when dispose_all disposes its engine
     latencies: list[float] = []
 
     async def worker(stop_at: float) -> None:
@@ -124,9 +125,8 @@ async def _pairs(db_name: str, account_ids: list[int], seconds: float) -> dict:
             account = random.choice(account_ids)
             rid = uuid.uuid4().hex
             t0 = time.perf_counter()
-            await ledger.hold(db, account, rid, HOLD_MICROS, key_id=account, model="gpt-4o-mini")
-            await ledger.settle(
-                db,
+            await book.hold(account, rid, HOLD_MICROS, key_id=account, model="gpt-4o-mini")
+            await book.settle(
                 ledger.Usage(
                     request_id=rid,
                     account_id=account,
