@@ -127,9 +127,9 @@ async def test_a_poison_entry_is_set_aside_and_the_entries_behind_it_are_applied
         await spool.put_settle(usage(account.id, rid))
     before = refusals("settle")
 
-    assert await spool.replay(db) == 3
+    assert await spool.replay(book) == 3
     assert await usage_rows(db, [poison, *good]) == sorted(good)  # each good settle billed once
-    assert pending_in_spool(spool) == 0 and await spool.replay(db) == 0  # the poison is never retried
+    assert pending_in_spool(spool) == 0 and await spool.replay(book) == 0  # the poison is never retried
     (entry,) = spool.refused()
     assert (entry.request_id, entry.kind, entry.account_id) == (poison, "settle", account.id)
     assert entry.reason.split(":")[0] in ("DBAPIError", "OperationalError")  # the database's refusal, named
