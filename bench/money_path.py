@@ -1,4 +1,4 @@
-"""Money-path micro-benchmark: gateway.ledger.hold + gateway.ledger.settle pairs per second on PostgreSQL.
+"""Money-path micro-benchmark: gateway.ledger.Ledger.hold + .settle pairs per second on PostgreSQL.
 
 Two fresh databases, migrated like production:
   empty   1,000 funded accounts, nothing else;
@@ -210,7 +210,7 @@ def markdown(res: dict) -> str:
     lines = [
         "## Money path alone (bench/money_path.py)",
         "",
-        f"`gateway.ledger.hold` + `gateway.ledger.settle` pairs per second against PostgreSQL from one process "
+        f"`gateway.ledger.Ledger.hold` + `.settle` pairs per second against PostgreSQL from one process "
         f"(as one proxy worker), {TASKS} concurrent tasks, {res['seconds']:g} s per run, {res['rounds']} round(s) "
         "alternating empty/loaded, medians. *hot*: every pair on one account; *spread*: a random one of "
         f"1,000 accounts. *empty*: 1,000 accounts; *loaded*: {res['accounts_loaded']:,} accounts and "

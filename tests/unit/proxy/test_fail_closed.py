@@ -30,6 +30,7 @@ def dead_runtime(tmp_path):
     previous = replace_runtime(rt)
     yield rt
     replace_runtime(previous)
+    rt.ledger.close()
 
 
 def _request(path: str = "/v1/chat/completions") -> Request:
