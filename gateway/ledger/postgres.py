@@ -228,6 +228,8 @@ class OneStatement:
             if current.available_micros < amount or key_id is None:
                 return InsufficientCredit(current.balance_micros, current.held_micros, amount)
             limit = await conn.run_sync(portable.read_key_limit, key_id, now)
+        if limit is not None and limit.limit_micros is None:  # no limit: a settle freed credit since the refusal
+            return InsufficientCredit(current.balance_micros, current.held_micros, amount)
         return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
 
     async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
