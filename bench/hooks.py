@@ -109,8 +109,8 @@ def _instrument(meter: Meter) -> None:
 
     bearer.resolve_key = meter.wrap("key lookup", bearer.resolve_key)
     callbacks.plan_request = meter.wrap("planning and token counting", callbacks.plan_request)
-    ledger.hold = meter.wrap("hold", ledger.hold)
-    ledger.settle = meter.wrap("settle", ledger.settle)
+    ledger.Ledger.hold = meter.wrap("hold", ledger.Ledger.hold)
+    ledger.Ledger.settle = meter.wrap("settle", ledger.Ledger.settle)
     for name in ("add", "get", "done"):
         setattr(Inflight, name, meter.wrap("in-flight bookkeeping", getattr(Inflight, name)))
     call_metrics.held = meter.wrap("metrics", call_metrics.held)

@@ -1,4 +1,4 @@
-"""Money-path micro-benchmark: gateway.ledger.hold + gateway.ledger.settle pairs per second on PostgreSQL.
+"""Money-path micro-benchmark: gateway.ledger.Ledger.hold + .settle pairs per second on PostgreSQL.
 
 Two fresh databases, migrated like production:
   empty   1,000 funded accounts, nothing else;
@@ -117,6 +117,7 @@ async def _pairs(db_name: str, account_ids: list[int], seconds: float) -> dict:
     from gateway.db.engine import dispose_all, get_engine
 
     db = get_engine(_url(db_name))
+    book = ledger.open_ledger(db)  # closed when dispose_all disposes its engine
     latencies: list[float] = []
 
     async def worker(stop_at: float) -> None:
@@ -124,9 +125,8 @@ async def _pairs(db_name: str, account_ids: list[int], seconds: float) -> dict:
             account = random.choice(account_ids)
             rid = uuid.uuid4().hex
             t0 = time.perf_counter()
-            await ledger.hold(db, account, rid, HOLD_MICROS, key_id=account, model="gpt-4o-mini")
-            await ledger.settle(
-                db,
+            await book.hold(account, rid, HOLD_MICROS, key_id=account, model="gpt-4o-mini")
+            await book.settle(
                 ledger.Usage(
                     request_id=rid,
                     account_id=account,
@@ -210,7 +210,7 @@ def markdown(res: dict) -> str:
     lines = [
         "## Money path alone (bench/money_path.py)",
         "",
-        f"`gateway.ledger.hold` + `gateway.ledger.settle` pairs per second against PostgreSQL from one process "
+        f"`gateway.ledger.Ledger.hold` + `.settle` pairs per second against PostgreSQL from one process "
         f"(as one proxy worker), {TASKS} concurrent tasks, {res['seconds']:g} s per run, {res['rounds']} round(s) "
         "alternating empty/loaded, medians. *hot*: every pair on one account; *spread*: a random one of "
         f"1,000 accounts. *empty*: 1,000 accounts; *loaded*: {res['accounts_loaded']:,} accounts and "

@@ -3,10 +3,11 @@ forwarder (to cut or hang it); shared fixture plugins."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devtools.forwarder import TcpForwarder
 from devtools.pg import PG_ADMIN_DSN, migrated_database
+from gateway import ledger
 from gateway.accounts.wallets import get_or_create_account
 from gateway.db.engine import dispose_all, get_engine
 
@@ -34,6 +36,23 @@ async def db(pg_url: str) -> AsyncEngine:
     engine = get_engine(pg_url)
     yield engine
     await dispose_all()
+
+
+@contextlib.asynccontextmanager
+async def ledger_on(db: AsyncEngine) -> AsyncIterator[ledger.Ledger]:
+    """A ledger of the caller's own on `db` (as a runtime builds one), closed after (its connections)."""
+    book = ledger.open_ledger(db)
+    try:
+        yield book
+    finally:
+        book.close()
+
+
+@pytest.fixture
+async def book(db: AsyncEngine) -> AsyncIterator[ledger.Ledger]:
+    """The ledger on the test's `db` (hold, settle, release), closed after the test."""
+    async with ledger_on(db) as opened:
+        yield opened
 
 
 @pytest.fixture

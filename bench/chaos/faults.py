@@ -54,18 +54,18 @@ CLOCK_JUMP = """
 import asyncio, sys
 from datetime import UTC, datetime, timedelta
 from gateway.config import get_settings
-from gateway.db.engine import dispose_all, get_engine
 from gateway.jobs.sweeper import sweep_once
+from gateway.runtime import build_runtime
 
 async def main():
     settings = get_settings()
-    db = get_engine(settings.effective_database_url)
+    rt = build_runtime(settings)
     try:
         now = datetime.now(UTC) + timedelta(seconds=float(sys.argv[1]))
-        expired = await sweep_once(db, settings, now=now)
+        expired = await sweep_once(rt.ledger, settings, now=now)
         print(len(expired))
     finally:
-        await dispose_all()
+        await rt.aclose()
 asyncio.run(main())
 """
 

@@ -22,6 +22,7 @@ from gateway.cli.output import err, fail, out
 from gateway.cli.supervisor import check_models, child_env, proxy_argv
 from gateway.config import Settings, get_settings
 from gateway.jobs.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever, sweep_once
+from gateway.runtime import build_runtime
 
 
 def migrate(as_json: bool = JsonOpt) -> None:
@@ -99,7 +100,7 @@ def sweep(once: bool = OnceOpt, interval: float = IntervalOpt, as_json: bool = J
     if not once:
         run_with_database(settings.effective_database_url, lambda _db: _sweep_until_stopped(settings, interval))
         return
-    expired = run_with_database(settings.effective_database_url, lambda db: sweep_once(db, settings)) or []
+    expired = run_with_database(settings.effective_database_url, lambda _db: _sweep_once(settings)) or []
     if as_json:
         sys.stdout.write(json.dumps({"expired": expired}) + "\n")
     elif expired:
@@ -108,10 +109,19 @@ def sweep(once: bool = OnceOpt, interval: float = IntervalOpt, as_json: bool = J
         out.print("no hold to release")
 
 
+async def _sweep_once(settings: Settings) -> list[str]:
+    rt = build_runtime(settings)
+    try:
+        return await sweep_once(rt.ledger, settings)
+    finally:
+        await rt.aclose()
+
+
 async def _sweep_until_stopped(settings: Settings, interval: float) -> None:
     """The sweep loop until SIGINT or SIGTERM (as PID 1 in a container, Python ignores SIGTERM by default)."""
     report = functools.partial(err.print, highlight=False, markup=False)
-    task = asyncio.create_task(sweep_forever(settings, interval, report))
+    rt = build_runtime(settings)
+    task = asyncio.create_task(sweep_forever(rt.ledger, settings, interval, report))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)

@@ -34,10 +34,10 @@ from gateway.cli.database import migrate_database
 from gateway.cli.master_key import ensure_master_key
 from gateway.cli.payments import check_chain_config
 from gateway.config import DEFAULT_HOME, REPO_ROOT, Settings
-from gateway.db.engine import dispose_all
 from gateway.jobs.sweeper import SWEEP_INTERVAL_SECONDS, sweep_forever
 from gateway.observability.logging import configure as configure_logging
 from gateway.observability.metrics import MULTIPROC_ENV, fresh_multiproc_dir
+from gateway.runtime import build_runtime
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -163,7 +163,8 @@ def busy_port(settings: Settings) -> str | None:
 
 async def _supervise(procs: list[Child], settings: Settings) -> int:
     report = functools.partial(console.print, highlight=False, markup=False)
-    sweeper = asyncio.create_task(sweep_forever(settings, SWEEP_INTERVAL_SECONDS, report))
+    rt = build_runtime(settings)  # the sweeper's
+    sweeper = asyncio.create_task(sweep_forever(rt.ledger, settings, SWEEP_INTERVAL_SECONDS, report))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -186,7 +187,7 @@ async def _supervise(procs: list[Child], settings: Settings) -> int:
     finally:
         sweeper.cancel()
         await loop.run_in_executor(None, _terminate, procs, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
-        await dispose_all()
+        await rt.aclose()
     return status
 
 

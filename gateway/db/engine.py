@@ -1,4 +1,6 @@
-"""Database engines: one async SQLAlchemy engine per process and URL, tuned for PostgreSQL or SQLite.
+"""Database engines, tuned for PostgreSQL or SQLite: `create_engine(url)` makes one (a runtime's, which its
+owner disposes: gateway/runtime.py); `get_engine(url)` shares one per process and URL among the one-shot
+`gateway` commands, the tests and the benchmarks (`dispose_all` closes them).
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction starts with
 `BEGIN IMMEDIATE` so that concurrent writers queue instead of failing on a lock upgrade; a read that says so
@@ -30,11 +32,12 @@ def get_engine(url: str) -> AsyncEngine:
     """The shared engine for `url` in this process (created on first use)."""
     engine = _engines.get(url)
     if engine is None:
-        engine = _engines[url] = _create(url)
+        engine = _engines[url] = create_engine(url)
     return engine
 
 
-def _create(url: str) -> AsyncEngine:
+def create_engine(url: str) -> AsyncEngine:
+    """A new engine for `url`, its caller's to dispose."""
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})

@@ -18,6 +18,10 @@ timeout. The loop itself never blocks on a lock: the holder may be an aiosqlite 
 loop. The flock only queues; SQLite's own lock still decides (a writer that does not take the flock, e.g.
 the sidecar's key writes, is waited for as before). The loop's connection never checkpoints the WAL (that
 would fsync on the loop); the writer thread runs a passive checkpoint every `_CHECKPOINT_EVERY` commits.
+
+The writers (and their synchronous engines, engine.py's `_sync_engines`) are per process and file, not part of
+a runtime (gateway/runtime.py), on purpose: every writer of a file in this process must queue behind the
+same thread and lock, whichever runtime or engine it comes from; a forked child gets its own.
 """
 
 from __future__ import annotations

@@ -17,18 +17,16 @@ is unreachable, every statement of the batch fails as it would alone.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 MAX_BATCH = 64
 
-Send = Callable[[AsyncEngine, str, list[list[Any]]], Awaitable[list[asyncpg.Record | None]]]
+Send = Callable[[str, list[list[Any]]], Awaitable[list[asyncpg.Record | None]]]
 
 
 @dataclass
@@ -39,10 +37,10 @@ class _Statement:
 
 
 class Batcher:
-    """One statement's batches on one engine, in one event loop."""
+    """One statement's batches, sent by `send`, in one event loop (postgres.py's `OneStatement` keeps one per
+    statement and loop)."""
 
-    def __init__(self, db: AsyncEngine, sql: str, send: Send) -> None:
-        self._db = db
+    def __init__(self, sql: str, send: Send) -> None:
         self._sql = sql
         self._send = send
         self.loop = asyncio.get_running_loop()
@@ -75,7 +73,7 @@ class Batcher:
 
     async def _send_batch(self, batch: list[_Statement]) -> None:
         try:
-            rows = await self._send(self._db, self._sql, [s.args for s in batch])
+            rows = await self._send(self._sql, [s.args for s in batch])
         except OperationalError as exc:  # unreachable: each statement alone would fail the same way
             for statement in batch:
                 _answer(statement, exc)
@@ -86,7 +84,7 @@ class Batcher:
                 return
             for statement in batch:  # one refused statement rolled the batch back: each alone gets its answer
                 try:
-                    (row,) = await self._send(self._db, self._sql, [statement.args])
+                    (row,) = await self._send(self._sql, [statement.args])
                 except Exception as alone:  # noqa: BLE001 - raised to this statement's caller
                     _answer(statement, alone)
                 else:
@@ -105,15 +103,3 @@ def _answer(statement: _Statement, outcome: asyncpg.Record | BaseException | Non
         statement.answer.set_exception(outcome)
     else:
         statement.answer.set_result(outcome)
-
-
-_batchers: weakref.WeakKeyDictionary[AsyncEngine, dict[str, Batcher]] = weakref.WeakKeyDictionary()
-
-
-def batcher(db: AsyncEngine, sql: str, send: Send) -> Batcher:
-    """The batcher of `sql` on `db` for the running event loop."""
-    by_sql = _batchers.setdefault(db, {})
-    found = by_sql.get(sql)
-    if found is None or found.loop is not asyncio.get_running_loop():
-        found = by_sql[sql] = Batcher(db, sql, send)
-    return found

@@ -1,5 +1,5 @@
 """The PostgreSQL connections of the ledger's one-statement path (postgres.py): plain asyncpg connections,
-kept per process and engine, lent LIFO.
+owned by the ledger that uses them (postgres.py's `OneStatement`, one per runtime), lent LIFO.
 
 SQLAlchemy's pool lent them before, and its checkout and return (an AsyncConnection, a greenlet hop, the
 pool's bookkeeping and reset) cost more of the proxy's CPU per call than asyncpg and the statement itself
@@ -8,15 +8,15 @@ returned only after a statement that completed (asyncpg leaves no transaction op
 statement), and a connection whose statement failed on the wire or was cancelled is closed, never lent
 again.
 
-Each pool belongs to the event loop that opened its connections (tests run one loop per test); disposing the
-engine closes it too. At most `size` connections per process: beyond that a statement waits its turn.
+Each pool belongs to the event loop that opened its connections (tests run one loop per test: its ledger opens
+a new pool in a new loop); closing the ledger, or disposing its engine, closes it. At most `size` connections
+per pool: beyond that a statement waits its turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -92,24 +92,7 @@ class Connections:
         return self._loop is asyncio.get_running_loop() and not self._loop.is_closed()
 
 
-_pools: weakref.WeakKeyDictionary[AsyncEngine, Connections] = weakref.WeakKeyDictionary()
-
-
-def for_engine(db: AsyncEngine) -> Connections:
-    """The pool of `db` for the running event loop (created on first use; a pool of an earlier loop is closed)."""
-    pool = _pools.get(db)
-    if pool is not None and pool.serves_running_loop():
-        return pool
-    if pool is not None:
-        pool.close()
-    else:
-        sa.event.listen(db.sync_engine, "engine_disposed", lambda _engine: _dispose(db))
+def connect_args(db: AsyncEngine) -> dict[str, Any]:
+    """asyncpg's arguments for a connection to `db`'s database, with the engine's own timeouts."""
     _, params = db.dialect.create_connect_args(db.url)
-    pool = _pools[db] = Connections({**params, **PG_CONNECT_ARGS})
-    return pool
-
-
-def _dispose(db: AsyncEngine) -> None:
-    pool = _pools.pop(db, None)
-    if pool is not None:
-        pool.close()
+    return {**params, **PG_CONNECT_ARGS}

@@ -55,6 +55,42 @@ async def _write(db: AsyncEngine, fn: Callable[..., T], *args: object) -> T:
         return await conn.run_sync(fn, *args)
 
 
+class Transactions:
+    """The ledger's backend on any engine (the one SQLite uses): hold, settle and release each one portable
+    transaction (gateway/ledger/service.py's `Ledger` chooses it once, for an engine that is not PostgreSQL).
+    It holds no state of its own; on a SQLite file the writes go through gateway/db/sqlite_writer.py."""
+
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+
+    async def hold(
+        self,
+        account_id: int,
+        request_id: str,
+        amount: int,
+        floor: int | None,
+        expires_at: datetime,
+        key_id: int | None,
+        model: str,
+        now: datetime,
+    ) -> Hold:
+        """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) and count it
+        in the key's period, in one transaction with the hold's row. A request id held before raises
+        IntegrityError."""
+        return await _write(self.db, hold_in, account_id, request_id, amount, floor, expires_at, key_id, model, now)
+
+    async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
+        """The settlement and the hold it posted (None: none was pending). Raises IntegrityError when a
+        concurrent settle of the same request committed first."""
+        return await _write(self.db, settle_in, usage, now)
+
+    async def release(self, request_id: str, status: HoldStatus, now: datetime) -> bool:
+        return await _write(self.db, release_in, request_id, status, now)
+
+    def close(self) -> None:
+        """Nothing to close: the engine belongs to the runtime, the SQLite writer to the process."""
+
+
 def read_balance(conn: sa.Connection, account_id: int) -> Balance:
     row = (conn.execute(sa.select(acc.c.balance_micros, acc.c.held_micros).where(acc.c.id == account_id))).first()
     if row is None:
@@ -130,22 +166,6 @@ def post_entry_in(
         raise InsufficientCredit(current.balance_micros, current.held_micros, -amount_micros)
     entry_id = _append(conn, account_id, amount_micros, new_balance, reason, reference)
     return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
-
-
-async def hold(
-    db: AsyncEngine,
-    account_id: int,
-    request_id: str,
-    amount: int,
-    floor: int | None,
-    expires_at: datetime,
-    key_id: int | None,
-    model: str,
-    now: datetime,
-) -> Hold:
-    """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) and count it in
-    the key's period, in one transaction with the hold's row. A request id held before raises IntegrityError."""
-    return await _write(db, hold_in, account_id, request_id, amount, floor, expires_at, key_id, model, now)
 
 
 def hold_in(
@@ -286,12 +306,6 @@ def _close_hold(
     ).first()
 
 
-async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
-    """The settlement and the hold it posted (None: none was pending). Raises IntegrityError when a
-    concurrent settle of the same request committed first."""
-    return await _write(db, settle_in, usage, now)
-
-
 def settle_in(conn: sa.Connection, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
     price = usage.user_price_micros
     closed = _close_hold(conn, usage.request_id, HoldStatus.POSTED, now)
@@ -328,10 +342,6 @@ def replayed_settlement(conn: sa.Connection, request_id: str) -> Settlement:
     if row is None:
         raise LookupError(f"no settlement for request {request_id}")
     return Settlement(request_id, row.user_price_micros, row.balance_after_micros, True, row.uncollected_micros)
-
-
-async def release(db: AsyncEngine, request_id: str, status: HoldStatus, now: datetime) -> bool:
-    return await _write(db, release_in, request_id, status, now)
 
 
 def release_in(conn: sa.Connection, request_id: str, status: HoldStatus, now: datetime) -> bool:

@@ -9,6 +9,10 @@ unique constraints on request_id and (reason, reference) still decide every race
 whole statement with an IntegrityError, as it aborts the portable transaction). The ledger tests run on
 both this path and the portable one.
 
+`OneStatement` is the ledger's backend on PostgreSQL (gateway/ledger/service.py's `Ledger` chooses it once,
+when the runtime is built); as instance state it owns its asyncpg connections, its group-commit batchers and
+its compiled statements, so a runtime (or a test) that closes its ledger closes them all.
+
 Speed (bench/money_path.py, bench/RESULTS.md): the statement goes straight to an asyncpg connection of the
 ledger's own pool (pg_connections.py: SQLAlchemy's execution machinery, and then its pool's checkout, cost
 more CPU than asyncpg and PostgreSQL together), compiled once, and prepared once per connection by asyncpg.
@@ -21,6 +25,7 @@ Errors are raised as SQLAlchemy's (IntegrityError, OperationalError, DBAPIError)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,9 +35,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.core.limits import PeriodStarts
-from gateway.ledger import pg_batches, pg_connections
-from gateway.ledger.types import MAX_MODEL_CHARS, Usage
+from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset
+from gateway.core.posting import InsufficientCredit
+from gateway.ledger import pg_batches, pg_connections, portable
+from gateway.ledger.types import MAX_MODEL_CHARS, Hold, HoldStatus, Settlement, UnknownAccount, Usage
 
 # The key's period start for its reset kind, and its use in that period (0 once the stored period ended).
 _KEY_PERIOD = (
@@ -169,79 +175,160 @@ RELEASE = sa.text(
 )
 
 
-def serves(db: AsyncEngine) -> bool:
-    """Whether `db` takes the one-statement path."""
-    return db.dialect.name == "postgresql"
+class OneStatement:
+    """The ledger's backend on one PostgreSQL engine: hold, settle and release, one statement each."""
+
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+        self._portable = portable.Transactions(db)  # flexible holds that do not fit in full
+        self._compiled = {id(statement): _compile(statement, db) for statement in (HOLD, SETTLE, RELEASE)}
+        self._connect_args = pg_connections.connect_args(db)
+        self._connections: pg_connections.Connections | None = None
+        self._batchers: dict[str, pg_batches.Batcher] = {}
+        sa.event.listen(db.sync_engine, "engine_disposed", self._disposed)
+
+    async def hold(
+        self,
+        account_id: int,
+        request_id: str,
+        amount: int,
+        floor: int | None,
+        expires_at: datetime,
+        key_id: int | None,
+        model: str,
+        now: datetime,
+    ) -> Hold:
+        """Reserve exactly `amount` (and count it in the key's period) in one statement; when it does not fit
+        the account or the key's limit: InsufficientCredit or KeyLimitExceeded, or with a `floor` the portable
+        transaction, which reserves what is available."""
+        periods = PeriodStarts.at(now)
+        params = {
+            "day": periods.daily,
+            "week": periods.weekly,
+            "month": periods.monthly,
+            "epoch": periods.none,
+            "account_id": account_id,
+            "request_id": request_id,
+            "key_id": key_id,
+            "model": model[:MAX_MODEL_CHARS],
+            "amount": amount,
+            "expires_at": expires_at,
+        }
+        row = await self._execute(HOLD, params, account_id)
+        if row is not None and row["balance_micros"] is not None:  # else the statement's one row holds NULLs
+            return Hold(request_id, account_id, amount, row["balance_micros"], row["held_micros"])
+        if floor is None:
+            raise await self._refusal(account_id, key_id, amount, now)
+        return await self._portable.hold(account_id, request_id, amount, floor, expires_at, key_id, model, now)
+
+    async def _refusal(self, account_id: int, key_id: int | None, amount: int, now: datetime) -> Exception:
+        """Why a one-statement hold was refused: the account's credit, else the key's limit."""
+        async with self.db.connect() as conn:
+            current = await conn.run_sync(portable.read_balance, account_id)
+            if current.available_micros < amount or key_id is None:
+                return InsufficientCredit(current.balance_micros, current.held_micros, amount)
+            limit = await conn.run_sync(portable.read_key_limit, key_id, now)
+        if limit is not None and limit.limit_micros is None:  # no limit: a settle freed credit since the refusal
+            return InsufficientCredit(current.balance_micros, current.held_micros, amount)
+        return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
+
+    async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
+        """The settlement and the hold it posted (None: none was pending, or a replay)."""
+        params = usage.row(uncollected_micros=0)
+        del params["uncollected_micros"]  # computed by the statement
+        row = await self._execute(SETTLE, {**params, "now": now}, usage.account_id)
+        assert row is not None  # the statement always returns its one summary row
+        return _settled(usage, row)
+
+    async def release(self, request_id: str, status: HoldStatus, now: datetime) -> bool:
+        params = {"request_id": request_id, "status": status, "now": now}
+        return await self._execute(RELEASE, params) is not None
+
+    def close(self) -> None:
+        """Close this ledger's connections (a lent one when it comes back); the engine is its owner's to dispose."""
+        if sa.event.contains(self.db.sync_engine, "engine_disposed", self._disposed):
+            sa.event.remove(self.db.sync_engine, "engine_disposed", self._disposed)
+        self._disposed(None)
+
+    def _disposed(self, _engine: object) -> None:
+        if self._connections is not None:
+            self._connections.close()
+            self._connections = None
+
+    def connections(self) -> pg_connections.Connections:
+        """The pool of the running event loop (created on first use; the pool of an earlier loop is closed)."""
+        pool = self._connections
+        if pool is not None and pool.serves_running_loop():
+            return pool
+        if pool is not None:
+            pool.close()
+        pool = self._connections = pg_connections.Connections(self._connect_args)
+        return pool
+
+    async def _execute(
+        self, statement: sa.TextClause, params: Mapping[str, Any], account_id: int | None = None
+    ) -> asyncpg.Record | None:
+        """Run one statement (autocommit) and return its first row or None; one on an account (hold, settle)
+        goes in this ledger's next batch of its kind (pg_batches.py: group commit)."""
+        sql, names = self._compiled[id(statement)]
+        args = [params[name] for name in names]
+        if account_id is None:
+            (row,) = await self._send(sql, [args])
+            return row
+        return await self._batcher(sql).run(account_id, args)
+
+    def _batcher(self, sql: str) -> pg_batches.Batcher:
+        """The batcher of `sql` for the running event loop."""
+        found = self._batchers.get(sql)
+        if found is None or found.loop is not asyncio.get_running_loop():
+            found = self._batchers[sql] = pg_batches.Batcher(sql, self._send)
+        return found
+
+    async def _send(self, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
+        """The first row of each statement (one per argument set, all in one atomic batch when several). Every
+        statement here is idempotent (on the request id), so a batch that met a dead pooled connection (the
+        server restarted, or the network dropped it) is sent once more on a fresh one before it fails."""
+        try:
+            return await self._send_once(sql, arg_sets)
+        except _DeadConnection:
+            pass
+        try:
+            return await self._send_once(sql, arg_sets)
+        except _DeadConnection as dead:
+            raise sa.exc.OperationalError(sql, arg_sets, dead.cause) from dead.cause
+
+    async def _send_once(self, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
+        try:
+            async with self.connections().lend() as driver:  # closes it unless the batch completed
+                if len(arg_sets) == 1:
+                    return [await driver.fetchrow(sql, *arg_sets[0])]
+                return list(await driver.fetchmany(sql, arg_sets))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(sql, arg_sets, exc) from exc
+        except pg_connections.WIRE_ERRORS as exc:
+            raise _DeadConnection(exc) from exc
+        except asyncpg.PostgresError as exc:
+            raise sa.exc.DBAPIError(sql, arg_sets, exc) from exc
 
 
-async def hold(
-    db: AsyncEngine,
-    account_id: int,
-    request_id: str,
-    amount: int,
-    expires_at: datetime,
-    key_id: int | None,
-    model: str,
-    periods: PeriodStarts,
-) -> asyncpg.Record | None:
-    """Reserve exactly `amount` (and count it in the key's period): the account's (balance, held) after it, or
-    None if it does not fit the account or the key's limit (the statement's one row then holds NULLs)."""
-    params = {
-        "day": periods.daily,
-        "week": periods.weekly,
-        "month": periods.monthly,
-        "epoch": periods.none,
-        "account_id": account_id,
-        "request_id": request_id,
-        "key_id": key_id,
-        "model": model[:MAX_MODEL_CHARS],
-        "amount": amount,
-        "expires_at": expires_at,
-    }
-    row = await _execute(db, HOLD, params, account_id)
-    return row if row is not None and row["balance_micros"] is not None else None
-
-
-async def settle(db: AsyncEngine, usage: Usage, now: datetime) -> asyncpg.Record:
-    params = usage.row(uncollected_micros=0)
-    del params["uncollected_micros"]  # computed by the statement
-    row = await _execute(db, SETTLE, {**params, "now": now}, usage.account_id)
-    assert row is not None  # the statement always returns its one summary row
-    return row
-
-
-async def release(db: AsyncEngine, request_id: str, status: str, now: datetime) -> bool:
-    return await _execute(db, RELEASE, {"request_id": request_id, "status": status, "now": now}) is not None
-
-
-_compiled: dict[int, tuple[str, tuple[str, ...]]] = {}
-
-
-async def _execute(
-    db: AsyncEngine, statement: sa.TextClause, params: Mapping[str, Any], account_id: int | None = None
-) -> asyncpg.Record | None:
-    """Run one statement (autocommit) and return its first row or None; one on an account (hold, settle) goes
-    in this process's next batch of its kind (pg_batches.py: group commit)."""
-    sql, names = _compiled.get(id(statement)) or _compile(statement, db)
-    args = [params[name] for name in names]
-    if account_id is None:
-        (row,) = await _send(db, sql, [args])
-        return row
-    return await pg_batches.batcher(db, sql, _send).run(account_id, args)
-
-
-async def _send(db: AsyncEngine, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
-    """The first row of each statement (one per argument set, all in one atomic batch when several). Every
-    statement here is idempotent (on the request id), so a batch that met a dead pooled connection (the
-    server restarted, or the network dropped it) is sent once more on a fresh one before it fails."""
-    try:
-        return await _send_once(db, sql, arg_sets)
-    except _DeadConnection:
-        pass
-    try:
-        return await _send_once(db, sql, arg_sets)
-    except _DeadConnection as dead:
-        raise sa.exc.OperationalError(sql, arg_sets, dead.cause) from dead.cause
+def _settled(usage: Usage, row: asyncpg.Record) -> tuple[Settlement, int | None]:
+    """The Settlement a one-statement settle's summary row describes, and the hold it posted."""
+    if row["balance_after_micros"] is None:  # nothing written
+        if not row["account_exists"]:
+            raise UnknownAccount(usage.account_id)
+        if row["first_price_micros"] is None:
+            raise LookupError(f"no settlement for request {usage.request_id}")
+        first = Settlement(
+            usage.request_id,
+            row["first_price_micros"],
+            row["first_balance_after_micros"],
+            True,
+            row["first_uncollected_micros"],
+        )
+        return first, None
+    uncollected = usage.user_price_micros - row["charged_micros"]
+    settlement = Settlement(usage.request_id, usage.user_price_micros, row["balance_after_micros"], False, uncollected)
+    return settlement, row["held_micros"]
 
 
 class _DeadConnection(Exception):
@@ -252,21 +339,7 @@ class _DeadConnection(Exception):
         self.cause = cause
 
 
-async def _send_once(db: AsyncEngine, sql: str, arg_sets: list[list[Any]]) -> list[asyncpg.Record | None]:
-    try:
-        async with pg_connections.for_engine(db).lend() as driver:  # closes it unless the batch completed
-            if len(arg_sets) == 1:
-                return [await driver.fetchrow(sql, *arg_sets[0])]
-            return list(await driver.fetchmany(sql, arg_sets))
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(sql, arg_sets, exc) from exc
-    except pg_connections.WIRE_ERRORS as exc:
-        raise _DeadConnection(exc) from exc
-    except asyncpg.PostgresError as exc:
-        raise sa.exc.DBAPIError(sql, arg_sets, exc) from exc
-
-
 def _compile(statement: sa.TextClause, db: AsyncEngine) -> tuple[str, tuple[str, ...]]:
-    compiled = statement.compile(dialect=db.dialect)  # "$1::BIGINT"-style SQL and the names of $1, $2, ...
-    _compiled[id(statement)] = result = (str(compiled), tuple(compiled.positiontup or ()))
-    return result
+    """ "$1::BIGINT"-style SQL for `db`'s dialect and the names of $1, $2, ..."""
+    compiled = statement.compile(dialect=db.dialect)
+    return str(compiled), tuple(compiled.positiontup or ())

@@ -1,6 +1,13 @@
 """The ledger's operations: every balance change and every hold, each one database transaction (or, on
 PostgreSQL, one statement for hold, settle and release: postgres.py; elsewhere portable.py).
 
+Hold, settle and release (and the sweep of stale holds, which releases) are methods of a `Ledger`: one per
+runtime (gateway/runtime.py), built by `open_ledger(db)`, which chooses its backend once, from the engine's
+dialect: PostgreSQL's one-statement path (`postgres.OneStatement`, which owns connections and batchers, so
+the ledger is closed with its runtime) or the portable transactions (`portable.Transactions`). The other
+operations (credits and debits, reads) are the same transactions on every database and hold no state: they
+stay functions of an engine.
+
 Balance changes append exactly one `credit_ledger` row in the same transaction; `(reason, reference)` and
 `request_id` make every write idempotent: replaying it returns the first result and changes nothing.
 """
@@ -9,20 +16,16 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset
-from gateway.core.posting import InsufficientCredit
+from gateway.core.limits import KeyLimit
 from gateway.failures import is_transient, refusal_reason
 from gateway.ledger import portable, postgres
-from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, UnknownAccount, Usage
+from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, Usage
 from gateway.observability import metrics
-
-if TYPE_CHECKING:
-    import asyncpg
 
 log = logging.getLogger("gateway.ledger")
 
@@ -76,55 +79,122 @@ async def post_entry_in(
     return await conn.run_sync(portable.post_entry_in, account_id, amount_micros, reason, reference)
 
 
-async def hold(
-    db: AsyncEngine,
-    account_id: int,
-    request_id: str,
-    amount_micros: int,
-    *,
-    min_micros: int | None = None,
-    ttl_seconds: int = 900,
-    key_id: int | None = None,
-    model: str = "",
-    now: datetime | None = None,
-) -> Hold:
-    """Reserve credit for one request; raises InsufficientCredit if the account cannot cover it, and
-    KeyLimitExceeded if `key_id`'s credit limit for the period of `now` cannot (the hold counts in it).
+class Backend(Protocol):
+    """How hold, settle and release run on one engine (postgres.OneStatement, portable.Transactions)."""
 
-    With `min_micros`, the hold is flexible: it reserves `amount_micros` if available, else everything
-    available (in the account and in the key's limit) as long as that is at least `min_micros` (used when the
-    client set no max_tokens).
-    """
-    if amount_micros < 0 or (min_micros is not None and not 0 <= min_micros <= amount_micros):
-        raise ValueError("hold amounts must be 0 <= min <= amount")
-    now = now or _now()
-    expires_at = now + timedelta(seconds=ttl_seconds)
-    try:
-        if postgres.serves(db):
-            periods = PeriodStarts.at(now)
-            row = await postgres.hold(db, account_id, request_id, amount_micros, expires_at, key_id, model, periods)
-            if row is not None:
-                return Hold(request_id, account_id, amount_micros, row["balance_micros"], row["held_micros"])
-            if min_micros is None:
-                raise await _refusal(db, account_id, key_id, amount_micros, now)
-            # a flexible hold that does not fit in full: the portable path reserves what is available
-        return await portable.hold(
-            db, account_id, request_id, amount_micros, min_micros, expires_at, key_id, model, now
-        )
-    except IntegrityError:  # the same request id was held before: return that hold
-        existing = await get_hold(db, request_id)
-        if existing is None:
-            raise
-        return existing
+    async def hold(
+        self,
+        account_id: int,
+        request_id: str,
+        amount: int,
+        floor: int | None,
+        expires_at: datetime,
+        key_id: int | None,
+        model: str,
+        now: datetime,
+    ) -> Hold: ...
+
+    async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]: ...
+
+    async def release(self, request_id: str, status: HoldStatus, now: datetime) -> bool: ...
+
+    def close(self) -> None: ...
 
 
-async def _refusal(db: AsyncEngine, account_id: int, key_id: int | None, amount: int, now: datetime) -> Exception:
-    """Why a one-statement hold was refused: the account's credit, else the key's limit."""
-    current = await get_balance(db, account_id)
-    if current.available_micros < amount or key_id is None:
-        return InsufficientCredit(current.balance_micros, current.held_micros, amount)
-    limit = await get_key_limit(db, key_id, now)
-    return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
+def open_ledger(db: AsyncEngine) -> Ledger:
+    """The ledger on `db`, its backend chosen here, once: one statement each on PostgreSQL, else portable."""
+    if db.dialect.name == "postgresql":
+        return Ledger(db, postgres.OneStatement(db))
+    return Ledger(db, portable.Transactions(db))
+
+
+class Ledger:
+    """Hold, settle and release on one engine, through the backend chosen for it (`open_ledger`)."""
+
+    def __init__(self, db: AsyncEngine, backend: Backend) -> None:
+        self.db = db
+        self.backend = backend
+
+    async def hold(
+        self,
+        account_id: int,
+        request_id: str,
+        amount_micros: int,
+        *,
+        min_micros: int | None = None,
+        ttl_seconds: int = 900,
+        key_id: int | None = None,
+        model: str = "",
+        now: datetime | None = None,
+    ) -> Hold:
+        """Reserve credit for one request; raises InsufficientCredit if the account cannot cover it, and
+        KeyLimitExceeded if `key_id`'s credit limit for the period of `now` cannot (the hold counts in it).
+
+        With `min_micros`, the hold is flexible: it reserves `amount_micros` if available, else everything
+        available (in the account and in the key's limit) as long as that is at least `min_micros` (used when
+        the client set no max_tokens).
+        """
+        if amount_micros < 0 or (min_micros is not None and not 0 <= min_micros <= amount_micros):
+            raise ValueError("hold amounts must be 0 <= min <= amount")
+        now = now or _now()
+        expires_at = now + timedelta(seconds=ttl_seconds)
+        try:
+            return await self.backend.hold(
+                account_id, request_id, amount_micros, min_micros, expires_at, key_id, model, now
+            )
+        except IntegrityError:  # the same request id was held before: return that hold
+            existing = await get_hold(self.db, request_id)
+            if existing is None:
+                raise
+            return existing
+
+    async def settle(self, usage: Usage) -> Settlement:
+        """Post a call's charge: record llm_usage, debit the user price, close the hold. Once per request id.
+
+        The debit never exceeds the pending hold, nor what the account has beyond its other holds (a balance
+        never goes below zero): a price above that is recorded as `uncollected_micros` (operator loss), logged,
+        and listed by `gateway reconcile`. Without a pending hold (it expired before the call ended) the call
+        is still charged, from what is available: the service was delivered.
+        """
+        if usage.user_price_micros < usage.provider_cost_micros:
+            raise ValueError("user price below provider cost")
+        try:
+            settlement, held = await self.backend.settle(usage, _now())
+        except IntegrityError:  # a concurrent settle of the same request committed first
+            async with self.db.connect() as conn:
+                return await conn.run_sync(portable.replayed_settlement, usage.request_id)
+        if not settlement.replayed:
+            _report(usage, held, settlement.uncollected_micros)
+        return settlement
+
+    async def release(self, request_id: str, *, status: HoldStatus = HoldStatus.VOIDED) -> bool:
+        """Void a pending hold (failed or cancelled call): nothing is charged. False if it was not pending."""
+        return await self.backend.release(request_id, status, _now())
+
+    async def expire_stale_holds(self, now: datetime | None = None, grace_seconds: int = 0) -> list[str]:
+        """Void every pending hold past its TTL plus `grace_seconds` (each one means a lost settle) and return
+        their request ids. The grace leaves time for settles waiting in a proxy's spool (gateway.ledger.spool);
+        the expiry is a conditional write (`release` acts only on a pending hold), so two sweepers, or a
+        sweeper and a late settle, never act twice on one hold. A hold whose expiry the database refuses
+        permanently is logged and counted, and never stops the holds after it; an outage stops the pass (the
+        next one retries)."""
+        cutoff = (now or _now()) - timedelta(seconds=grace_seconds)
+        expired = []
+        for rid in await portable.stale_holds(self.db, cutoff):
+            try:
+                if await self.release(rid, status=HoldStatus.EXPIRED):
+                    expired.append(rid)
+                    log.error("hold expired without a settle: request %s (released)", rid)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                metrics.LEDGER_REFUSALS.labels("expire").inc()
+                log.error("expiry of hold %s refused by the ledger (%s)", rid, refusal_reason(exc))
+        return expired
+
+    def close(self) -> None:
+        """Close what the backend opened (PostgreSQL: its connections); the engine is the runtime's."""
+        self.backend.close()
 
 
 async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyLimit | None:
@@ -135,47 +205,6 @@ async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = Non
 
 async def get_hold(db: AsyncEngine, request_id: str) -> Hold | None:
     return await portable.get_hold(db, request_id)
-
-
-async def settle(db: AsyncEngine, usage: Usage) -> Settlement:
-    """Post a call's charge: record llm_usage, debit the user price, close the hold. Once per request id.
-
-    The debit never exceeds the pending hold, nor what the account has beyond its other holds (a balance
-    never goes below zero): a price above that is recorded as `uncollected_micros` (operator loss), logged,
-    and listed by `gateway reconcile`. Without a pending hold (it expired before the call ended) the call is
-    still charged, from what is available: the service was delivered.
-    """
-    if usage.user_price_micros < usage.provider_cost_micros:
-        raise ValueError("user price below provider cost")
-    try:
-        if postgres.serves(db):
-            return _settled(usage, await postgres.settle(db, usage, _now()))
-        settlement, held = await portable.settle(db, usage, _now())
-    except IntegrityError:  # a concurrent settle of the same request committed first
-        async with db.connect() as conn:
-            return await conn.run_sync(portable.replayed_settlement, usage.request_id)
-    if not settlement.replayed:
-        _report(usage, held, settlement.uncollected_micros)
-    return settlement
-
-
-def _settled(usage: Usage, row: asyncpg.Record) -> Settlement:
-    """The Settlement a one-statement settle's summary row describes."""
-    if row["balance_after_micros"] is None:  # nothing written
-        if not row["account_exists"]:
-            raise UnknownAccount(usage.account_id)
-        if row["first_price_micros"] is None:
-            raise LookupError(f"no settlement for request {usage.request_id}")
-        return Settlement(
-            usage.request_id,
-            row["first_price_micros"],
-            row["first_balance_after_micros"],
-            True,
-            row["first_uncollected_micros"],
-        )
-    uncollected = usage.user_price_micros - row["charged_micros"]
-    _report(usage, row["held_micros"], uncollected)
-    return Settlement(usage.request_id, usage.user_price_micros, row["balance_after_micros"], False, uncollected)
 
 
 def _report(usage: Usage, held: int | None, uncollected: int) -> None:
@@ -190,31 +219,3 @@ def _report(usage: Usage, held: int | None, uncollected: int) -> None:
         )
     if held is None:
         log.warning("settled without a pending hold: request %s", usage.request_id)
-
-
-async def release(db: AsyncEngine, request_id: str, *, status: HoldStatus = HoldStatus.VOIDED) -> bool:
-    """Void a pending hold (failed or cancelled call): nothing is charged. False if it was not pending."""
-    if postgres.serves(db):
-        return await postgres.release(db, request_id, status, _now())
-    return await portable.release(db, request_id, status, _now())
-
-
-async def expire_stale_holds(db: AsyncEngine, now: datetime | None = None, grace_seconds: int = 0) -> list[str]:
-    """Void every pending hold past its TTL plus `grace_seconds` (each one means a lost settle) and return their
-    request ids. The grace leaves time for settles waiting in a proxy's spool (gateway.ledger.spool); the
-    expiry is a conditional write (`release` acts only on a pending hold), so two sweepers, or a sweeper and a
-    late settle, never act twice on one hold. A hold whose expiry the database refuses permanently is logged
-    and counted, and never stops the holds after it; an outage stops the pass (the next one retries)."""
-    cutoff = (now or _now()) - timedelta(seconds=grace_seconds)
-    expired = []
-    for rid in await portable.stale_holds(db, cutoff):
-        try:
-            if await release(db, rid, status=HoldStatus.EXPIRED):
-                expired.append(rid)
-                log.error("hold expired without a settle: request %s (released)", rid)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            metrics.LEDGER_REFUSALS.labels("expire").inc()
-            log.error("expiry of hold %s refused by the ledger (%s)", rid, refusal_reason(exc))
-    return expired

@@ -5,7 +5,7 @@ host (`SPOOL_DIR`, one file shared by the host's proxy processes; WAL, `synchron
 on disk before the call's response completes) and applied when the database answers again, by whichever
 proxy process replays first (every process replays in the background, and once at start-up, so a process
 killed with entries in its spool has them applied by its successor). Applying is idempotent on the request
-id (`ledger.settle` / `ledger.release`), so a replay racing another, or a settle that did commit before
+id (`Ledger.settle` / `Ledger.release`), so a replay racing another, or a settle that did commit before
 its connection dropped, changes nothing twice.
 
 The journal is read and written on the event loop, not in a thread: an entry is a few hundred bytes and one
@@ -33,8 +33,6 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import ledger
 from gateway.failures import is_transient, refusal_reason
@@ -154,16 +152,16 @@ class Spool:
             ).fetchall()
         return [RefusedEntry(rid, kind, json.loads(payload), at, error or "") for rid, kind, payload, at, error in rows]
 
-    async def replay(self, db: AsyncEngine) -> int:
+    async def replay(self, book: ledger.Ledger) -> int:
         """Apply spooled entries until the spool is empty or the database fails again; how many were applied."""
         applied = 0
         while batch := self._pending(500):
             for request_id, kind, payload in batch:
                 try:
                     if kind == SETTLE:
-                        await ledger.settle(db, ledger.Usage(**json.loads(payload)))
+                        await book.settle(ledger.Usage(**json.loads(payload)))
                     else:
-                        await ledger.release(db, request_id)
+                        await book.release(request_id)
                 except Exception as exc:  # noqa: BLE001 - sorted by is_transient
                     if is_transient(exc):
                         return applied  # still down: try again later
@@ -175,10 +173,10 @@ class Spool:
             log.warning("applied %d spooled settles/releases from %s", applied, self.path)
         return applied
 
-    async def replay_forever(self, db: AsyncEngine, interval_seconds: float) -> None:
+    async def replay_forever(self, book: ledger.Ledger, interval_seconds: float) -> None:
         while True:
             try:
-                await self.replay(db)
+                await self.replay(book)
             except Exception:
                 log.exception("settle spool replay failed")
             await asyncio.sleep(interval_seconds)

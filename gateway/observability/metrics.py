@@ -9,6 +9,10 @@ database (open holds, their oldest age, expired holds, payments by status) are r
 Labels carry only bounded, non-identifying values: model names from the configuration (`model_label`),
 outcomes, hold events, route templates and statuses, and per proxy worker the hash of the config it serves
 (with its pid). Never a key, a wallet or an account id.
+
+The metric objects are module-level on purpose, not part of a process's runtime (gateway/runtime.py):
+prometheus-client registers each once per process, and with PROMETHEUS_MULTIPROC_DIR its samples are files
+of the process, not of a runtime; a runtime built again (a test's) counts into the same ones, harmlessly.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def _plug_in() -> None:
         return
     configure_logging(rt.settings.log_format)
     reload.install(loop)
-    _background.add(loop.create_task(rt.spool.replay_forever(rt.db, rt.settings.spool_replay_seconds)))
+    _background.add(loop.create_task(rt.spool.replay_forever(rt.ledger, rt.settings.spool_replay_seconds)))
 
 
 _background: set[asyncio.Task[None]] = set()

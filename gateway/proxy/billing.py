@@ -53,8 +53,7 @@ class Billing:
         model, kind, hold = plan.model, plan.kind, plan.hold
         try:
             held = await asyncio.shield(
-                ledger.hold(  # a client leaving cannot cut a money write in half
-                    rt.db,
+                rt.ledger.hold(  # a client leaving cannot cut a money write in half
                     account_id,
                     request_id,
                     hold.amount_micros,
@@ -157,7 +156,7 @@ class Billing:
         started = time.perf_counter()
         spooled = False
         try:
-            settlement = await asyncio.shield(ledger.settle(rt.db, usage))  # completes even if the client leaves
+            settlement = await asyncio.shield(rt.ledger.settle(usage))  # completes even if the client leaves
             charged = settlement.charged_micros
         except Exception as exc:  # noqa: BLE001 - sorted by is_transient
             if not is_transient(exc):  # never spooled: set aside, and the client gets our 500
@@ -196,7 +195,7 @@ class Billing:
             rt = runtime()
             spooled = False
             try:
-                await asyncio.shield(ledger.release(rt.db, call.request_id))
+                await asyncio.shield(rt.ledger.release(call.request_id))
             except Exception as exc:  # noqa: BLE001 - sorted by is_transient
                 if not is_transient(exc):  # never spooled: set aside; the sweeper expires the hold
                     await self._refused(RELEASE, call, {"account_id": call.account_id}, exc)

@@ -1,36 +1,29 @@
-"""Process-wide state of the plugin inside one LiteLLM worker: settings, database engine, key cache, spool.
+"""The runtime of the plugin inside one LiteLLM worker: the one place the hooks find it.
 
 hooks/ files are executed anew by LiteLLM for each reference, so they must not hold state; everything
-shared between the auth function and the callback lives here, created once per process.
+shared between the auth function and the callbacks is the worker's `Runtime` (gateway/runtime.py), built
+from the settings on first use. A test installs its own with `replace_runtime` (and puts the previous back).
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
+from gateway.config import get_settings
+from gateway.runtime import Runtime, build_runtime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from gateway.cache.ttl import TTLCache, key_cache_for
-from gateway.config import Settings, get_settings
-from gateway.db.engine import get_engine
-from gateway.ledger.spool import Spool
+_current: Runtime | None = None
 
 
-@dataclass(frozen=True)
-class Runtime:
-    settings: Settings
-    db: AsyncEngine
-    key_cache: TTLCache
-    spool: Spool
-
-
-@functools.lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    settings = get_settings()
-    return Runtime(
-        settings=settings,
-        db=get_engine(settings.effective_database_url),
-        key_cache=key_cache_for(settings),
-        spool=Spool(settings.effective_spool_dir),
-    )
+    """This worker's runtime (built on the first call)."""
+    global _current
+    if _current is None:
+        _current = build_runtime(get_settings())
+    return _current
+
+
+def replace_runtime(new: Runtime | None) -> Runtime | None:
+    """Make `new` this worker's runtime (None: built again on next use); the previous one, for its owner to
+    close or put back."""
+    global _current
+    previous, _current = _current, new
+    return previous

@@ -2,8 +2,9 @@
 body limit (SIDECAR_MAX_BODY_BYTES: 413 before anything else runs), request counting for `GET /metrics`;
 `serve` runs it.
 
-The app owns one `Services` (database engine, Redis, nonce store, rate limiter, key cache), built when
-the app is created and closed at shutdown. The OpenAPI document is at /api/v1/openapi.json.
+The app owns one `Services` (its runtime from gateway/runtime.py: database engine, Redis, key cache; and the
+nonce store and rate limiter), built when the app is created and closed at shutdown. The OpenAPI document
+is at /api/v1/openapi.json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.config import Settings, get_settings
 from gateway.observability.logging import configure as configure_logging
+from gateway.runtime import build_runtime
 from gateway.sidecar import errors
 from gateway.sidecar.body_limit import BodyLimit
 from gateway.sidecar.deps import Services, same_origin_writes
@@ -43,7 +45,7 @@ API_PREFIX = "/api/v1"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    services = Services.from_settings(settings)
+    services = Services.on(build_runtime(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

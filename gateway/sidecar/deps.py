@@ -1,8 +1,9 @@
 """Request dependencies of the sidecar: its services, the session, the CSRF guard and the rate limits.
 
-- `Services`: what requests use (database, Redis link, nonce store, SIWE policy, key cache, rate limiter),
-  built once per app from settings and closed at shutdown. One Redis link (pool and breaker) serves the
-  nonces, the key cache and the rate limits.
+- `Services`: what requests use: the app's runtime (gateway/runtime.py: settings, database, Redis link, key
+  cache), and the nonce store, SIWE policy and rate limiter built on it; built once per app and closed at
+  shutdown. One Redis link (the runtime's pool and breaker) serves the nonces, the key cache and the rate
+  limits.
 - `current_session`: the session cookie -> a live server-side session, else 401. The account of every
   account route comes from here, never from the request.
 - `current_operator`: a live session whose wallet is in OPERATOR_WALLETS *now* (decided on the server at
@@ -32,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.auth.nonces import DbNonceStore, NonceStore, RedisNonceStore
 from gateway.auth.sessions import Session, get_session
 from gateway.auth.siwe import SiwePolicy
-from gateway.cache.redis_link import RedisLink, RedisUnavailable, redis_link_for
-from gateway.cache.ttl import TTLCache, key_cache_for
+from gateway.cache.redis_link import RedisLink, RedisUnavailable
+from gateway.cache.ttl import TTLCache
 from gateway.config import Settings
-from gateway.db.engine import get_engine
+from gateway.runtime import Runtime
 from gateway.sidecar.errors import ApiError, unauthenticated
 
 SESSION_COOKIE = "gw_session"
@@ -105,33 +106,35 @@ async def _count_in(
 
 @dataclass
 class Services:
-    settings: Settings
-    db: AsyncEngine
-    redis: RedisLink | None
+    runtime: Runtime
     nonces: NonceStore
     policy: SiwePolicy
-    key_cache: TTLCache
     limiter: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
-        db = get_engine(settings.effective_database_url)
-        redis = redis_link_for(settings)
-        nonces = RedisNonceStore(redis, settings.sidecar_redis_prefix) if redis is not None else DbNonceStore(db)
-        return cls(
-            settings,
-            db,
-            redis,
-            nonces,
-            SiwePolicy.from_settings(settings),
-            key_cache_for(settings, redis),
-            RateLimiter(settings, redis),
-        )
+    def on(cls, rt: Runtime) -> Services:
+        redis, prefix = rt.redis, rt.settings.sidecar_redis_prefix
+        nonces = RedisNonceStore(redis, prefix) if redis is not None else DbNonceStore(rt.db)
+        return cls(rt, nonces, SiwePolicy.from_settings(rt.settings), RateLimiter(rt.settings, rt.redis))
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def db(self) -> AsyncEngine:
+        return self.runtime.db
+
+    @property
+    def redis(self) -> RedisLink | None:
+        return self.runtime.redis
+
+    @property
+    def key_cache(self) -> TTLCache:
+        return self.runtime.key_cache
 
     async def aclose(self) -> None:
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.db.dispose()
+        await self.runtime.aclose()
 
 
 def services(request: Request) -> Services:

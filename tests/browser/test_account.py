@@ -14,6 +14,7 @@ from gateway.accounts.wallets import get_or_create_account
 from gateway.db.schema import llm_usage
 from tests.browser.conftest import Ui
 from tests.browser.test_flow import formatted_credits
+from tests.conftest import ledger_on
 
 
 async def _grant(ui: Ui, wallet: str, micros: int, reference: str) -> None:
@@ -63,24 +64,25 @@ async def _seed_month(ui: Ui, wallet: str) -> dict[str, int]:
     await _grant(ui, wallet, 5_000_000, "month-funds")  # 5,000 credits
     today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     totals = dict.fromkeys(MONTH_MODELS, 0)
-    for back in range(30):
-        if back % 7 == 3:
-            continue  # a quiet day
-        for i, (model, price) in enumerate(MONTH_MODELS.items()):
-            if (back + i) % 3 == 0:
-                charged = price * (1 + (back * 7 + i) % 5)
-                totals[model] += charged
-                request_id = f"month-{uuid.uuid4()}"
-                prompt, completion = 100 + back, 50 + i
-                call = ledger.Usage(
-                    request_id, account.id, None, model, prompt, completion, charged // 2, charged, "2.0"
-                )
-                await ledger.settle(ui.db, call)
-                async with ui.db.begin() as conn:
-                    when = today - timedelta(days=back)
-                    await conn.execute(
-                        sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(created_at=when)
+    async with ledger_on(ui.db) as book:
+        for back in range(30):
+            if back % 7 == 3:
+                continue  # a quiet day
+            for i, (model, price) in enumerate(MONTH_MODELS.items()):
+                if (back + i) % 3 == 0:
+                    charged = price * (1 + (back * 7 + i) % 5)
+                    totals[model] += charged
+                    request_id = f"month-{uuid.uuid4()}"
+                    prompt, completion = 100 + back, 50 + i
+                    call = ledger.Usage(
+                        request_id, account.id, None, model, prompt, completion, charged // 2, charged, "2.0"
                     )
+                    await book.settle(call)
+                    async with ui.db.begin() as conn:
+                        when = today - timedelta(days=back)
+                        await conn.execute(
+                            sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(created_at=when)
+                        )
     return totals
 
 

@@ -18,6 +18,7 @@ from gateway.db.schema import credit_holds, credit_ledger, llm_usage
 from tests.browser.conftest import OPERATOR, Ui
 from tests.browser.test_keyboard import tab_to
 from tests.browser.wallet import TestWallet
+from tests.conftest import ledger_on
 
 FIRST = date(2003, 5, 1)  # a range only this module writes calls into
 LAST = FIRST + timedelta(days=2)
@@ -33,18 +34,19 @@ async def _seed_calls(ui: Ui, wallet: str) -> None:
     account = await find_account(ui.db, wallet)
     assert account is not None
     await ledger.post_entry(ui.db, account.id, 1_000_000, "admin_grant", f"browser-ops-{account.id}")
-    for day, model, cost, price, held in CALLS:
-        request_id = f"ops-{uuid.uuid4()}"
-        await ledger.hold(ui.db, account.id, request_id, held)
-        await ledger.settle(ui.db, ledger.Usage(request_id, account.id, None, model, 9, 9, cost, price, "2.0"))
-        moment = datetime.combine(day, time(9), tzinfo=UTC)
-        async with ui.db.begin() as conn:
-            await conn.execute(
-                sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(created_at=moment)
-            )
-            await conn.execute(
-                sa.update(credit_holds).where(credit_holds.c.request_id == request_id).values(created_at=moment)
-            )
+    async with ledger_on(ui.db) as book:
+        for day, model, cost, price, held in CALLS:
+            request_id = f"ops-{uuid.uuid4()}"
+            await book.hold(account.id, request_id, held)
+            await book.settle(ledger.Usage(request_id, account.id, None, model, 9, 9, cost, price, "2.0"))
+            moment = datetime.combine(day, time(9), tzinfo=UTC)
+            async with ui.db.begin() as conn:
+                await conn.execute(
+                    sa.update(llm_usage).where(llm_usage.c.request_id == request_id).values(created_at=moment)
+                )
+                await conn.execute(
+                    sa.update(credit_holds).where(credit_holds.c.request_id == request_id).values(created_at=moment)
+                )
 
 
 async def _sql_charged(ui: Ui) -> int:

@@ -157,7 +157,7 @@ async def stream_or_broken(client: openai.AsyncOpenAI) -> str:
 
 
 async def test_a_worker_killed_mid_stream_charges_nothing_above_a_hold_and_its_holds_are_swept(
-    db, pg_url, upstream, tmp_path
+    db, pg_url, upstream, tmp_path, book
 ):
     proc = start_proxy(pg_url, upstream, tmp_path)
     try:
@@ -192,7 +192,7 @@ async def test_a_worker_killed_mid_stream_charges_nothing_above_a_hold_and_its_h
 
     settings = Settings()
     past_every_ttl = datetime.now(UTC) + timedelta(seconds=settings.hold_ttl_seconds + 60)
-    expired = await ledger.expire_stale_holds(db, now=past_every_ttl, grace_seconds=0)
+    expired = await book.expire_stale_holds(now=past_every_ttl, grace_seconds=0)
     assert unsettled <= set(expired)
     rows = await usage_and_holds(db, account.id)
     assert HoldStatus.PENDING not in {r.status for r in rows}

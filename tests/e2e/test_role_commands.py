@@ -108,10 +108,11 @@ async def test_sweep_command_sweeps_at_start_and_stops_on_sigterm(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
     upgrade(url)
     db = get_engine(url)
+    book = ledger.open_ledger(db)  # SQLite: nothing to close
     account = await get_or_create_account(db, random_wallet())
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 5_000)
+    await book.hold(account.id, rid, 5_000)
     async with db.begin() as conn:
         await conn.execute(
             sa.update(credit_holds)

@@ -29,10 +29,11 @@ async def test_daily_usage_from_the_cli_matches_the_ledger(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{(tmp_path / 'gateway.db').resolve()}"
     upgrade(url)
     db = get_engine(url)
+    book = ledger.open_ledger(db)  # SQLite: nothing to close
     account = await get_or_create_account(db, WALLET)
     await ledger.post_entry(db, account.id, 5_000_000, "admin_grant", "cli-daily")
     for model, price in (("gpt-4o-mini", 1_234), ("claude", 40_000), ("gpt-4o-mini", 766)):
-        await ledger.settle(db, ledger.Usage(f"req-{uuid.uuid4()}", account.id, None, model, 10, 5, 1, price, "2.0"))
+        await book.settle(ledger.Usage(f"req-{uuid.uuid4()}", account.id, None, model, 10, 5, 1, price, "2.0"))
     async with db.connect() as conn:
         debits = (await conn.execute(
             sa.select(sa.func.sum(credit_ledger.c.amount_micros)).where(credit_ledger.c.reason == "llm_usage")

@@ -49,14 +49,14 @@ async def assert_key_use_matches_holds(db, key_id: int, now: datetime = NOW) -> 
     assert limit.used_micros == expected
 
 
-async def test_concurrent_holds_on_one_key_never_pass_its_limit(db, account):
+async def test_concurrent_holds_on_one_key_never_pass_its_limit(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id, "capped", limit_micros=10_000, reset="monthly")).info
     other = (await create_key(db, account.id, "free")).info
 
     async def try_hold(key_id: int) -> bool:
         try:
-            await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key_id, now=NOW)
+            await book.hold(account.id, new_request_id(), 1_000, key_id=key_id, now=NOW)
             return True
         except ledger.KeyLimitExceeded:
             return False
@@ -72,81 +72,81 @@ async def test_concurrent_holds_on_one_key_never_pass_its_limit(db, account):
     await assert_key_use_matches_holds(db, key.id)
 
 
-async def test_the_refusal_names_limit_use_and_reset(db, account):
+async def test_the_refusal_names_limit_use_and_reset(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id, limit_micros=1_500, reset="daily")).info
-    await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    await book.hold(account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
     with pytest.raises(ledger.KeyLimitExceeded) as refused:
-        await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+        await book.hold(account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
     assert (refused.value.limit.limit_micros, refused.value.limit.used_micros) == (1_500, 1_000)
     text = str(refused.value)
     assert "1.5 credits per day" in text and "1 credits are used" in text and "2027-01-01T00:00:00+00:00" in text
     assert (await ledger.get_balance(db, account.id)).held_micros == 1_000  # the refusal changed nothing
 
 
-async def test_the_account_short_is_insufficient_credit_and_counts_nothing_on_the_key(db, account):
+async def test_the_account_short_is_insufficient_credit_and_counts_nothing_on_the_key(db, account, book):
     await funded(db, account, 500)
     key = (await create_key(db, account.id, limit_micros=10_000, reset="none")).info
     with pytest.raises(ledger.InsufficientCredit):
-        await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+        await book.hold(account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
     assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 0
 
 
-async def test_settle_gives_back_the_rest_of_the_hold_and_release_all_of_it(db, account):
+async def test_settle_gives_back_the_rest_of_the_hold_and_release_all_of_it(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id, limit_micros=5_000, reset="monthly")).info
     settled, released = new_request_id(), new_request_id()
-    await ledger.hold(db, account.id, settled, 2_000, key_id=key.id, now=NOW)
-    await ledger.hold(db, account.id, released, 2_000, key_id=key.id, now=NOW)
-    await ledger.settle(db, usage(account.id, key.id, settled, 700))
-    await ledger.settle(db, usage(account.id, key.id, settled, 700))  # a replay gives back nothing more
-    await ledger.release(db, released)
-    await ledger.release(db, released)
+    await book.hold(account.id, settled, 2_000, key_id=key.id, now=NOW)
+    await book.hold(account.id, released, 2_000, key_id=key.id, now=NOW)
+    await book.settle(usage(account.id, key.id, settled, 700))
+    await book.settle(usage(account.id, key.id, settled, 700))  # a replay gives back nothing more
+    await book.release(released)
+    await book.release(released)
     assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 700
     await assert_key_use_matches_holds(db, key.id)
     await assert_books_balance(db)
 
 
-async def test_a_flexible_hold_reserves_what_the_key_limit_leaves(db, account):
+async def test_a_flexible_hold_reserves_what_the_key_limit_leaves(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id, limit_micros=3_000, reset="none")).info
-    first = await ledger.hold(db, account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
+    first = await book.hold(account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
     assert first.amount_micros == 3_000
     with pytest.raises(ledger.KeyLimitExceeded):
-        await ledger.hold(db, account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
+        await book.hold(account.id, new_request_id(), 5_000, min_micros=100, key_id=key.id, now=NOW)
     await assert_key_use_matches_holds(db, key.id)
 
 
-async def test_a_period_rolls_over_and_late_closes_leave_the_new_period_alone(db, account):
+async def test_a_period_rolls_over_and_late_closes_leave_the_new_period_alone(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id, limit_micros=2_000, reset="daily")).info
     old = new_request_id()
-    await ledger.hold(db, account.id, old, 2_000, key_id=key.id, now=NOW)
+    await book.hold(account.id, old, 2_000, key_id=key.id, now=NOW)
     with pytest.raises(ledger.KeyLimitExceeded):
-        await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW + timedelta(minutes=59))
+        await book.hold(account.id, new_request_id(), 1, key_id=key.id, now=NOW + timedelta(minutes=59))
     tomorrow = NOW + timedelta(hours=1)  # 2027-01-01 00:00 UTC
     assert (await ledger.get_key_limit(db, key.id, tomorrow)).used_micros == 0
     new = new_request_id()
-    await ledger.hold(db, account.id, new, 1_500, key_id=key.id, now=tomorrow)
-    await ledger.settle(db, usage(account.id, key.id, old, 400))  # yesterday's call ends today
+    await book.hold(account.id, new, 1_500, key_id=key.id, now=tomorrow)
+    await book.settle(usage(account.id, key.id, old, 400))  # yesterday's call ends today
     limit = await ledger.get_key_limit(db, key.id, tomorrow)
     assert (limit.used_micros, limit.resets_at) == (1_500, datetime(2027, 1, 2, tzinfo=UTC))
     await assert_key_use_matches_holds(db, key.id, tomorrow)
     await assert_books_balance(db)
 
 
-async def test_set_limit_changes_and_removes_the_limit_and_keeps_the_use(db, account):
+async def test_set_limit_changes_and_removes_the_limit_and_keeps_the_use(db, account, book):
     await funded(db, account)
     key = (await create_key(db, account.id)).info
-    await ledger.hold(db, account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
+    await book.hold(account.id, new_request_id(), 1_000, key_id=key.id, now=NOW)
     assert (await ledger.get_key_limit(db, key.id, NOW)).used_micros == 1_000  # counted without a limit too
     capped = await set_limit(db, key.id, 1_000, "none", account_id=account.id)
     assert capped is not None and capped.limit.limit_micros == 1_000
     with pytest.raises(ledger.KeyLimitExceeded):
-        await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW)
+        await book.hold(account.id, new_request_id(), 1, key_id=key.id, now=NOW)
     assert await set_limit(db, key.id, None, "none", account_id=account.id + 1) is None  # not that account's key
     await set_limit(db, key.id, None, "none")
-    await ledger.hold(db, account.id, new_request_id(), 1, key_id=key.id, now=NOW)
+    await book.hold(account.id, new_request_id(), 1, key_id=key.id, now=NOW)
     with pytest.raises(ValueError):
         await set_limit(db, key.id, -1, "none")
     with pytest.raises(ValueError):

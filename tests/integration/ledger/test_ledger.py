@@ -69,9 +69,9 @@ async def test_a_concurrent_reuse_of_a_reference_is_refused_too(db, account):
     await assert_books_balance(db)
 
 
-async def test_an_adjustment_never_debits_more_than_is_available(db, account):
+async def test_an_adjustment_never_debits_more_than_is_available(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
-    await ledger.hold(db, account.id, new_request_id(), 400)
+    await book.hold(account.id, new_request_id(), 400)
     with pytest.raises(ledger.InsufficientCredit) as refused:
         await ledger.adjust(db, account.id, -601, "adjustment", "too-much")  # 600 is available beside the hold
     assert (refused.value.balance_micros, refused.value.held_micros) == (1_000, 400)
@@ -106,26 +106,26 @@ async def test_bad_writes_change_nothing(db, account):
     assert (await ledger.get_balance(db, account.id)).balance_micros == 0
 
 
-async def test_hold_settle_charges_actual_price_and_closes_hold(db, account):
+async def test_hold_settle_charges_actual_price_and_closes_hold(db, account, book):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    hold = await ledger.hold(db, account.id, rid, 4_000)
+    hold = await book.hold(account.id, rid, 4_000)
     assert (hold.amount_micros, hold.held_micros) == (4_000, 4_000)
-    done = await ledger.settle(db, usage_for(account, rid, 1_500))
+    done = await book.settle(usage_for(account, rid, 1_500))
     assert (done.user_price_micros, done.balance_after_micros, done.replayed) == (1_500, 8_500, False)
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (8_500, 0)
-    replay = await ledger.settle(db, usage_for(account, rid, 1_500))
+    replay = await book.settle(usage_for(account, rid, 1_500))
     assert replay.replayed and replay.balance_after_micros == 8_500
     assert (await ledger.get_balance(db, account.id)).balance_micros == 8_500
     await assert_books_balance(db)
 
 
-async def test_concurrent_settles_of_one_request_charge_once(db, account):
+async def test_concurrent_settles_of_one_request_charge_once(db, account, book):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 2_000)
-    results = await asyncio.gather(*[ledger.settle(db, usage_for(account, rid, 1_000)) for _ in range(10)])
+    await book.hold(account.id, rid, 2_000)
+    results = await asyncio.gather(*[book.settle(usage_for(account, rid, 1_000)) for _ in range(10)])
     assert sum(not r.replayed for r in results) == 1
     async with db.connect() as conn:
         n = (await conn.execute(sa.select(sa.func.count()).where(llm_usage.c.request_id == rid))).scalar_one()
@@ -139,93 +139,93 @@ async def usage_row(db, rid):
         return (await conn.execute(sa.select(llm_usage).where(llm_usage.c.request_id == rid))).one()
 
 
-async def test_price_above_hold_charges_the_hold_and_records_the_rest_as_uncollected(db, account):
+async def test_price_above_hold_charges_the_hold_and_records_the_rest_as_uncollected(db, account, book):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 100)
-    done = await ledger.settle(db, usage_for(account, rid, 300))
+    await book.hold(account.id, rid, 100)
+    done = await book.settle(usage_for(account, rid, 300))
     assert (done.charged_micros, done.uncollected_micros, done.balance_after_micros) == (100, 200, 9_900)
     row = await usage_row(db, rid)
     assert (row.user_price_micros, row.uncollected_micros) == (300, 200)
-    replay = await ledger.settle(db, usage_for(account, rid, 300))
+    replay = await book.settle(usage_for(account, rid, 300))
     assert replay.replayed and (replay.charged_micros, replay.uncollected_micros) == (100, 200)
     await assert_books_balance(db)
 
 
-async def test_a_settle_never_takes_the_balance_below_zero_even_without_a_hold(db, account):
+async def test_a_settle_never_takes_the_balance_below_zero_even_without_a_hold(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     other = new_request_id()
-    await ledger.hold(db, account.id, other, 700)  # another call in flight keeps 700 for itself
+    await book.hold(account.id, other, 700)  # another call in flight keeps 700 for itself
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 300, ttl_seconds=1)
+    await book.hold(account.id, rid, 300, ttl_seconds=1)
     from datetime import datetime, timedelta
 
-    assert rid in await ledger.expire_stale_holds(db, now=datetime.now(UTC) + timedelta(seconds=5))
-    done = await ledger.settle(db, usage_for(account, rid, 5_000, cost=10))  # late, and far above its hold
+    assert rid in await book.expire_stale_holds(now=datetime.now(UTC) + timedelta(seconds=5))
+    done = await book.settle(usage_for(account, rid, 5_000, cost=10))  # late, and far above its hold
     assert (done.charged_micros, done.uncollected_micros) == (300, 4_700)  # what the other hold leaves
-    await ledger.settle(db, usage_for(account, other, 900, cost=10))  # its own price above its hold
+    await book.settle(usage_for(account, other, 900, cost=10))  # its own price above its hold
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (0, 0)
     assert (await usage_row(db, other)).uncollected_micros == 200
     await assert_books_balance(db)
 
 
-async def test_a_negative_adjustment_under_a_hold_caps_the_settle_at_what_is_left(db, account):
+async def test_a_negative_adjustment_under_a_hold_caps_the_settle_at_what_is_left(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 800)
+    await book.hold(account.id, rid, 800)
     await ledger.post_entry(db, account.id, -900, "adjustment", new_request_id())  # e.g. a reorged top-up
-    done = await ledger.settle(db, usage_for(account, rid, 600, cost=10))
+    done = await book.settle(usage_for(account, rid, 600, cost=10))
     assert (done.charged_micros, done.uncollected_micros, done.balance_after_micros) == (100, 500, 0)
     await assert_books_balance(db)
 
 
-async def test_release_voids_hold_and_charges_nothing(db, account):
+async def test_release_voids_hold_and_charges_nothing(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 1_000)
+    await book.hold(account.id, rid, 1_000)
     with pytest.raises(ledger.InsufficientCredit):
-        await ledger.hold(db, account.id, new_request_id(), 1)
-    assert await ledger.release(db, rid) is True
-    assert await ledger.release(db, rid) is False
+        await book.hold(account.id, new_request_id(), 1)
+    assert await book.release(rid) is True
+    assert await book.release(rid) is False
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (1_000, 0)
     await assert_books_balance(db)
 
 
-async def test_insufficient_hold_reports_the_balance_and_changes_nothing(db, account):
+async def test_insufficient_hold_reports_the_balance_and_changes_nothing(db, account, book):
     await ledger.post_entry(db, account.id, 500, "admin_grant", new_request_id())
-    await ledger.hold(db, account.id, new_request_id(), 200)
+    await book.hold(account.id, new_request_id(), 200)
     with pytest.raises(ledger.InsufficientCredit) as err:
-        await ledger.hold(db, account.id, new_request_id(), 301)
+        await book.hold(account.id, new_request_id(), 301)
     assert (err.value.balance_micros, err.value.held_micros, err.value.requested_micros) == (500, 200, 301)
     assert (await ledger.get_balance(db, account.id)).held_micros == 200
 
 
-async def test_flexible_hold_takes_what_is_available_down_to_the_floor(db, account):
+async def test_flexible_hold_takes_what_is_available_down_to_the_floor(db, account, book):
     await ledger.post_entry(db, account.id, 700, "admin_grant", new_request_id())
-    h = await ledger.hold(db, account.id, new_request_id(), 1_000, min_micros=100)
+    h = await book.hold(account.id, new_request_id(), 1_000, min_micros=100)
     assert h.amount_micros == 700
     with pytest.raises(ledger.InsufficientCredit):
-        await ledger.hold(db, account.id, new_request_id(), 1_000, min_micros=1)
+        await book.hold(account.id, new_request_id(), 1_000, min_micros=1)
     await assert_books_balance(db)
 
 
-async def test_hold_replay_returns_the_first_hold(db, account):
+async def test_hold_replay_returns_the_first_hold(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    first = await ledger.hold(db, account.id, rid, 300)
-    again = await ledger.hold(db, account.id, rid, 300)
+    first = await book.hold(account.id, rid, 300)
+    again = await book.hold(account.id, rid, 300)
     assert again.amount_micros == first.amount_micros
     assert (await ledger.get_balance(db, account.id)).held_micros == 300
 
 
-async def test_200_concurrent_holds_on_an_account_that_affords_100(db, account):
+async def test_200_concurrent_holds_on_an_account_that_affords_100(db, account, book):
     await ledger.post_entry(db, account.id, 100 * 1_000, "admin_grant", new_request_id())
 
     async def try_hold():
         try:
-            await ledger.hold(db, account.id, new_request_id(), 1_000)
+            await book.hold(account.id, new_request_id(), 1_000)
             return True
         except ledger.InsufficientCredit:
             return False
@@ -237,16 +237,16 @@ async def test_200_concurrent_holds_on_an_account_that_affords_100(db, account):
     await assert_books_balance(db)
 
 
-async def test_concurrent_hold_settle_cycles_never_overspend(db, account):
+async def test_concurrent_hold_settle_cycles_never_overspend(db, account, book):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
 
     async def call():
         rid = new_request_id()
         try:
-            await ledger.hold(db, account.id, rid, 1_000)
+            await book.hold(account.id, rid, 1_000)
         except ledger.InsufficientCredit:
             return 0
-        await ledger.settle(db, usage_for(account, rid, 900))
+        await book.settle(usage_for(account, rid, 900))
         return 900
 
     charged = sum(await asyncio.gather(*[call() for _ in range(60)]))
@@ -255,17 +255,17 @@ async def test_concurrent_hold_settle_cycles_never_overspend(db, account):
     await assert_books_balance(db)
 
 
-async def test_expired_holds_are_released(db, account):
+async def test_expired_holds_are_released(db, account, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rid = new_request_id()
-    await ledger.hold(db, account.id, rid, 600, ttl_seconds=1)
+    await book.hold(account.id, rid, 600, ttl_seconds=1)
     from datetime import datetime, timedelta
 
-    expired = await ledger.expire_stale_holds(db, now=datetime.now(UTC) + timedelta(seconds=5))
+    expired = await book.expire_stale_holds(now=datetime.now(UTC) + timedelta(seconds=5))
     assert rid in expired
     assert (await ledger.get_balance(db, account.id)).held_micros == 0
     # a late settle (the call did happen) still charges, exactly once
-    done = await ledger.settle(db, usage_for(account, rid, 500))
+    done = await book.settle(usage_for(account, rid, 500))
     assert done.balance_after_micros == 500
     await assert_books_balance(db)
 

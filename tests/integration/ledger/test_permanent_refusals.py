@@ -28,7 +28,8 @@ from gateway.observability import metrics
 from gateway.proxy import billing, call_metrics, callbacks, planning
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.inflight import tagged
-from gateway.proxy.runtime import Runtime
+from gateway.proxy.runtime import replace_runtime
+from gateway.runtime import Runtime
 from tests.conftest import new_request_id
 from tests.integration.ledger.both_backends import both_backends_db  # noqa: F401 - fixture `db`: both backends
 from tests.ledger_checks import assert_books_balance
@@ -113,22 +114,22 @@ async def refused_in_reconcile(db, spool_dir) -> list[str]:
     return [m.detail for m in report.mismatches if m.check.startswith("refused_")]
 
 
-async def test_a_poison_entry_is_set_aside_and_the_entries_behind_it_are_applied(poisoned, account, tmp_path):
+async def test_a_poison_entry_is_set_aside_and_the_entries_behind_it_are_applied(poisoned, account, tmp_path, book):
     db = poisoned
     await ledger.post_entry(db, account.id, 1_000_000, "admin_grant", new_request_id())
     poison, *good = [new_request_id() for _ in range(4)]
-    await ledger.hold(db, account.id, poison, 1_000, model=POISON)
+    await book.hold(account.id, poison, 1_000, model=POISON)
     for rid in good:
-        await ledger.hold(db, account.id, rid, 1_000)
+        await book.hold(account.id, rid, 1_000)
     spool = Spool(tmp_path)
     await spool.put_settle(usage(account.id, poison, POISON))  # first in line
     for rid in good:
         await spool.put_settle(usage(account.id, rid))
     before = refusals("settle")
 
-    assert await spool.replay(db) == 3
+    assert await spool.replay(book) == 3
     assert await usage_rows(db, [poison, *good]) == sorted(good)  # each good settle billed once
-    assert pending_in_spool(spool) == 0 and await spool.replay(db) == 0  # the poison is never retried
+    assert pending_in_spool(spool) == 0 and await spool.replay(book) == 0  # the poison is never retried
     (entry,) = spool.refused()
     assert (entry.request_id, entry.kind, entry.account_id) == (poison, "settle", account.id)
     assert entry.reason.split(":")[0] in ("DBAPIError", "OperationalError")  # the database's refusal, named
@@ -139,15 +140,16 @@ async def test_a_poison_entry_is_set_aside_and_the_entries_behind_it_are_applied
 
 
 @pytest.fixture
-def live_runtime(db, tmp_path, monkeypatch):
+def live_runtime(db, book, tmp_path, monkeypatch):
     """The proxy's callbacks on the test database, with the poison models priced."""
-    rt = Runtime(Settings(spool_dir=tmp_path), db, TTLCache(2), Spool(tmp_path))
+    rt = Runtime(Settings(spool_dir=tmp_path), db, book, None, TTLCache(2), Spool(tmp_path))
+    previous = replace_runtime(rt)
     prices = TokenPrices(Decimal("1e-7"), Decimal("1e-6"), 1000)
     for module in (billing, planning):
-        monkeypatch.setattr(module, "runtime", lambda: rt)
         monkeypatch.setattr(module, "prices_for", lambda model: prices)
     monkeypatch.setattr(call_metrics, "model_label", lambda model: "other")
-    return rt
+    yield rt
+    replace_runtime(previous)
 
 
 def chat(model: str) -> dict:
@@ -192,16 +194,16 @@ async def test_a_hold_refused_permanently_is_a_500_and_spools_nothing(poisoned, 
     await assert_books_balance(db)
 
 
-async def test_a_hold_whose_expiry_is_refused_never_stops_the_sweep(poisoned, account):
+async def test_a_hold_whose_expiry_is_refused_never_stops_the_sweep(poisoned, account, book):
     db = poisoned
     await ledger.post_entry(db, account.id, 1_000_000, "admin_grant", new_request_id())
     poison, *good = [new_request_id() for _ in range(3)]
-    await ledger.hold(db, account.id, poison, 1_000, ttl_seconds=0, model=POISON)  # the oldest: swept first
+    await book.hold(account.id, poison, 1_000, ttl_seconds=0, model=POISON)  # the oldest: swept first
     for rid in good:
-        await ledger.hold(db, account.id, rid, 1_000, ttl_seconds=0)
+        await book.hold(account.id, rid, 1_000, ttl_seconds=0)
     before = refusals("expire")
 
-    expired = await ledger.expire_stale_holds(db)
+    expired = await book.expire_stale_holds()
 
     assert set(good) <= set(expired) and poison not in expired
     async with db.connect() as conn:

@@ -4,12 +4,11 @@ round trips and commits, and every one of them gets the answer it would get alon
 from __future__ import annotations
 
 import asyncio
-import weakref
 
 import pytest
 
 from gateway import ledger
-from gateway.ledger import pg_batches, postgres
+from gateway.ledger import postgres
 from tests.conftest import new_request_id
 from tests.integration.ledger.test_ledger import usage_for
 from tests.ledger_checks import assert_books_balance
@@ -17,46 +16,45 @@ from tests.ledger_checks import assert_books_balance
 
 @pytest.fixture
 def sends(monkeypatch) -> list[int]:
-    """The size of every batch sent to PostgreSQL meanwhile (fresh batchers, so they send through the spy)."""
+    """The size of every batch sent to PostgreSQL meanwhile (the test's own ledger batches through the spy)."""
     sizes: list[int] = []
-    real = postgres._send
+    real = postgres.OneStatement._send
 
-    async def counting(db, sql, arg_sets):
+    async def counting(self, sql, arg_sets):
         sizes.append(len(arg_sets))
-        return await real(db, sql, arg_sets)
+        return await real(self, sql, arg_sets)
 
-    monkeypatch.setattr(postgres, "_send", counting)
-    monkeypatch.setattr(pg_batches, "_batchers", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(postgres.OneStatement, "_send", counting)
     return sizes
 
 
-async def test_concurrent_holds_share_batches_and_never_reserve_more_than_the_balance(db, account, sends):
+async def test_concurrent_holds_share_batches_and_never_reserve_more_than_the_balance(db, account, sends, book):
     await ledger.post_entry(db, account.id, 25_000, "admin_grant", new_request_id())
     rids = [new_request_id() for _ in range(40)]
-    results = await asyncio.gather(*[ledger.hold(db, account.id, rid, 1_000) for rid in rids], return_exceptions=True)
+    results = await asyncio.gather(*[book.hold(account.id, rid, 1_000) for rid in rids], return_exceptions=True)
     held = [r for r in results if isinstance(r, ledger.Hold)]
     refused = [r for r in results if isinstance(r, ledger.InsufficientCredit)]
     assert (len(held), len(refused)) == (25, 15)
     assert sum(sends) == 40 and len(sends) < 40 and max(sends) > 1  # shared batches, each statement sent once
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (25_000, 25_000)
-    settled = await asyncio.gather(*[ledger.settle(db, usage_for(account, h.request_id, 400)) for h in held])
+    settled = await asyncio.gather(*[book.settle(usage_for(account, h.request_id, 400)) for h in held])
     assert all(not s.replayed for s in settled)
     bal = await ledger.get_balance(db, account.id)
     assert (bal.balance_micros, bal.held_micros) == (25_000 - 25 * 400, 0)
     await assert_books_balance(db)
 
 
-async def test_a_refused_statement_gets_its_own_answer_and_the_rest_of_its_batch_theirs(db, account, sends):
+async def test_a_refused_statement_gets_its_own_answer_and_the_rest_of_its_batch_theirs(db, account, sends, book):
     await ledger.post_entry(db, account.id, 10_000, "admin_grant", new_request_id())
     replayed = new_request_id()
-    await ledger.hold(db, account.id, replayed, 100)
+    await book.hold(account.id, replayed, 100)
     sends.clear()
     first, second = new_request_id(), new_request_id()
     results = await asyncio.gather(
-        ledger.hold(db, account.id, first, 200),
-        ledger.hold(db, account.id, replayed, 100),  # a duplicate row: the batch rolls back ...
-        ledger.hold(db, account.id, second, 300),
+        book.hold(account.id, first, 200),
+        book.hold(account.id, replayed, 100),  # a duplicate row: the batch rolls back ...
+        book.hold(account.id, second, 300),
     )
     assert sends == [3, 1, 1, 1]  # ... and each statement is sent again on its own
     assert [h.request_id for h in results] == [first, replayed, second]
@@ -64,18 +62,18 @@ async def test_a_refused_statement_gets_its_own_answer_and_the_rest_of_its_batch
     bal = await ledger.get_balance(db, account.id)
     assert bal.held_micros == 600  # the replay held nothing more
     for rid in (first, replayed, second):
-        assert await ledger.release(db, rid) is True
+        assert await book.release(rid) is True
     await assert_books_balance(db)
 
 
-async def test_a_settle_batch_charges_each_call_against_the_balance_the_ones_before_it_left(db, account, sends):
+async def test_a_settle_batch_charges_each_call_against_the_balance_the_ones_before_it_left(db, account, sends, book):
     await ledger.post_entry(db, account.id, 1_000, "admin_grant", new_request_id())
     rids = [new_request_id() for _ in range(4)]
     for rid in rids:
-        await ledger.hold(db, account.id, rid, 250)
+        await book.hold(account.id, rid, 250)
     sends.clear()
     # each call's price is above its hold: a settle never takes more than its own hold, even in a batch
-    settled = await asyncio.gather(*[ledger.settle(db, usage_for(account, rid, 400)) for rid in rids])
+    settled = await asyncio.gather(*[book.settle(usage_for(account, rid, 400)) for rid in rids])
     assert sends and sum(sends) == 4 and max(sends) > 1
     assert [s.uncollected_micros for s in settled] == [150] * 4
     bal = await ledger.get_balance(db, account.id)

@@ -45,11 +45,12 @@ REPLACEMENT_REPLICA = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from gateway.db.engine import dispose_all, get_engine
+    from gateway.ledger import open_ledger
     from gateway.ledger.spool import Spool
 
     async def main():
-        try:
-            print(await Spool(Path(sys.argv[1])).replay(get_engine(sys.argv[2])))  # what a replica runs at start
+        try:  # what a replica runs at start (disposing the engine closes the ledger's connections)
+            print(await Spool(Path(sys.argv[1])).replay(open_ledger(get_engine(sys.argv[2]))))
         finally:
             await dispose_all()
     asyncio.run(main())
@@ -101,11 +102,11 @@ def usage_for(account_id: int, request_id: str) -> dict:
     )
 
 
-async def test_a_killed_replicas_spool_is_applied_once_by_the_replicas_sharing_it(db, pg_url, account, tmp_path):
+async def test_a_killed_replicas_spool_is_applied_once_by_the_replicas_sharing_it(db, pg_url, account, tmp_path, book):
     await ledger.post_entry(db, account.id, 1_000_000, "admin_grant", new_request_id())
     rids = [new_request_id() for _ in range(CALLS)]
     for rid in rids:
-        await ledger.hold(db, account.id, rid, 1_000)
+        await book.hold(account.id, rid, 1_000)
     spool_dir = tmp_path / "spool-volume"
 
     spool_and_die(spool_dir, [usage_for(account.id, rid) for rid in rids])

@@ -27,7 +27,7 @@ from gateway.db.engine import get_engine
 from gateway.db.migrate import upgrade
 from gateway.db.schema import credit_holds, credit_ledger, llm_usage
 from gateway.jobs.reconcile import reconcile
-from tests.conftest import new_request_id, random_wallet
+from tests.conftest import ledger_on, new_request_id, random_wallet
 from tests.ledger_checks import assert_books_balance
 
 HOLDS = 60
@@ -49,10 +49,11 @@ async def stale_holds(db: AsyncEngine, count: int) -> tuple[list[int], set[str]]
     for acct in accounts:
         await ledger.post_entry(db, acct.id, 1_000_000, "admin_grant", new_request_id())
     rids = set()
-    for i in range(count):
-        rid = new_request_id()
-        await ledger.hold(db, accounts[i % 3].id, rid, 1_000 + i)
-        rids.add(rid)
+    async with ledger_on(db) as book:
+        for i in range(count):
+            rid = new_request_id()
+            await book.hold(accounts[i % 3].id, rid, 1_000 + i)
+            rids.add(rid)
     async with db.begin() as conn:
         await conn.execute(
             sa.update(credit_holds)
@@ -97,16 +98,17 @@ async def test_concurrent_sweepers_expire_each_hold_exactly_once(db_url):
     db = get_engine(db_url)
     account_ids, rids = await stale_holds(db, HOLDS)
     before = await effects(db, account_ids)
-    results = await asyncio.gather(*[ledger.expire_stale_holds(db) for _ in range(SWEEPERS)])
-    expired = [rid for result in results for rid in result if rid in rids]
-    assert sorted(expired) == sorted(rids)  # every hold once: none twice, none missed
-    await assert_expired_once_and_books_agree(db, rids, account_ids, before)
-    assert [
-        r
-        for result in await asyncio.gather(*[ledger.expire_stale_holds(db) for _ in range(2)])
-        for r in result
-        if r in rids
-    ] == []  # a later sweep finds nothing left
+    async with ledger_on(db) as book:
+        results = await asyncio.gather(*[book.expire_stale_holds() for _ in range(SWEEPERS)])
+        expired = [rid for result in results for rid in result if rid in rids]
+        assert sorted(expired) == sorted(rids)  # every hold once: none twice, none missed
+        await assert_expired_once_and_books_agree(db, rids, account_ids, before)
+        assert [
+            r
+            for result in await asyncio.gather(*[book.expire_stale_holds() for _ in range(2)])
+            for r in result
+            if r in rids
+        ] == []  # a later sweep finds nothing left
 
 
 def start_sweep(db_url: str, home: str) -> subprocess.Popen:

@@ -20,7 +20,7 @@ from gateway.db.schema import llm_usage
 from gateway.jobs.reconcile import reconcile
 from gateway.jobs.watcher import Watcher
 from gateway.payments.service import confirm_payment
-from tests.conftest import new_request_id, random_wallet
+from tests.conftest import ledger_on, new_request_id, random_wallet
 from tests.integration.payments.conftest import MIN_CONFIRMATIONS, USDC, new_funded_wallet, pay
 
 
@@ -34,7 +34,8 @@ async def books_with_two_payments(db, rpc, chain, settings, dao):
     chain.mine(MIN_CONFIRMATIONS)
     await confirm_payment(db, rpc, settings, a.id, a_wallet.address, tx)
     await Watcher(db, rpc, settings).run_once()
-    await ledger.hold(db, a.id, "req-1", USDC, ttl_seconds=60)
+    async with ledger_on(db) as book:
+        await book.hold(a.id, "req-1", USDC, ttl_seconds=60)
     return a, b
 
 
@@ -124,10 +125,11 @@ async def test_negative_balance_and_holds_expired_without_a_settle_fail(own_db, 
     negative = await funded_account(own_db, 1_000)
     await ledger.post_entry(own_db, negative.id, -1_500, "adjustment", "overdrawn")  # the ledger agrees: -500
     lost = await funded_account(own_db, 10_000)
-    await ledger.hold(own_db, lost.id, "req-lost", 400, ttl_seconds=60)
-    await ledger.hold(own_db, lost.id, "req-late", 300, ttl_seconds=60)
-    await ledger.hold(own_db, lost.id, "req-open", 200, ttl_seconds=3600)  # pending, within its TTL: fine
-    swept = await ledger.expire_stale_holds(own_db, now=datetime.now(UTC) + timedelta(minutes=5))
+    async with ledger_on(own_db) as book:
+        await book.hold(lost.id, "req-lost", 400, ttl_seconds=60)
+        await book.hold(lost.id, "req-late", 300, ttl_seconds=60)
+        await book.hold(lost.id, "req-open", 200, ttl_seconds=3600)  # pending, within its TTL: fine
+        swept = await book.expire_stale_holds(now=datetime.now(UTC) + timedelta(minutes=5))
     assert sorted(swept) == ["req-late", "req-lost"]
     await settled_call(own_db, lost.id, 300, request_id="req-late")  # its settle came after the sweep: not lost
 

@@ -15,15 +15,15 @@ async def _grant(db, account_id: int, micros: int) -> None:
     await ledger.post_entry(db, account_id, micros, "admin_grant", f"test-{uuid.uuid4()}")
 
 
-async def _settle_call(db, account_id: int, model: str, price: int) -> None:
+async def _settle_call(book: ledger.Ledger, account_id: int, model: str, price: int) -> None:
     usage = ledger.Usage(f"req-{uuid.uuid4()}", account_id, None, model, 10, 20, price // 2, price, "2.0")
-    await ledger.settle(db, usage)
+    await book.settle(usage)
 
 
-async def test_summary_shows_integer_micros_and_exact_credits(client, wallet, db):
+async def test_summary_shows_integer_micros_and_exact_credits(client, wallet, db, book):
     me = await sign_in(client, wallet)
     await _grant(db, me["account_id"], 1_500_000)
-    await ledger.hold(db, me["account_id"], f"req-{uuid.uuid4()}", 2_500)
+    await book.hold(me["account_id"], f"req-{uuid.uuid4()}", 2_500)
     summary = (await client.get("/api/v1/credits/summary")).json()
     assert (summary["balance_micros"], summary["held_micros"], summary["available_micros"]) == (
         1_500_000,
@@ -46,11 +46,11 @@ async def test_recent_entries_are_the_last_ten(client, wallet, db):
     assert [e["amount_micros"] for e in recent] == list(range(12, 2, -1))
 
 
-async def test_ledger_pages_and_filters(client, wallet, db):
+async def test_ledger_pages_and_filters(client, wallet, db, book):
     me = await sign_in(client, wallet)
     for i in range(5):
         await _grant(db, me["account_id"], 1_000 * (i + 1))
-    await _settle_call(db, me["account_id"], "gpt-x", 400)
+    await _settle_call(book, me["account_id"], "gpt-x", 400)
 
     seen, cursor = [], None
     while True:
@@ -75,11 +75,11 @@ async def test_ledger_pages_and_filters(client, wallet, db):
     )
 
 
-async def test_usage_pages_and_filters(client, wallet, db):
+async def test_usage_pages_and_filters(client, wallet, db, book):
     me = await sign_in(client, wallet)
     await _grant(db, me["account_id"], 1_000_000)
     for model in ("a", "b", "a"):
-        await _settle_call(db, me["account_id"], model, 1_000)
+        await _settle_call(book, me["account_id"], model, 1_000)
     first = (await client.get("/api/v1/usage", params={"limit": 2})).json()
     assert [u["model"] for u in first["data"]] == ["a", "b"] and first["next_cursor"]
     rest = (await client.get("/api/v1/usage", params={"limit": 2, "cursor": first["next_cursor"]})).json()
@@ -95,12 +95,12 @@ async def test_page_size_is_capped(client, wallet):
         assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
 
 
-async def test_accounts_are_isolated(app, db):
+async def test_accounts_are_isolated(app, db, book):
     async with client_for(app) as alice, client_for(app) as bob:
         a = await sign_in(alice, Account.create())
         b = await sign_in(bob, Account.create())
         await _grant(db, b["account_id"], 7_000)
-        await _settle_call(db, b["account_id"], "secret-model", 1_000)
+        await _settle_call(book, b["account_id"], "secret-model", 1_000)
         bobs_key = b["default_key"]
 
         assert [k["id"] for k in (await alice.get("/api/v1/keys")).json()["data"]] == [a["default_key"]["id"]]

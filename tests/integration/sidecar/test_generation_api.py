@@ -11,14 +11,14 @@ from gateway import ledger
 from tests.integration.sidecar.conftest import client_for, sign_in
 
 
-async def test_the_owner_finds_its_call_and_nobody_else_does(app, client, wallet, db):
+async def test_the_owner_finds_its_call_and_nobody_else_does(app, client, wallet, db, book):
     me = await sign_in(client, wallet)
     account_id, key_id = me["account_id"], me["default_key"]["id"]
     await ledger.post_entry(db, account_id, 100_000, "admin_grant", f"test-{uuid.uuid4()}")
     done, running = f"req-{uuid.uuid4().hex}", f"req-{uuid.uuid4().hex}"
-    await ledger.hold(db, account_id, done, 5_000, key_id=key_id, model="gpt-x")
-    await ledger.hold(db, account_id, running, 3_000, key_id=key_id, model="gpt-x")
-    await ledger.settle(db, ledger.Usage(done, account_id, key_id, "gpt-x", 12, 34, 900, 1_800, "2.0", streamed=True))
+    await book.hold(account_id, done, 5_000, key_id=key_id, model="gpt-x")
+    await book.hold(account_id, running, 3_000, key_id=key_id, model="gpt-x")
+    await book.settle(ledger.Usage(done, account_id, key_id, "gpt-x", 12, 34, 900, 1_800, "2.0", streamed=True))
 
     call = (await client.get("/api/v1/generation", params={"id": done})).json()["data"]
     assert (call["status"], call["model"], call["tokens_prompt"], call["tokens_completion"]) == (

@@ -11,7 +11,7 @@ from gateway import ledger
 from tests.integration.sidecar.conftest import client_for, sign_in
 
 
-async def test_create_patch_and_list_a_limited_key(client, wallet, db):
+async def test_create_patch_and_list_a_limited_key(client, wallet, db, book):
     me = await sign_in(client, wallet)
     made = await client.post("/api/v1/keys", json={"label": "batch", "limit_credits": "2.5", "limit_reset": "daily"})
     assert made.status_code == 201, made.text
@@ -20,7 +20,7 @@ async def test_create_patch_and_list_a_limited_key(client, wallet, db):
         2_500, "2.5", "daily", 0
     )  # fmt: skip
     await ledger.post_entry(db, me["account_id"], 100_000, "admin_grant", f"test-{uuid.uuid4()}")
-    await ledger.hold(db, me["account_id"], f"req-{uuid.uuid4()}", 1_000, key_id=key["id"])
+    await book.hold(me["account_id"], f"req-{uuid.uuid4()}", 1_000, key_id=key["id"])
     listed = next(k for k in (await client.get("/api/v1/keys")).json()["data"] if k["id"] == key["id"])
     assert (listed["usage_micros"], listed["limit_remaining_micros"]) == (1_000, 1_500)
 

@@ -217,18 +217,19 @@ async def test_the_audit_table_is_append_only(op, db):
                 await conn.execute(sa.text(statement))
 
 
-async def _seed_day(db, day: date, account_id: int, calls: list[tuple[str, int, int, int]]) -> None:
+async def _seed_day(book: ledger.Ledger, day: date, account_id: int, calls: list[tuple[str, int, int, int]]) -> None:
     """Settled calls (model, provider cost, price, held) dated `day`, plus one released hold."""
+    db = book.db
     moment = datetime.combine(day, time(12), tzinfo=UTC)
     ids = []
     for model, cost, price, held in calls:
         request_id = f"req-{uuid.uuid4()}"
-        await ledger.hold(db, account_id, request_id, held)
-        await ledger.settle(db, ledger.Usage(request_id, account_id, None, model, 7, 11, cost, price, "2.0"))
+        await book.hold(account_id, request_id, held)
+        await book.settle(ledger.Usage(request_id, account_id, None, model, 7, 11, cost, price, "2.0"))
         ids.append(request_id)
     released = f"req-{uuid.uuid4()}"
-    await ledger.hold(db, account_id, released, 10)
-    await ledger.release(db, released)
+    await book.hold(account_id, released, 10)
+    await book.release(released)
     async with db.begin() as conn:
         await conn.execute(sa.update(llm_usage).where(llm_usage.c.request_id.in_(ids)).values(created_at=moment))
         await conn.execute(
@@ -236,12 +237,12 @@ async def _seed_day(db, day: date, account_id: int, calls: list[tuple[str, int, 
         )
 
 
-async def test_business_figures_equal_sql_sums_usage_and_reconcile(op, user, make_settings, db):
+async def test_business_figures_equal_sql_sums_usage_and_reconcile(op, user, make_settings, db, book):
     account_id = user.me["account_id"]
     await ledger.post_entry(db, account_id, 1_000_000, "admin_grant", ref())
     first = date(2001, 1, 1) + timedelta(days=random.randrange(7000))  # a range no other test writes
-    await _seed_day(db, first, account_id, [("m-a", 100, 250, 1_000), ("m-b", 40, 90, 1_000)])
-    await _seed_day(db, first + timedelta(days=2), account_id, [("m-a", 300, 700, 500)])  # 200 uncollected
+    await _seed_day(book, first, account_id, [("m-a", 100, 250, 1_000), ("m-b", 40, 90, 1_000)])
+    await _seed_day(book, first + timedelta(days=2), account_id, [("m-a", 300, 700, 500)])  # 200 uncollected
     last = first + timedelta(days=2)
     doc = (await op.get(f"{OPS}/business", params={"first_day": str(first), "last_day": str(last)})).json()
 
@@ -283,10 +284,10 @@ async def test_business_figures_equal_sql_sums_usage_and_reconcile(op, user, mak
         assert (await op.get(f"{OPS}/business", params=bad)).status_code == 422, bad
 
 
-async def test_books_money_in_and_reconcile_now(op, user, db):
+async def test_books_money_in_and_reconcile_now(op, user, db, book):
     account_id = user.me["account_id"]
     await ledger.post_entry(db, account_id, 10_000, "admin_grant", ref())
-    await ledger.hold(db, account_id, f"req-{uuid.uuid4()}", 1_234)
+    await book.hold(account_id, f"req-{uuid.uuid4()}", 1_234)
     books = (await op.get(f"{OPS}/books")).json()
     async with db.connect() as conn:
         open_holds = (
@@ -319,13 +320,14 @@ async def test_the_console_on_the_embedded_sqlite_default(make_settings, operato
         await sign_in(op, operator)
         me = await sign_in(user, Account.create())
         db = get_engine(url)
+        book = ledger.open_ledger(db)  # SQLite: nothing to close
         grant = {"wallet": me["wallet_address"], "amount_micros": 9_000, "reason": "sqlite", "reference": ref()}
         assert (await op.post(f"{OPS}/grants", json=grant)).json()["result"]["balance_after_micros"] == 9_000
         assert (await op.post(f"{OPS}/grants", json=grant)).json()["replayed"] is True
-        await _seed_day(db, date(2004, 2, 29), me["account_id"], [])  # a released hold only
+        await _seed_day(book, date(2004, 2, 29), me["account_id"], [])  # a released hold only
         request_id = f"req-{uuid.uuid4()}"
-        await ledger.hold(db, me["account_id"], request_id, 1_000)
-        await ledger.settle(db, ledger.Usage(request_id, me["account_id"], None, "m", 1, 1, 100, 300, "2.0"))
+        await book.hold(me["account_id"], request_id, 1_000)
+        await book.settle(ledger.Usage(request_id, me["account_id"], None, "m", 1, 1, 100, 300, "2.0"))
         business = (await op.get(f"{OPS}/business")).json()["total"]
         assert (business["revenue_micros"], business["charged_micros"], business["margin_micros"]) == (300, 300, 200)
         leap = (await op.get(f"{OPS}/business", params={"first_day": "2004-02-28", "last_day": "2004-03-01"})).json()

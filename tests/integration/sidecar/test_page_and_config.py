@@ -106,26 +106,26 @@ async def test_config_without_payments_and_in_openapi(client):
     assert "/" not in schema["paths"]
 
 
-async def test_keys_show_when_they_were_last_used(client, wallet, db):
+async def test_keys_show_when_they_were_last_used(client, wallet, db, book):
     me = await sign_in(client, wallet)
     key_id = me["default_key"]["id"]
     assert (await client.get("/api/v1/keys")).json()["data"][0]["last_used_at"] is None
     await ledger.post_entry(db, me["account_id"], 1_000_000, "admin_grant", f"test-{uuid.uuid4()}")
     for _ in range(2):
         usage = ledger.Usage(f"req-{uuid.uuid4()}", me["account_id"], key_id, "m", 1, 1, 5, 10, "2.0")
-        await ledger.settle(db, usage)
+        await book.settle(usage)
     other = (await client.post("/api/v1/keys", json={"label": "unused"})).json()
     keys = {k["id"]: k for k in (await client.get("/api/v1/keys")).json()["data"]}
     assert keys[key_id]["last_used_at"] is not None and keys[other["id"]]["last_used_at"] is None
 
 
-async def test_usage_daily_is_the_sessions_own_spend(client, wallet, db, make_settings):
+async def test_usage_daily_is_the_sessions_own_spend(client, wallet, db, make_settings, book):
     assert (await client.get("/api/v1/usage/daily")).status_code == 401
     me = await sign_in(client, wallet)
     await ledger.post_entry(db, me["account_id"], 1_000_000, "admin_grant", f"test-{uuid.uuid4()}")
     for model, price in (("b-model", 10), ("a-model", 2_500), ("b-model", 5)):
         call = ledger.Usage(f"req-{uuid.uuid4()}", me["account_id"], None, model, 3, 4, 1, price, "2.0")
-        await ledger.settle(db, call)
+        await book.settle(call)
     daily = (await client.get("/api/v1/usage/daily", params={"days": 7})).json()
     assert len(daily["days"]) == 7 and daily["days"][-1]["day"] == daily["last_day"]
     assert [d["calls"] for d in daily["days"][:-1]] == [0] * 6

@@ -13,22 +13,26 @@ from gateway.config import Settings
 from gateway.core.billing import plan_hold
 from gateway.core.money import TokenPrices
 from gateway.db.engine import get_engine
+from gateway.ledger import open_ledger
 from gateway.ledger.spool import Spool
-from gateway.proxy import auth, bearer, billing, callbacks, planning
+from gateway.proxy import auth, callbacks, planning
 from gateway.proxy.errors import GatewayError
 from gateway.proxy.guard import ADMITTED
 from gateway.proxy.planning import Plan
-from gateway.proxy.runtime import Runtime
+from gateway.proxy.runtime import replace_runtime
+from gateway.runtime import Runtime
 
 DEAD_DB = "postgresql+asyncpg://postgres@127.0.0.1:1/unreachable"
 
 
 @pytest.fixture
-def dead_runtime(monkeypatch, tmp_path):
-    rt = Runtime(Settings(database_url=DEAD_DB), get_engine(DEAD_DB), TTLCache(2), Spool(tmp_path))
-    for module in (bearer, billing, planning):
-        monkeypatch.setattr(module, "runtime", lambda: rt)
-    return rt
+def dead_runtime(tmp_path):
+    db = get_engine(DEAD_DB)
+    rt = Runtime(Settings(database_url=DEAD_DB), db, open_ledger(db), None, TTLCache(2), Spool(tmp_path))
+    previous = replace_runtime(rt)
+    yield rt
+    replace_runtime(previous)
+    rt.ledger.close()
 
 
 def _request(path: str = "/v1/chat/completions") -> Request:
