@@ -40,22 +40,31 @@ _KEY_PERIOD = (
 )
 _KEY_USED = f"CASE WHEN period_start = {_KEY_PERIOD} THEN period_used_micros ELSE 0 END"
 
-# With a key, `acct` locks the account row first (the order settle and release take too), `keyed` counts the
-# hold in the key's period only if the account has room and the key's limit (if any) covers it, and the
-# account is reserved only if the key was: the account's room and the key's limit are decided together.
+# With a key, `acct` locks the account row first (the order settle and release take too), `owned` reads the
+# key (of this account) as the statement's snapshot shows it, and `keyed` counts the hold in the key's period
+# only if the key has a limit, the account has room and the limit covers it; the account is reserved only if
+# the key was counted, or has no limit: the account's room and the key's limit are decided together. A key
+# without a limit is not written (its use is read from its calls when shown: gateway/accounts/keys.py), and
+# its hold's key_period_start stays NULL, so its settle and release leave the key alone too. A limit removed
+# while this statement waits on the key's row still passes (`keyed` re-checks the newest row, where
+# `limit_micros IS NULL`); a limit set concurrently is not yet seen (docs/billing.md: the window of set_limit).
 HOLD = sa.text(
     f"""
     WITH acct AS (
         SELECT balance_micros - held_micros AS available FROM billing_accounts WHERE id = :account_id FOR UPDATE
+    ), owned AS (
+        SELECT limit_micros FROM virtual_keys WHERE id = :key_id AND account_id = :account_id
     ), keyed AS (
         UPDATE virtual_keys SET period_start = {_KEY_PERIOD}, period_used_micros = {_KEY_USED} + :amount
         WHERE id = :key_id AND account_id = :account_id AND (SELECT available FROM acct) >= :amount
+          AND EXISTS (SELECT FROM owned WHERE limit_micros IS NOT NULL)
           AND (limit_micros IS NULL OR {_KEY_USED} + :amount <= limit_micros)
         RETURNING period_start
     ), reserved AS (
         UPDATE billing_accounts SET held_micros = held_micros + :amount
         WHERE id = :account_id AND balance_micros - held_micros >= :amount
-          AND (CAST(:key_id AS BIGINT) IS NULL OR EXISTS (SELECT FROM keyed))
+          AND (CAST(:key_id AS BIGINT) IS NULL OR EXISTS (SELECT FROM keyed)
+               OR EXISTS (SELECT FROM owned WHERE limit_micros IS NULL))
         RETURNING balance_micros, held_micros
     ), pending AS (
         INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at, key_period_start)
@@ -184,8 +193,9 @@ async def hold(
     model: str,
     periods: PeriodStarts,
 ) -> asyncpg.Record | None:
-    """Reserve exactly `amount` (and count it in the key's period): the account's (balance, held) after it, or
-    None if it does not fit the account or the key's limit (the statement's one row then holds NULLs)."""
+    """Reserve exactly `amount` (and count it in the period of a key with a limit): the account's (balance,
+    held) after it, or None if it does not fit the account or the key's limit (the statement's one row then
+    holds NULLs)."""
     params = {
         "day": periods.daily,
         "week": periods.weekly,

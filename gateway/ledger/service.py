@@ -124,11 +124,14 @@ async def _refusal(db: AsyncEngine, account_id: int, key_id: int | None, amount:
     if current.available_micros < amount or key_id is None:
         return InsufficientCredit(current.balance_micros, current.held_micros, amount)
     limit = await get_key_limit(db, key_id, now)
-    return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
+    if limit is None or limit.limit_micros is None:  # no such key, or one of another account (without a limit)
+        limit = KeyLimit(0, Reset.NONE, 0, None)
+    return KeyLimitExceeded(limit, amount)
 
 
 async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyLimit | None:
-    """The key's limit, its use in the period of `now` and when that period ends (None: no such key)."""
+    """The key's limit, its counted use in the period of `now` and when that period ends (None: no such key).
+    A key without a limit counts nothing: its shown use is gateway.accounts.keys' (read from its calls)."""
     async with db.connect() as conn:
         return await conn.run_sync(portable.read_key_limit, key_id, now or _now())
 
