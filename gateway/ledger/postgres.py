@@ -40,6 +40,13 @@ _KEY_PERIOD = (
 )
 _KEY_USED = f"CASE WHEN period_start = {_KEY_PERIOD} THEN period_used_micros ELSE 0 END"
 
+# How a settle or a release moves the key's count (`key_period` in both): the hold's key and period are read
+# from the close's RETURNING, the hold's newest version (set_limit may have marked the hold as counted while
+# the statement waited for its row), and the key's row qualifies when its period is the hold's or it has no
+# limit in the statement's snapshot; then, if set_limit committed a limit meanwhile, PostgreSQL re-checks the
+# key's newest row (READ COMMITTED's re-check of a concurrently updated row) and the CASE moves the count only
+# if that row's period is the hold's. A hold of a key without a limit has no period: the key is not written.
+
 # With a key, `acct` locks the account row first (the order settle and release take too), `owned` reads the
 # key (of this account) as the statement's snapshot shows it, and `keyed` counts the hold in the key's period
 # only if the key has a limit, the account has room and the limit covers it; the account is reserved only if
@@ -88,7 +95,8 @@ HOLD = sa.text(
 # account changes nothing, as the portable rollback does). `charge` is `collectable_micros` in SQL: at most
 # the pending hold and never below the other holds. `charged` runs when a pending hold was closed, or when
 # there is none and the request was never settled (a late settle after expiry still charges what is
-# available); otherwise it is a replay, and the final SELECT returns the first settlement.
+# available); otherwise it is a replay, and the final SELECT returns the first settlement. `counted`: the key
+# and period of the hold just closed, else (a late settle after expiry) of the request's earlier hold.
 SETTLE = sa.text(
     """
     WITH acct AS (
@@ -96,7 +104,7 @@ SETTLE = sa.text(
     ), closed AS (
         UPDATE credit_holds SET status = 'posted', closed_at = :now
         WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM acct)
-        RETURNING amount_micros
+        RETURNING amount_micros, key_id, key_period_start
     ), charge AS (
         SELECT CASE WHEN EXISTS (SELECT FROM closed)
                     THEN LEAST(:user_price_micros, (SELECT amount_micros FROM closed),
@@ -121,12 +129,20 @@ SETTLE = sa.text(
     ), posted AS (
         INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
         SELECT :account_id, -(SELECT amount FROM charge), balance_micros, 'llm_usage', :request_id FROM charged
+    ), counted AS (
+        SELECT key_id, key_period_start FROM closed
+        UNION ALL
+        SELECT key_id, key_period_start FROM credit_holds
+        WHERE request_id = :request_id AND NOT EXISTS (SELECT FROM closed)
     ), key_period AS (
-        UPDATE virtual_keys SET period_used_micros = GREATEST(
-            period_used_micros + (SELECT amount FROM charge) - COALESCE((SELECT amount_micros FROM closed), 0), 0)
-        FROM credit_holds AS h
-        WHERE h.request_id = :request_id AND virtual_keys.id = h.key_id
-          AND virtual_keys.period_start = h.key_period_start AND EXISTS (SELECT FROM charged)
+        UPDATE virtual_keys SET period_used_micros = CASE WHEN virtual_keys.period_start = counted.key_period_start
+            THEN GREATEST(period_used_micros + (SELECT amount FROM charge)
+                          - COALESCE((SELECT amount_micros FROM closed), 0), 0)
+            ELSE period_used_micros END
+        FROM counted
+        WHERE virtual_keys.id = counted.key_id AND counted.key_period_start IS NOT NULL
+          AND (virtual_keys.period_start = counted.key_period_start OR virtual_keys.limit_micros IS NULL)
+          AND EXISTS (SELECT FROM charged)
     )
     SELECT (SELECT amount_micros FROM closed) AS held_micros,
            (SELECT balance_micros FROM charged) AS balance_after_micros,
@@ -164,8 +180,11 @@ RELEASE = sa.text(
         WHERE request_id = :request_id AND status = 'pending'
         RETURNING account_id, amount_micros, key_id, key_period_start
     ), key_period AS (
-        UPDATE virtual_keys SET period_used_micros = GREATEST(period_used_micros - closed.amount_micros, 0)
-        FROM closed WHERE virtual_keys.id = closed.key_id AND virtual_keys.period_start = closed.key_period_start
+        UPDATE virtual_keys SET period_used_micros = CASE WHEN virtual_keys.period_start = closed.key_period_start
+            THEN GREATEST(period_used_micros - closed.amount_micros, 0) ELSE period_used_micros END
+        FROM closed
+        WHERE virtual_keys.id = closed.key_id AND closed.key_period_start IS NOT NULL
+          AND (virtual_keys.period_start = closed.key_period_start OR virtual_keys.limit_micros IS NULL)
     )
     UPDATE billing_accounts SET held_micros = billing_accounts.held_micros - closed.amount_micros
     FROM closed WHERE billing_accounts.id = closed.account_id

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway import ledger
+from gateway.accounts import keys
 from gateway.accounts.keys import create_key, get_key, list_keys, set_limit
 from gateway.accounts.wallets import get_or_create_account
 from gateway.db.schema import credit_holds, llm_usage, virtual_keys
@@ -243,4 +244,42 @@ async def test_a_limit_set_mid_period_counts_earlier_spend_and_holds_in_flight(d
     await ledger.settle(db, usage(account.id, key.id, pending, 400))  # held before the limit, settled after
     assert (await ledger.get_key_limit(db, key.id)).used_micros == 700 + 400
     assert (await get_key(db, key.id)).limit.used_micros == 1_100
+    await assert_books_balance(db)
+
+
+WAITING_ON_LOCKS = sa.text(
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def test_a_settle_and_a_release_waiting_on_set_limit_move_the_count_it_started(db, account, monkeypatch):
+    """A settle and a release whose statements start while set_limit's transaction is open (after it marked
+    their holds as counted) wait for its commit, and then move the new count as any counted hold's would."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: nothing runs inside set_limit's transaction")
+    await funded(db, account)
+    key = (await create_key(db, account.id, "free")).info
+    settled, released = new_request_id(), new_request_id()
+    await ledger.hold(db, account.id, settled, 2_000, key_id=key.id)
+    await ledger.hold(db, account.id, released, 3_000, key_id=key.id)
+    closes: list[asyncio.Task] = []
+    show = keys._shown
+
+    async def shown_once_the_closes_wait(conn, rows, now):  # the last step of set_limit's transaction
+        closes.append(asyncio.create_task(ledger.settle(db, usage(account.id, key.id, settled, 700))))
+        closes.append(asyncio.create_task(ledger.release(db, released)))
+        for _ in range(200):
+            async with db.connect() as probe:
+                waiting = await probe.scalar(WAITING_ON_LOCKS)
+            if waiting == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting == 2 and not any(close.done() for close in closes)
+        return await show(conn, rows, now)
+
+    monkeypatch.setattr(keys, "_shown", shown_once_the_closes_wait)
+    capped = await set_limit(db, key.id, 10_000, "none")
+    assert capped is not None and capped.limit.used_micros == 5_000  # both holds counted
+    await asyncio.gather(*closes)
+    assert (await ledger.get_key_limit(db, key.id)).used_micros == 700
     await assert_books_balance(db)
