@@ -94,7 +94,7 @@ async def _shown(conn: AsyncConnection, rows: Sequence[sa.Row[Any]], now: dateti
     if unlimited:
         charged = _charged_since_period_start(unlimited, now)
         pending = sa.select(credit_holds.c.key_id, credit_holds.c.amount_micros.label("micros")).where(
-            credit_holds.c.account_id.in_({row.account_id for row in unlimited}),
+            credit_holds.c.account_id.in_(sorted({row.account_id for row in unlimited})),
             credit_holds.c.status == HoldStatus.PENDING,
             credit_holds.c.key_id.in_([row.id for row in unlimited]),
         )
