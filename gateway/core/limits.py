@@ -3,7 +3,8 @@ key has used in the current period, and the error a hold over the limit raises.
 
 A key's limit counts everything it holds or spends in a period: a hold adds its amount, a settle below the
 hold gives the difference back, a release gives the whole hold back. The ledger writes the counter in the
-same conditional write as the hold (gateway/ledger/), so concurrent calls never pass the limit.
+same conditional write as the hold (gateway/ledger/), so concurrent calls never pass the limit; it counts only
+for a key with a limit (the use of one without is read from its calls: gateway/accounts/keys.py).
 """
 
 from __future__ import annotations

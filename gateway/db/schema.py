@@ -110,6 +110,7 @@ virtual_keys = sa.Table(
     timestamp_column("created_at"),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     # per-key credit limit (gateway/core/limits.py): NULL = none; the use counts holds and charges since period_start
+    # (only while the key has a limit: gateway/accounts/keys.py reads the use of one without from its calls)
     sa.Column("limit_micros", Micros, nullable=True),
     sa.Column("limit_reset", sa.String(8), nullable=False, server_default="none"),  # none|daily|weekly|monthly
     sa.Column("period_start", sa.DateTime(timezone=True), nullable=True),

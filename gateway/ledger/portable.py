@@ -180,7 +180,7 @@ def hold_in(
     now: datetime,
 ) -> Hold:
     reserved, row = _reserve(conn, account_id, amount, floor, key_id, now)
-    counted_in = _count_for_key(conn, key_id, account_id, reserved, now) if key_id else None
+    counted_in = _count_for_key(conn, key_id, account_id, reserved, now) if key_id is not None else None
     conn.execute(
         sa.insert(holds).values(
             account_id=account_id,
@@ -205,11 +205,15 @@ def _key_period(periods: PeriodStarts) -> sa.ColumnElement[datetime]:
     )
 
 
-def read_key_limit(conn: sa.Connection, key_id: int, now: datetime) -> KeyLimit | None:
+def read_key_limit(conn: sa.Connection, key_id: int, now: datetime, account_id: int | None = None) -> KeyLimit | None:
+    """The key's limit and its counted use (what a hold is checked against); None if there is no such key (of
+    `account_id`, when given). A key without a limit counts nothing: the use shown for it is read from its
+    calls (gateway/accounts/keys.py)."""
+    owner = [vk.c.account_id == account_id] if account_id is not None else []
     row = (
         conn.execute(
             sa.select(vk.c.limit_micros, vk.c.limit_reset, vk.c.period_used_micros, vk.c.period_start).where(
-                vk.c.id == key_id
+                vk.c.id == key_id, *owner
             )
         )
     ).first()
@@ -219,9 +223,18 @@ def read_key_limit(conn: sa.Connection, key_id: int, now: datetime) -> KeyLimit 
     return key_limit(row.limit_micros, row.limit_reset, row.period_used_micros, since, now)
 
 
-def _count_for_key(conn: sa.Connection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime:
-    """Add `amount` to the key's period use in one conditional UPDATE (the limit is the WHERE clause); the
-    key's period start it was counted in. Raises KeyLimitExceeded (the caller's transaction rolls back)."""
+def _count_for_key(conn: sa.Connection, key_id: int, account_id: int, amount: int, now: datetime) -> datetime | None:
+    """Add `amount` to the use of the key's period in one conditional UPDATE (the limit is the WHERE clause);
+    the key's period start it was counted in, or None for a key (of this account) without a limit: it is not
+    written (its use is read from its calls when shown). Raises KeyLimitExceeded (the caller's transaction
+    rolls back). A limit removed while the UPDATE waits for the key's row still passes (`limit_micros IS
+    NULL`); one set concurrently may not be seen yet (the window set_limit documents)."""
+    owned = conn.execute(sa.select(vk.c.limit_micros).where(vk.c.id == key_id, vk.c.account_id == account_id))
+    key = owned.first()
+    if key is None:  # a key of another account
+        raise KeyLimitExceeded(KeyLimit(0, Reset.NONE, 0, None), amount)
+    if key.limit_micros is None:
+        return None
     period = _key_period(PeriodStarts.at(now))
     used = sa.case((vk.c.period_start == period, vk.c.period_used_micros), else_=0)
     counted = (
@@ -238,7 +251,8 @@ def _count_for_key(conn: sa.Connection, key_id: int, account_id: int, amount: in
     ).first()
     if counted is None:
         limit = read_key_limit(conn, key_id, now)
-        raise KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)  # no row: a key of another account
+        assert limit is not None  # the key was read above, and a key is never deleted
+        raise KeyLimitExceeded(limit, amount)
     return as_utc(counted.period_start)
 
 

@@ -46,22 +46,38 @@ _KEY_PERIOD = (
 )
 _KEY_USED = f"CASE WHEN period_start = {_KEY_PERIOD} THEN period_used_micros ELSE 0 END"
 
-# With a key, `acct` locks the account row first (the order settle and release take too), `keyed` counts the
-# hold in the key's period only if the account has room and the key's limit (if any) covers it, and the
-# account is reserved only if the key was: the account's room and the key's limit are decided together.
+# How a settle or a release moves the key's count (`key_period` in both): the hold's key and period are read
+# from the close's RETURNING, the hold's newest version (set_limit may have marked the hold as counted while
+# the statement waited for its row), and the key's row qualifies when its period is the hold's or it has no
+# limit in the statement's snapshot; then, if set_limit committed a limit meanwhile, PostgreSQL re-checks the
+# key's newest row (READ COMMITTED's re-check of a concurrently updated row) and the CASE moves the count only
+# if that row's period is the hold's. A hold of a key without a limit has no period: the key is not written.
+
+# With a key, `acct` locks the account row first (the order settle and release take too), `owned` reads the
+# key (of this account) as the statement's snapshot shows it, and `keyed` counts the hold in the key's period
+# only if the key has a limit, the account has room and the limit covers it; the account is reserved only if
+# the key was counted, or has no limit: the account's room and the key's limit are decided together. A key
+# without a limit is not written (its use is read from its calls when shown: gateway/accounts/keys.py), and
+# its hold's key_period_start stays NULL, so its settle and release leave the key alone too. A limit removed
+# while this statement waits on the key's row still passes (`keyed` re-checks the newest row, where
+# `limit_micros IS NULL`); a limit set concurrently is not yet seen (docs/billing.md: the window of set_limit).
 HOLD = sa.text(
     f"""
     WITH acct AS (
         SELECT balance_micros - held_micros AS available FROM billing_accounts WHERE id = :account_id FOR UPDATE
+    ), owned AS (
+        SELECT limit_micros FROM virtual_keys WHERE id = :key_id AND account_id = :account_id
     ), keyed AS (
         UPDATE virtual_keys SET period_start = {_KEY_PERIOD}, period_used_micros = {_KEY_USED} + :amount
         WHERE id = :key_id AND account_id = :account_id AND (SELECT available FROM acct) >= :amount
+          AND EXISTS (SELECT FROM owned WHERE limit_micros IS NOT NULL)
           AND (limit_micros IS NULL OR {_KEY_USED} + :amount <= limit_micros)
         RETURNING period_start
     ), reserved AS (
         UPDATE billing_accounts SET held_micros = held_micros + :amount
         WHERE id = :account_id AND balance_micros - held_micros >= :amount
-          AND (CAST(:key_id AS BIGINT) IS NULL OR EXISTS (SELECT FROM keyed))
+          AND (CAST(:key_id AS BIGINT) IS NULL OR EXISTS (SELECT FROM keyed)
+               OR EXISTS (SELECT FROM owned WHERE limit_micros IS NULL))
         RETURNING balance_micros, held_micros
     ), pending AS (
         INSERT INTO credit_holds (account_id, request_id, key_id, model, amount_micros, expires_at, key_period_start)
@@ -85,7 +101,8 @@ HOLD = sa.text(
 # account changes nothing, as the portable rollback does). `charge` is `collectable_micros` in SQL: at most
 # the pending hold and never below the other holds. `charged` runs when a pending hold was closed, or when
 # there is none and the request was never settled (a late settle after expiry still charges what is
-# available); otherwise it is a replay, and the final SELECT returns the first settlement.
+# available); otherwise it is a replay, and the final SELECT returns the first settlement. `counted`: the key
+# and period of the hold just closed, else (a late settle after expiry) of the request's earlier hold.
 SETTLE = sa.text(
     """
     WITH acct AS (
@@ -93,7 +110,7 @@ SETTLE = sa.text(
     ), closed AS (
         UPDATE credit_holds SET status = 'posted', closed_at = :now
         WHERE request_id = :request_id AND status = 'pending' AND EXISTS (SELECT FROM acct)
-        RETURNING amount_micros
+        RETURNING amount_micros, key_id, key_period_start
     ), charge AS (
         SELECT CASE WHEN EXISTS (SELECT FROM closed)
                     THEN LEAST(:user_price_micros, (SELECT amount_micros FROM closed),
@@ -118,12 +135,20 @@ SETTLE = sa.text(
     ), posted AS (
         INSERT INTO credit_ledger (account_id, amount_micros, balance_after_micros, reason, reference)
         SELECT :account_id, -(SELECT amount FROM charge), balance_micros, 'llm_usage', :request_id FROM charged
+    ), counted AS (
+        SELECT key_id, key_period_start FROM closed
+        UNION ALL
+        SELECT key_id, key_period_start FROM credit_holds
+        WHERE request_id = :request_id AND NOT EXISTS (SELECT FROM closed)
     ), key_period AS (
-        UPDATE virtual_keys SET period_used_micros = GREATEST(
-            period_used_micros + (SELECT amount FROM charge) - COALESCE((SELECT amount_micros FROM closed), 0), 0)
-        FROM credit_holds AS h
-        WHERE h.request_id = :request_id AND virtual_keys.id = h.key_id
-          AND virtual_keys.period_start = h.key_period_start AND EXISTS (SELECT FROM charged)
+        UPDATE virtual_keys SET period_used_micros = CASE WHEN virtual_keys.period_start = counted.key_period_start
+            THEN GREATEST(period_used_micros + (SELECT amount FROM charge)
+                          - COALESCE((SELECT amount_micros FROM closed), 0), 0)
+            ELSE period_used_micros END
+        FROM counted
+        WHERE virtual_keys.id = counted.key_id AND counted.key_period_start IS NOT NULL
+          AND (virtual_keys.period_start = counted.key_period_start OR virtual_keys.limit_micros IS NULL)
+          AND EXISTS (SELECT FROM charged)
     )
     SELECT (SELECT amount_micros FROM closed) AS held_micros,
            (SELECT balance_micros FROM charged) AS balance_after_micros,
@@ -161,8 +186,11 @@ RELEASE = sa.text(
         WHERE request_id = :request_id AND status = 'pending'
         RETURNING account_id, amount_micros, key_id, key_period_start
     ), key_period AS (
-        UPDATE virtual_keys SET period_used_micros = GREATEST(period_used_micros - closed.amount_micros, 0)
-        FROM closed WHERE virtual_keys.id = closed.key_id AND virtual_keys.period_start = closed.key_period_start
+        UPDATE virtual_keys SET period_used_micros = CASE WHEN virtual_keys.period_start = closed.key_period_start
+            THEN GREATEST(period_used_micros - closed.amount_micros, 0) ELSE period_used_micros END
+        FROM closed
+        WHERE virtual_keys.id = closed.key_id AND closed.key_period_start IS NOT NULL
+          AND (virtual_keys.period_start = closed.key_period_start OR virtual_keys.limit_micros IS NULL)
     )
     UPDATE billing_accounts SET held_micros = billing_accounts.held_micros - closed.amount_micros
     FROM closed WHERE billing_accounts.id = closed.account_id
@@ -227,10 +255,12 @@ class OneStatement:
             current = await conn.run_sync(portable.read_balance, account_id)
             if current.available_micros < amount or key_id is None:
                 return InsufficientCredit(current.balance_micros, current.held_micros, amount)
-            limit = await conn.run_sync(portable.read_key_limit, key_id, now)
-        if limit is not None and limit.limit_micros is None:  # no limit: a settle freed credit since the refusal
+            limit = await conn.run_sync(portable.read_key_limit, key_id, now, account_id)
+        if limit is None:  # no such key on this account: it may spend nothing
+            return KeyLimitExceeded(KeyLimit(0, Reset.NONE, 0, None), amount)
+        if limit.limit_micros is None:  # no limit: a settle freed credit since the refusal
             return InsufficientCredit(current.balance_micros, current.held_micros, amount)
-        return KeyLimitExceeded(limit or KeyLimit(0, Reset.NONE, 0, None), amount)
+        return KeyLimitExceeded(limit, amount)
 
     async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
         """The settlement and the hold it posted (None: none was pending, or a replay)."""

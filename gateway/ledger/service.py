@@ -198,7 +198,8 @@ class Ledger:
 
 
 async def get_key_limit(db: AsyncEngine, key_id: int, now: datetime | None = None) -> KeyLimit | None:
-    """The key's limit, its use in the period of `now` and when that period ends (None: no such key)."""
+    """The key's limit, its counted use in the period of `now` and when that period ends (None: no such key).
+    A key without a limit counts nothing: its shown use is gateway.accounts.keys' (read from its calls)."""
     async with db.connect() as conn:
         return await conn.run_sync(portable.read_key_limit, key_id, now or _now())
 
