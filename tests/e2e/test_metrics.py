@@ -60,8 +60,10 @@ def value(scraped: dict, name: str, **labels: str) -> float:
 def call_lines(proxy: ProxyProcess) -> list[dict]:
     lines = []
     for line in proxy.log_path.read_text().splitlines():
-        if line.startswith("{") and '"event": "call"' in line:
-            lines.append(json.loads(line))
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("event") == "call":
+                lines.append(event)
     return lines
 
 
