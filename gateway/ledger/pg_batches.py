@@ -2,8 +2,9 @@
 while its previous batch of them is in flight wait for it, then go to PostgreSQL together as one pipelined,
 atomic batch (asyncpg's `fetchmany`): one round trip and one commit (one WAL flush) for all of them.
 
-Alone, a statement goes at once (a batch of one), so a quiet gateway waits for nothing; under load each
-statement waits at most for the batch ahead of it. The statements of a batch run one after another in one
+Alone, a statement goes at once, sent by its caller itself (a batch of one: no task, no future), so a quiet
+gateway waits for nothing and pays for no machinery; under load each statement waits at most for the batch
+ahead of it. The statements of a batch run one after another in one
 transaction, each seeing the writes of those before it, exactly as if sent one by one: the same rules decide
 every hold and settle. A batch is sorted by account, so concurrent batches (of this process and of
 others) take the account rows' locks in one order and cannot deadlock. Each statement returns exactly one
@@ -45,15 +46,31 @@ class Batcher:
         self._send = send
         self.loop = asyncio.get_running_loop()
         self._waiting: list[_Statement] = []
+        self._busy = False  # a batch is in flight (sent by a lone caller itself, or by the flusher task)
         self._flusher: asyncio.Task[None] | None = None
 
     async def run(self, account_id: int, args: list[Any]) -> asyncpg.Record | None:
-        """The statement's row, once its batch committed (or its error)."""
+        """The statement's row, once its batch committed (or its error). With no batch in flight the statement
+        goes at once, a batch of one sent by the caller itself (no task, no future: the common case on a quiet
+        process); the statements that arrive meanwhile wait and go together after it. A caller cancelled while
+        its own statement is on the wire cancels it (the connection is closed; the proxy shields its money
+        writes, so its statements always run to the end)."""
+        if not self._busy:
+            self._busy = True
+            try:
+                (row,) = await self._send(self._sql, [args])
+            finally:
+                self._busy = False
+                if self._waiting:
+                    self._start_flusher()
+            return row
         statement = _Statement(account_id, args, self.loop.create_future())
         self._waiting.append(statement)
-        if self._flusher is None:
-            self._flusher = self.loop.create_task(self._flush())
         return await statement.answer
+
+    def _start_flusher(self) -> None:
+        self._busy = True
+        self._flusher = self.loop.create_task(self._flush())
 
     async def _flush(self) -> None:
         batch: list[_Statement] = []
@@ -69,6 +86,7 @@ class Batcher:
             self._waiting.clear()
             raise
         finally:
+            self._busy = False
             self._flusher = None
 
     async def _send_batch(self, batch: list[_Statement]) -> None:

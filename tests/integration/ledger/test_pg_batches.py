@@ -50,18 +50,19 @@ async def test_a_refused_statement_gets_its_own_answer_and_the_rest_of_its_batch
     replayed = new_request_id()
     await book.hold(account.id, replayed, 100)
     sends.clear()
-    first, second = new_request_id(), new_request_id()
+    lead, first, second = new_request_id(), new_request_id(), new_request_id()
     results = await asyncio.gather(
+        book.hold(account.id, lead, 50),  # an idle batcher sends it at once: the next three wait for it
         book.hold(account.id, first, 200),
         book.hold(account.id, replayed, 100),  # a duplicate row: the batch rolls back ...
         book.hold(account.id, second, 300),
     )
-    assert sends == [3, 1, 1, 1]  # ... and each statement is sent again on its own
-    assert [h.request_id for h in results] == [first, replayed, second]
-    assert [h.amount_micros for h in results] == [200, 100, 300]
+    assert sends == [1, 3, 1, 1, 1]  # ... and each statement is sent again on its own
+    assert [h.request_id for h in results] == [lead, first, replayed, second]
+    assert [h.amount_micros for h in results] == [50, 200, 100, 300]
     bal = await ledger.get_balance(db, account.id)
-    assert bal.held_micros == 600  # the replay held nothing more
-    for rid in (first, replayed, second):
+    assert bal.held_micros == 650  # the replay held nothing more
+    for rid in (lead, first, replayed, second):
         assert await book.release(rid) is True
     await assert_books_balance(db)
 
