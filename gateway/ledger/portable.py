@@ -36,6 +36,7 @@ from gateway.ledger.types import (
     REASONS,
     Balance,
     Hold,
+    HoldRequest,
     HoldStatus,
     LedgerEntry,
     ReferenceReused,
@@ -63,21 +64,10 @@ class Transactions:
     def __init__(self, db: AsyncEngine) -> None:
         self.db = db
 
-    async def hold(
-        self,
-        account_id: int,
-        request_id: str,
-        amount: int,
-        floor: int | None,
-        expires_at: datetime,
-        key_id: int | None,
-        model: str,
-        now: datetime,
-    ) -> Hold:
-        """Reserve `amount` (or, with a `floor`, as much of it as is available, at least `floor`) and count it
-        in the key's period, in one transaction with the hold's row. A request id held before raises
-        IntegrityError."""
-        return await _write(self.db, hold_in, account_id, request_id, amount, floor, expires_at, key_id, model, now)
+    async def hold(self, wanted: HoldRequest) -> Hold:
+        """Reserve the hold (counted in the period of a key with a limit) in one transaction with its row. A
+        request id held before raises IntegrityError."""
+        return await _write(self.db, hold_in, wanted)
 
     async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]:
         """The settlement and the hold it posted (None: none was pending). Raises IntegrityError when a
@@ -168,31 +158,22 @@ def post_entry_in(
     return LedgerEntry(entry_id, account_id, amount_micros, new_balance, reason, reference)
 
 
-def hold_in(
-    conn: sa.Connection,
-    account_id: int,
-    request_id: str,
-    amount: int,
-    floor: int | None,
-    expires_at: datetime,
-    key_id: int | None,
-    model: str,
-    now: datetime,
-) -> Hold:
-    reserved, row = _reserve(conn, account_id, amount, floor, key_id, now)
+def hold_in(conn: sa.Connection, wanted: HoldRequest) -> Hold:
+    account_id, key_id, now = wanted.account_id, wanted.key_id, wanted.now
+    reserved, row = _reserve(conn, account_id, wanted.amount, wanted.floor, key_id, now)
     counted_in = _count_for_key(conn, key_id, account_id, reserved, now) if key_id is not None else None
     conn.execute(
         sa.insert(holds).values(
             account_id=account_id,
-            request_id=request_id,
+            request_id=wanted.request_id,
             key_id=key_id,
-            model=model[:MAX_MODEL_CHARS],
+            model=wanted.model[:MAX_MODEL_CHARS],
             amount_micros=reserved,
-            expires_at=expires_at,
+            expires_at=wanted.expires_at,
             key_period_start=counted_in,
         )
     )
-    return Hold(request_id, account_id, reserved, row.balance_micros, row.held_micros)
+    return Hold(wanted.request_id, account_id, reserved, row.balance_micros, row.held_micros)
 
 
 def _key_period(periods: PeriodStarts) -> sa.ColumnElement[datetime]:

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.core.limits import KeyLimit, KeyLimitExceeded, PeriodStarts, Reset
 from gateway.core.posting import InsufficientCredit
 from gateway.ledger import pg_batches, pg_connections, portable
-from gateway.ledger.types import MAX_MODEL_CHARS, Hold, HoldStatus, Settlement, UnknownAccount, Usage
+from gateway.ledger.types import MAX_MODEL_CHARS, Hold, HoldRequest, HoldStatus, Settlement, UnknownAccount, Usage
 
 # The key's period start for its reset kind, and its use in that period (0 once the stored period ended).
 _KEY_PERIOD = (
@@ -215,39 +215,29 @@ class OneStatement:
         self._batchers: dict[str, pg_batches.Batcher] = {}
         sa.event.listen(db.sync_engine, "engine_disposed", self._disposed)
 
-    async def hold(
-        self,
-        account_id: int,
-        request_id: str,
-        amount: int,
-        floor: int | None,
-        expires_at: datetime,
-        key_id: int | None,
-        model: str,
-        now: datetime,
-    ) -> Hold:
-        """Reserve exactly `amount` (and count it in the key's period) in one statement; when it does not fit
-        the account or the key's limit: InsufficientCredit or KeyLimitExceeded, or with a `floor` the portable
-        transaction, which reserves what is available."""
-        periods = PeriodStarts.at(now)
+    async def hold(self, wanted: HoldRequest) -> Hold:
+        """Reserve exactly the amount (and count it in the period of a key with a limit) in one statement; when
+        it does not fit the account or the key's limit: InsufficientCredit or KeyLimitExceeded, or with a
+        `floor` the portable transaction, which reserves what is available."""
+        periods = PeriodStarts.at(wanted.now)
         params = {
             "day": periods.daily,
             "week": periods.weekly,
             "month": periods.monthly,
             "epoch": periods.none,
-            "account_id": account_id,
-            "request_id": request_id,
-            "key_id": key_id,
-            "model": model[:MAX_MODEL_CHARS],
-            "amount": amount,
-            "expires_at": expires_at,
+            "account_id": wanted.account_id,
+            "request_id": wanted.request_id,
+            "key_id": wanted.key_id,
+            "model": wanted.model[:MAX_MODEL_CHARS],
+            "amount": wanted.amount,
+            "expires_at": wanted.expires_at,
         }
-        row = await self._execute(HOLD, params, account_id)
+        row = await self._execute(HOLD, params, wanted.account_id)
         if row is not None and row["balance_micros"] is not None:  # else the statement's one row holds NULLs
-            return Hold(request_id, account_id, amount, row["balance_micros"], row["held_micros"])
-        if floor is None:
-            raise await self._refusal(account_id, key_id, amount, now)
-        return await self._portable.hold(account_id, request_id, amount, floor, expires_at, key_id, model, now)
+            return Hold(wanted.request_id, wanted.account_id, wanted.amount, row["balance_micros"], row["held_micros"])
+        if wanted.floor is None:
+            raise await self._refusal(wanted.account_id, wanted.key_id, wanted.amount, wanted.now)
+        return await self._portable.hold(wanted)
 
     async def _refusal(self, account_id: int, key_id: int | None, amount: int, now: datetime) -> Exception:
         """Why a one-statement hold was refused: the account's credit, else the key's limit."""

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.core.limits import KeyLimit
 from gateway.failures import is_transient, refusal_reason
 from gateway.ledger import portable, postgres
-from gateway.ledger.types import Balance, Hold, HoldStatus, LedgerEntry, Settlement, Usage
+from gateway.ledger.types import Balance, Hold, HoldRequest, HoldStatus, LedgerEntry, Settlement, Usage
 from gateway.observability import metrics
 
 log = logging.getLogger("gateway.ledger")
@@ -82,17 +82,7 @@ async def post_entry_in(
 class Backend(Protocol):
     """How hold, settle and release run on one engine (postgres.OneStatement, portable.Transactions)."""
 
-    async def hold(
-        self,
-        account_id: int,
-        request_id: str,
-        amount: int,
-        floor: int | None,
-        expires_at: datetime,
-        key_id: int | None,
-        model: str,
-        now: datetime,
-    ) -> Hold: ...
+    async def hold(self, wanted: HoldRequest) -> Hold: ...
 
     async def settle(self, usage: Usage, now: datetime) -> tuple[Settlement, int | None]: ...
 
@@ -139,9 +129,8 @@ class Ledger:
         now = now or _now()
         expires_at = now + timedelta(seconds=ttl_seconds)
         try:
-            return await self.backend.hold(
-                account_id, request_id, amount_micros, min_micros, expires_at, key_id, model, now
-            )
+            wanted = HoldRequest(account_id, request_id, amount_micros, min_micros, expires_at, key_id, model, now)
+            return await self.backend.hold(wanted)
         except IntegrityError:  # the same request id was held before: return that hold
             existing = await get_hold(self.db, request_id)
             if existing is None:

@@ -8,6 +8,7 @@ closes the hold); a *release* voids it; the sweeper *expires* a hold whose settl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from gateway.db.schema import HoldStatus as HoldStatus  # the column's vocabulary, owned by the schema
@@ -115,3 +116,18 @@ class Settlement:
     @property
     def charged_micros(self) -> int:
         return self.user_price_micros - self.uncollected_micros
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRequest:
+    """One hold to place, as `Ledger.hold` hands it to its backend: `amount` (or, with a `floor`, as much of it
+    as is available, at least `floor`), counted in the period of `now` of a key with a limit."""
+
+    account_id: int
+    request_id: str
+    amount: int
+    floor: int | None
+    expires_at: datetime
+    key_id: int | None
+    model: str
+    now: datetime

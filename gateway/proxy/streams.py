@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -47,6 +47,19 @@ def _upstream_failed(exc: Exception, request_id: str) -> Exception:
     return errors.upstream_error(status if isinstance(status, int) and status >= 400 else 502, request_id)
 
 
+_END = object()  # the provider's stream ended
+
+
+async def _read(next_chunk: Callable[[], Awaitable[Any]], request_id: str) -> Any:
+    """The provider's next chunk, or `_END`; a provider failure is raised in our words (`_upstream_failed`)."""
+    try:
+        return await next_chunk()
+    except StopAsyncIteration:
+        return _END
+    except Exception as exc:
+        raise _upstream_failed(exc, request_id) from exc
+
+
 def _carries_nothing_but_usage(chunk: Any) -> bool:
     return all(
         not getattr(c.delta, "content", None) and not getattr(c.delta, "tool_calls", None) and not c.finish_reason
@@ -61,13 +74,7 @@ async def _chat_stream(
     settled = False
     next_chunk = response.__aiter__().__anext__  # read here, not through a generator of ours: a hop per chunk
     try:
-        while True:
-            try:
-                chunk = await next_chunk()
-            except StopAsyncIteration:
-                break
-            except Exception as exc:
-                raise _upstream_failed(exc, call.request_id) from exc
+        while (chunk := await _read(next_chunk, call.request_id)) is not _END:
             usage = getattr(chunk, "usage", None)
             if usage is not None and getattr(usage, "completion_tokens", None) is not None and not settled:
                 reported = getattr(usage, "cost", None)  # LiteLLM's own cost of the stream
@@ -105,13 +112,7 @@ async def _api_stream(
     settled = False
     next_chunk = response.__aiter__().__anext__
     try:
-        while True:
-            try:
-                chunk = await next_chunk()
-            except StopAsyncIteration:
-                break
-            except Exception as exc:
-                raise _upstream_failed(exc, call.request_id) from exc
+        while (chunk := await _read(next_chunk, call.request_id)) is not _END:
             if seen.feed(chunk, text) and not settled:
                 settled = True
                 await billing.settle_stream(
